@@ -1,0 +1,56 @@
+# napari-ian: the README's two commands are `make run` and `make test`.
+# Each does its own set-up on a fresh machine: Qt's few system libraries (apt, when root on
+# Debian/Ubuntu and they are missing), a virtual environment, a CPU build of torch, and the
+# project in editable mode with PyQt5 and the test tools.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+# cpu: a ~200 MB CPU wheel; cuda: PyPI's default CUDA build (several GB). Auto: cuda only when
+# an NVIDIA driver (nvidia-smi) is present.
+TORCH_VARIANT ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda,cpu)
+QT_BINDING ?= pyqt5
+APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 \
+	libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0 libxkbcommon-x11-0 \
+	libgl1 libegl1 libfontconfig1 libdbus-1-3 libglib2.0-0
+
+.PHONY: run test setup sysdeps screenshot clean
+
+run: setup
+	$(BIN)/python -m napari_ian
+
+test: setup
+	$(BIN)/python -m pytest
+
+setup: $(VENV)/.installed
+
+# apt only when root on a Debian/Ubuntu machine and something is missing
+sysdeps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then echo "apt: installing$$missing"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi; \
+	elif ! command -v Xvfb >/dev/null 2>&1; then \
+		echo "note: Xvfb not found; the GUI tests need it (Debian/Ubuntu: sudo apt-get install $(APT_PACKAGES))"; \
+	fi
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@$(MAKE) --no-print-directory sysdeps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	@if [ "$(TORCH_VARIANT)" = cuda ]; then \
+		$(BIN)/python -m pip install "torch==$(TORCH_VERSION)"; \
+	else \
+		$(BIN)/python -m pip install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
+		|| $(BIN)/python -m pip install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
+	fi
+	$(BIN)/python -m pip install -e ".[$(QT_BINDING),testing]"
+	touch $@
+
+# the README screenshot (needs Xvfb)
+screenshot: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --screenshot docs/screenshot_main.png
+	$(BIN)/python -m napari_ian.sample_data.montage --seed 0 --out docs/phantom_montage.png
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

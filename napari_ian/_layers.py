@@ -1,0 +1,47 @@
+"""Turn canonical volumes into napari layer data (scale = spacing in mm, geometry in metadata)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .trainer.volume import LABELS, Geometry, Volume
+
+GEOMETRY_KEY = "ian_geometry"
+
+
+def looks_like_labels(data: np.ndarray) -> bool:
+    """Integer volumes with a handful of values (0/1/2 masks) open as Labels layers."""
+    if not (np.issubdtype(data.dtype, np.integer) or data.dtype == bool):
+        return False
+    sample = data[:: max(1, data.shape[0] // 16)]
+    values = np.unique(sample)
+    return values.size <= 16 and values.min() >= 0 and values.max() <= 255
+
+
+def image_layer_data(data: np.ndarray, geometry: Geometry, name: str) -> tuple:
+    """(data, kwargs, 'image') for an MR volume in canonical orientation."""
+    finite = data[:: max(1, data.shape[0] // 32)]
+    lo, hi = (float(v) for v in np.percentile(finite, (0.5, 99.7)))
+    if hi <= lo:
+        hi = lo + 1.0
+    meta = {GEOMETRY_KEY: geometry.to_dict()}
+    return (data, {"name": name, "scale": tuple(geometry.spacing), "colormap": "gray",
+                   "contrast_limits": (lo, hi), "metadata": meta}, "image")
+
+
+def labels_layer_data(data: np.ndarray, geometry: Geometry, name: str) -> tuple:
+    """(data, kwargs, 'labels') for an IAN mask (1 = right, 2 = left)."""
+    meta = {GEOMETRY_KEY: geometry.to_dict(), "ian_label_meaning": {str(k): v for k, v in LABELS.items()}}
+    return (np.asarray(data).astype(np.uint8, copy=False),
+            {"name": name, "scale": tuple(geometry.spacing), "metadata": meta, "opacity": 0.6}, "labels")
+
+
+def volume_layer_data(vol: Volume, name: str) -> tuple:
+    if looks_like_labels(vol.data):
+        return labels_layer_data(vol.data, vol.geometry, name)
+    return image_layer_data(vol.data, vol.geometry, name)
+
+
+def geometry_of(layer) -> Geometry | None:
+    """The source geometry stored on a layer by napari-ian, or None."""
+    d = (getattr(layer, "metadata", None) or {}).get(GEOMETRY_KEY)
+    return Geometry.from_dict(d) if d else None

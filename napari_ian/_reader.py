@@ -1,0 +1,79 @@
+"""npe2 reader: NIfTI files, DICOM series folders and multi-frame DICOM files."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from napari.utils.notifications import show_error
+
+from ._layers import volume_layer_data
+from .trainer.errors import VolumeReadError
+from .trainer.io import read_volume
+from .trainer.io_nifti import is_nifti_path
+
+# folders holding these are left to napari's own readers (image stacks)
+_OTHER_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy", ".zarr"}
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _claims_folder(folder: Path) -> bool:
+    """A folder with DICOM files, or one napari's own readers would not read either."""
+    other = False
+    for i, (root, _dirs, names) in enumerate(os.walk(folder)):
+        for name in names[:200]:
+            p = Path(root) / name
+            if p.suffix.lower() in _OTHER_IMAGE_SUFFIXES:
+                other = True
+            elif _is_dicom_file(p) or p.suffix.lower() == ".dcm":
+                return True
+        if i > 20:
+            break
+    return not other
+
+
+def get_reader(path):
+    """Return a reader function for paths napari-ian can open, else None."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    p = Path(path)
+    if is_nifti_path(p):
+        return read_layers
+    if p.is_dir():
+        return read_layers if _claims_folder(p) else None
+    if p.is_file() and (p.suffix.lower() == ".dcm" or _is_dicom_file(p)):
+        return read_layers
+    return None
+
+
+def _layer_name(p: Path, vol) -> str:
+    name = p.name
+    for suffix in (".nii.gz", ".nii", ".dcm"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or (vol.geometry.series_description or "MR volume")
+
+
+def read_layers(path):
+    """Read one volume as a layer in canonical orientation with scale = spacing (mm).
+
+    Problems are shown as one notification line naming the path; nothing is loaded then.
+    """
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    p = Path(path)
+    try:
+        vol = read_volume(p)
+    except VolumeReadError as exc:
+        show_error(str(exc))
+        return []
+    return [volume_layer_data(vol, _layer_name(p, vol))]

@@ -1,0 +1,170 @@
+"""Dock widgets: the case panel (geometry, new labels) and the phantom generator.
+
+Qt is imported only through qtpy. Long work (making a phantom) runs in a napari thread worker;
+layers are added only from the GUI thread, when the worker returns.
+"""
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+                            QVBoxLayout, QWidget)
+
+from ._layers import GEOMETRY_KEY, geometry_of, image_layer_data, labels_layer_data
+from .trainer.volume import CANONICAL_AXCODES, LABELS, Geometry
+
+
+def _image_layers(viewer):
+    return [ly for ly in viewer.layers if isinstance(ly, Image) and ly.ndim == 3 and not ly.rgb]
+
+
+class CaseWidget(QWidget):
+    """Which image is the case, its geometry in mm, and a button for new IAN labels."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.image_combo = QComboBox()
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.new_labels_btn = QPushButton("New IAN labels")
+        self.new_labels_btn.setToolTip("An empty labels layer on the chosen image's grid (same shape and scale)")
+        self.new_labels_btn.clicked.connect(self.new_labels)
+        legend = QLabel("Labels: " + ", ".join(f"{k} = {v}" for k, v in LABELS.items() if k))
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.info)
+        lay.addWidget(legend)
+        lay.addWidget(self.new_labels_btn)
+        lay.addStretch(1)
+        self.image_combo.currentIndexChanged.connect(self._show_info)
+        self.viewer.layers.events.inserted.connect(self._refresh)
+        self.viewer.layers.events.removed.connect(self._refresh)
+        self.viewer.layers.events.changed.connect(self._refresh)
+        self._refresh()
+
+    # -- helpers ----------------------------------------------------------------------------
+    def selected_image(self):
+        name = self.image_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _refresh(self, event=None):
+        current = self.image_combo.currentText()
+        names = [ly.name for ly in _image_layers(self.viewer)]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        self.image_combo.blockSignals(False)
+        self.new_labels_btn.setEnabled(bool(names))
+        self._show_info()
+
+    def _show_info(self, *args):
+        layer = self.selected_image()
+        if layer is None:
+            self.info.setText("Open an MR volume (File > Open, or File > Open Sample > napari-ian).")
+            return
+        geom = geometry_of(layer)
+        sp = " x ".join(f"{s:.3g}" for s in layer.scale)
+        lines = [f"<b>{layer.name}</b>", f"shape (AP, SI, RL): {' x '.join(map(str, layer.data.shape))}",
+                 f"spacing mm (AP, SI, RL): {sp}",
+                 f"array orientation: {''.join(CANONICAL_AXCODES)} (slider = coronal slices, A to P)"]
+        if geom is not None:
+            lines += [f"source: {geom.kind}, stored as {''.join(geom.native_axcodes)} "
+                      f"{' x '.join(map(str, geom.native_shape))}"]
+            if geom.series_description:
+                lines.append(f"series: {geom.series_description}")
+        else:
+            lines.append("<i>not opened with napari-ian: source geometry unknown, labels cannot be "
+                         "saved on its grid</i>")
+        self.info.setText("<br>".join(lines))
+
+    def new_labels(self):
+        """Add an empty Labels layer matching the chosen image (shape, scale, geometry)."""
+        layer = self.selected_image()
+        if layer is None:
+            show_info("napari-ian: open an image first")
+            return None
+        geom = geometry_of(layer)
+        if geom is None:
+            geom = Geometry(native_affine=np.diag(list(layer.scale) + [1.0]), native_shape=layer.data.shape)
+        data, kwargs, _ = labels_layer_data(np.zeros(layer.data.shape, np.uint8), geom, f"{layer.name} IAN labels")
+        if geometry_of(layer) is None:
+            kwargs["metadata"].pop(GEOMETRY_KEY)
+        kwargs["translate"] = tuple(layer.translate)
+        new = self.viewer.add_labels(data, **kwargs)
+        new.selected_label = 1
+        return new
+
+
+class PhantomWidget(QWidget):
+    """Make one synthetic patient (seed) off the GUI thread and add image + ground truth."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 10_000_000)
+        self.go = QPushButton("Make phantom")
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        self.status = QLabel("Synthetic MRN of the lower jaw with IAN ground truth (not patient data).")
+        self.status.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Seed", self.seed)
+        row = QHBoxLayout()
+        row.addWidget(self.go)
+        row.addWidget(self.cancel)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(row)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+        self.go.clicked.connect(self.start)
+        self.cancel.clicked.connect(self.stop)
+        self.worker = None
+
+    def start(self):
+        from ._sample_data import phantom_layers
+
+        seed = int(self.seed.value())
+
+        @thread_worker(progress={"total": 0, "desc": f"phantom {seed}"})
+        def make():
+            return phantom_layers(seed)
+
+        self.worker = make()
+        self.worker.returned.connect(self._add)
+        self.worker.finished.connect(self._done)
+        self.go.setEnabled(False)
+        self.cancel.setEnabled(True)
+        self.status.setText(f"Making phantom {seed} (a few seconds)...")
+        self.worker.start()
+        return self.worker
+
+    def stop(self):
+        if self.worker is not None:
+            self._cancelled = True
+            self.worker.quit()
+            self.status.setText("Cancelled: nothing was added.")
+
+    def _add(self, layers):
+        if getattr(self, "_cancelled", False):
+            return
+        for data, kwargs, kind in layers:
+            getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+        self.status.setText(f"Added {layers[0][1]['name']}.")
+
+    def _done(self):
+        self.worker = None
+        self._cancelled = False
+        self.go.setEnabled(True)
+        self.cancel.setEnabled(False)
+
+
+__all__ = ["CaseWidget", "PhantomWidget", "image_layer_data"]
