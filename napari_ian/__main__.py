@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     viewer.window.add_plugin_dock_widget("napari-ian", "Phantom")
     if not args.no_sample:
         layers = viewer.open_sample("napari-ian", "phantom")
+        viewer.dims.axis_labels = ("AP", "SI", "RL")
         _centre_on_nerve(viewer, layers[-1])
     if args.screenshot:
         from qtpy.QtWidgets import QApplication

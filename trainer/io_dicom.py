@@ -46,6 +46,14 @@ def _is_image(ds) -> bool:
     return "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
 
 
+def _n_frames(ds) -> int:
+    """NumberOfFrames, or 1 when absent or not a number (some files hold e.g. '1A')."""
+    try:
+        return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
 def _read_header(path):
     try:
         return pydicom.dcmread(path, stop_before_pixels=False, defer_size="1 KB")
@@ -81,7 +89,7 @@ def scan_folder(folder) -> tuple[list[SeriesSummary], list[str]]:
                 summary = groups[uid] = SeriesSummary(
                     uid, str(ds.get("SeriesDescription", "")), str(ds.get("Modality", "")), [], 0)
             summary.files.append(path)
-            summary.n_frames += int(ds.get("NumberOfFrames", 1) or 1)
+            summary.n_frames += _n_frames(ds)
     series = sorted(groups.values(), key=lambda s: -s.n_frames)
     return series, non_image
 
@@ -118,7 +126,7 @@ def read_dicom_folder(folder, series_uid: str | None = None) -> Volume:
             raise VolumeReadError(path, "not a DICOM file")
         if not _is_image(ds):
             raise VolumeReadError(path, f"a DICOM {_sop_name(ds)} without pixel data, not an image")
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        if _n_frames(ds) > 1:
             return _read_multiframe(path)
         # a single classic slice: read the series around it from its folder
         return read_dicom_folder(path.parent, series_uid=str(ds.get("SeriesInstanceUID", "")) or None)
@@ -140,10 +148,10 @@ def read_dicom_folder(folder, series_uid: str | None = None) -> Volume:
     s = series[0]
     if len(s.files) == 1:
         ds = _read_header(s.files[0])
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        if _n_frames(ds) > 1:
             return _read_multiframe(Path(s.files[0]))
         raise VolumeReadError(s.files[0], "a single 2D slice, not a 3D volume")
-    multi = [f for f in s.files if int(_read_header(f).get("NumberOfFrames", 1) or 1) > 1]
+    multi = [f for f in s.files if _n_frames(_read_header(f)) > 1]
     if multi:
         raise VolumeReadError(path, f"series mixes {len(multi)} multi-frame file(s) with single "
                                     "frames; open the multi-frame file itself")
@@ -205,7 +213,8 @@ def _stack_geometry(positions: np.ndarray, row: np.ndarray, col: np.ndarray, whe
     bad = np.flatnonzero(np.abs(steps - step) > SPACING_RTOL * step)
     if bad.size:
         k = bad[0]
-        kind = "missing slice(s)" if steps[k] > step else "unevenly spaced slices"
+        # a gap of about two or more steps is a missing slice; anything else is uneven spacing
+        kind = "missing slice(s)" if steps[k] > 1.5 * step else "unevenly spaced slices"
         raise VolumeReadError(where, f"{kind}: slice step {steps[k]:.3f} mm between {label(order[k])} and "
                                      f"{label(order[k + 1])}, where the series' step is {step:.3f} mm")
     first = positions[order[0]]
@@ -307,7 +316,7 @@ def _functional(ds, i, seq_name):
 
 def _read_multiframe(path: Path) -> Volume:
     ds = pydicom.dcmread(path)
-    n = int(ds.get("NumberOfFrames", 1) or 1)
+    n = _n_frames(ds)
     if "PerFrameFunctionalGroupsSequence" not in ds and "SharedFunctionalGroupsSequence" not in ds:
         facts = {
             "kind": f"{_sop_name(ds)}, multi-frame",
