@@ -45,6 +45,15 @@ def main(argv=None) -> int:
         viewer.window._qt_window.resize(1500, 950)
         for _ in range(5):
             QApplication.processEvents()
+        viewer.reset_view()
+        try:  # toasts (e.g. napari's PyQt5 notice) would cover the canvas in the picture
+            from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+            for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+                toast.close()
+        except Exception:  # private API: the screenshot is still taken without it
+            pass
+        QApplication.processEvents()
         viewer.screenshot(args.screenshot, canvas_only=False)
         viewer.close()
         print(args.screenshot)
