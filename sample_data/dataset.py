@@ -77,7 +77,7 @@ def write_dataset(out, n_patients: int, seed: int = 0, dicom: bool = True, overw
         raise ValueError("--patients must be at least 1")
     if table.exists() and not overwrite:
         raise FileExistsError(f"{out}: already holds a phantom dataset (cases.csv); "
-                              "choose another folder or pass --overwrite")
+                              "choose another folder or overwrite it explicitly (ian phantom --overwrite)")
     rows = []
     for i in range(n_patients):
         ps = patient_seed(seed, i)

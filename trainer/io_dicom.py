@@ -61,8 +61,8 @@ def _read_header(path):
         return None
 
 
-def scan_folder(folder) -> tuple[list[SeriesSummary], list[str]]:
-    """Find the DICOM image series in a folder (recursively).
+def scan_folder(folder, recursive: bool = True) -> tuple[list[SeriesSummary], list[str]]:
+    """Find the DICOM image series in a folder (and its subfolders when ``recursive``).
 
     Returns
     -------
@@ -74,7 +74,9 @@ def scan_folder(folder) -> tuple[list[SeriesSummary], list[str]]:
     folder = Path(folder)
     groups: dict[str, SeriesSummary] = {}
     non_image: list[str] = []
-    for root, _dirs, names in os.walk(folder):
+    for root, dirs, names in os.walk(folder):
+        if not recursive:
+            dirs.clear()
         for name in sorted(names):
             path = os.path.join(root, name)
             ds = _read_header(path)
@@ -94,7 +96,7 @@ def scan_folder(folder) -> tuple[list[SeriesSummary], list[str]]:
     return series, non_image
 
 
-def read_dicom_folder(folder, series_uid: str | None = None) -> Volume:
+def read_dicom_folder(folder, series_uid: str | None = None, recursive: bool = True) -> Volume:
     """Read one DICOM image series from a folder (or a single Enhanced multi-frame file).
 
     Parameters
@@ -129,9 +131,11 @@ def read_dicom_folder(folder, series_uid: str | None = None) -> Volume:
         if _n_frames(ds) > 1:
             return _read_multiframe(path)
         # a single classic slice: read the series around it from its folder
-        return read_dicom_folder(path.parent, series_uid=str(ds.get("SeriesInstanceUID", "")) or None)
+        # its siblings only: a file in a large folder must not trigger a scan of the whole tree
+        return read_dicom_folder(path.parent, series_uid=str(ds.get("SeriesInstanceUID", "")) or None,
+                                 recursive=False)
 
-    series, non_image = scan_folder(path)
+    series, non_image = scan_folder(path, recursive=recursive)
     if series_uid is not None:
         series = [s for s in series if s.series_uid == series_uid]
         if not series:
