@@ -317,8 +317,12 @@ def make_phantom(seed: int = 0, params: PhantomParams | None = None, **overrides
     tongue = _soft(t_sd, 1.2) * head
     _blend(img, tongue, SIGNAL["tongue"])
     img += tongue * (0.05 * fibres + 0.03 * np.sin(Z * 1.7 + X * 0.3).astype(f32))
-    oral_sd = _superellipsoid(X, Y - 0.45 * L, Z - (z_occ - 3.0), W - 14.0, 0.45 * L, 1.6)
-    _blend(img, _soft(oral_sd, 0.6), SIGNAL["air"])
+    _blend(img, _soft(np.abs(X) - 0.5, 0.4) * tongue * 0.7, SIGNAL["fat"])   # lingual septum
+    du, uu = upper.frame(X, Y)
+    # oral air: a thin curved gap over the tongue's dorsum, under the palate and inside the teeth
+    oral = (_soft(np.abs(t_sd - 1.2) - 1.0, 0.5) * _soft(Z - (z_occ + 3.0), 1.0)
+            * _soft(du + 4.0, 0.8) * _soft(Y - 0.85 * L, 1.0))
+    _blend(img, oral, SIGNAL["air"])
     # airway (oro/nasopharynx) behind the tongue
     air_sd = np.sqrt((X / 9.0) ** 2 + ((Y - (L + 12.0)) / 7.0) ** 2) * 7.0 - 7.0
     _blend(img, _soft(np.maximum(air_sd, Z - (z_inf + 4.0)), 0.6), SIGNAL["air"])
@@ -334,10 +338,13 @@ def make_phantom(seed: int = 0, params: PhantomParams | None = None, **overrides
         _blend(img, _soft(n_sd, 0.6) * head, SIGNAL["node"])
 
     # ---- maxilla, palate, nasal cavity, sinuses ----------------------------------------------
-    du, uu = upper.frame(X, Y)
-    maxilla_sd = _maxr([np.abs(du + 1.0) - 7.0, z_palate - 3.0 - Z, Z - (z_occ - 6.5),
-                                    np.abs(uu) - 0.93])
-    palate_sd = _maxr([du, np.abs(Z - z_palate) - 2.5, np.abs(uu) - 0.9, Y - 0.62 * L])
+    # upper alveolar process: narrow at its crest, widening up into the maxilla
+    widen = np.clip((z_occ - 6.5 - Z) / 12.0, 0, 1)
+    maxilla_sd = _maxr([np.abs(du + 1.0) - (3.2 + 4.5 * widen), z_palate - 3.0 - Z, Z - (z_occ - 6.5),
+                        np.abs(uu) - 0.93])
+    # the hard palate is a vault: highest in the midline
+    z_vault = z_palate - 5.0 * (1.0 - np.clip((X / (W - 8.0)) ** 2, 0, 1))
+    palate_sd = _maxr([du + 2.0, np.abs(Z - z_vault) - 2.0, np.abs(uu) - 0.9, Y - 0.62 * L])
     maxilla = _soft(np.minimum(maxilla_sd, palate_sd), 0.5) * head
     _blend(img, maxilla, SIGNAL["marrow"])
     _blend(img, _soft(np.abs(np.minimum(maxilla_sd, palate_sd) + 0.9) - 0.9, 0.4) * maxilla, SIGNAL["cortex"])
