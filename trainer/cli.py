@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def _cmd_phantom(args) -> int:
     from tqdm import tqdm
@@ -51,6 +53,144 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from .experiment import run_training
+    from .registry import user_model_path
+    from .train import TrainConfig
+
+    net_cfg = json.loads(args.network_config) if args.network_config else (
+        {"base": 16, "depth": 4} if args.network == "unet" else {})
+    cfg = TrainConfig(network=args.network, network_config=net_cfg, context=args.context,
+                      size=tuple(int(v) for v in args.size.split("x")), loss=args.loss, lr=args.lr,
+                      weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
+                      patience=args.patience, seed=args.seed, device=args.device, augment=not args.no_augment)
+    out = Path(args.out) if args.out else user_model_path(args.name)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out}: a model with this name exists; choose another --name or pass --overwrite")
+
+    class Bars:
+        def __init__(self):
+            self.bar = None
+
+        def on_step(self, info):
+            if self.bar is None:
+                self.bar = tqdm(total=info["batches"], desc=f"epoch {info['epoch'] + 1}/{cfg.epochs}",
+                                unit="batch", leave=False, disable=args.quiet)
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{info['loss']:.3f}")
+
+        def on_epoch(self, info):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            if True:  # one line per epoch even with --quiet (which only hides the bars)
+                print(f"epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  val DSC "
+                      f"{info['val_dsc']:.3f}  {info['elapsed_s']:.0f} s (about {info['eta_s']:.0f} s left)",
+                      flush=True)
+
+    run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
+                 callbacks=Bars(), log=lambda m: print(m, flush=True))
+    print(f"saved {out}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    import os
+
+    from .errors import VolumeWriteError
+    from .io import read_volume
+    from .io_nifti import is_nifti_path, write_nifti
+    from .modelfile import load_model
+    from .predict import parse_roi, predict_volume
+    from .registry import resolve_model
+
+    if not is_nifti_path(args.out):
+        raise ValueError(f"--out {args.out}: must end in .nii or .nii.gz")
+    for target in filter(None, (args.out, args.probability)):
+        try:  # fail before the work, not after it
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VolumeWriteError(target, f"output folder cannot be created ({exc.strerror or exc})") from None
+        if not os.access(Path(target).parent, os.W_OK):
+            raise VolumeWriteError(target, "output folder is not writable")
+    t0 = time.perf_counter()
+    vol = read_volume(args.input)
+    model, meta = load_model(resolve_model(args.model))
+    roi = parse_roi(args.roi, vol.data.shape) if args.roi else None
+    bar = tqdm(total=None, unit="slice", desc="predict", disable=args.quiet)
+
+    def progress(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    pred = predict_volume(vol.data, model, meta, spacing=vol.spacing, device=args.device, roi=roi, progress=progress)
+    bar.close()
+    write_nifti(args.out, pred.labels, vol.geometry, dtype="uint8", description="napari-ian IAN 1=R 2=L")
+    if args.probability:
+        write_nifti(args.probability, pred.probability, vol.geometry, dtype="float32",
+                    description="napari-ian IAN probability")
+    n1, n2 = int((pred.labels == 1).sum()), int((pred.labels == 2).sum())
+    print(f"wrote {args.out}: right IAN {n1} voxels, left IAN {n2} voxels "
+          f"({pred.device}{', bf16' if pred.bf16 else ''}, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .atomic import atomic_write_text
+    from .evaluation import evaluate_volume, format_summary, rows_to_csv
+    from .io import read_volume
+
+    ref, pred = read_volume(args.reference), read_volume(args.prediction)
+    if ref.data.shape != pred.data.shape or not np.allclose(ref.geometry.canonical_affine,
+                                                            pred.geometry.canonical_affine, atol=1e-3):
+        raise ValueError(f"{args.prediction}: not on the reference's grid (shape {pred.data.shape} vs "
+                         f"{ref.data.shape}, or another affine)")
+    for v, p in ((ref, args.reference), (pred, args.prediction)):
+        bad = sorted(set(np.unique(v.data).tolist()) - {0, 1, 2})
+        if bad:
+            raise ValueError(f"{p}: label values {bad} (expected 0, 1 = right, 2 = left)")
+    result = evaluate_volume(ref.data, pred.data, ref.spacing)
+    print(format_summary(result))
+    if args.csv:
+        atomic_write_text(args.csv, rows_to_csv(result["rows"]))
+        print(f"per-slice table: {args.csv}")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from .registry import list_models, user_models_dir
+
+    entries = list_models()
+    if not entries:
+        print("no models")
+    for e in entries:
+        print(e.line())
+    print(f"user models: {user_models_dir()}")
+    return 0
+
+
+def _cmd_cv(args) -> int:
+    from .cv import parse_model_spec, run_cv
+    from .train import TrainConfig
+
+    base = TrainConfig(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+                       size=tuple(int(v) for v in args.size.split("x")), context=args.context, device=args.device)
+    specs = [parse_model_spec(m, base) for m in (args.model or ["unet"])]
+    fr = tuple(float(v) for v in args.fractions.split("/"))
+    run_cv(args.data, specs, args.out, repeats=args.repeats, fractions=tuple(f / sum(fr) for f in fr),
+           seed=args.seed, log=lambda m: print(m, flush=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ian", description="napari-ian: the inferior alveolar nerve on MR neurography.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -68,6 +208,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path, help=".nii/.nii.gz file, DICOM folder or multi-frame DICOM file")
     p.add_argument("--series", default=None, help="SeriesInstanceUID when a folder holds several")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("train", help="train a model on a dataset folder (cases.csv or imagesTr/labelsTr)")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--name", default="my-model", help="registry name (saved in the user model folder)")
+    p.add_argument("--out", default=None, help="write the model file here instead")
+    p.add_argument("--network", default="unet", help="iannet, unet or deeplabv3plus (default unet)")
+    p.add_argument("--network-config", default=None, help='JSON, e.g. \'{"base": 16}\' or \'{"split_attention": true}\'')
+    p.add_argument("--context", type=int, default=3, help="2.5D: coronal slices as channels (1 = 2D, the paper)")
+    p.add_argument("--size", default="64x160", help="network input HxW (the paper: 256x256)")
+    p.add_argument("--loss", default="focal_tversky", choices=["focal_tversky", "dice", "bce"])
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--patience", type=int, default=25)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--trained-on", default="", help="a description of the data, stored in the model file")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="segment both IANs in a NIfTI file or DICOM folder")
+    p.add_argument("input", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="labels .nii.gz on the input's grid (1 = right, 2 = left)")
+    p.add_argument("--model", default=None, help="registry name or .pt path (default: ian-default)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda")
+    p.add_argument("--roi", default=None, help="canonical voxel box AP,SI,RL e.g. 20:110,:,:")
+    p.add_argument("--probability", type=Path, default=None, help="also write the probability map here")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("evaluate", help="SPEC.md metrics of a prediction against a reference")
+    p.add_argument("--reference", required=True, type=Path)
+    p.add_argument("--prediction", required=True, type=Path)
+    p.add_argument("--csv", type=Path, default=None, help="write the per-slice table here")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("cv", help="patient-level Monte Carlo cross-validation of several models")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="folder for tables, comparisons and the box plot")
+    p.add_argument("--model", action="append", help='NAME=network[:json], repeatable; e.g. '
+                   'unet25d=unet:{"base":16} iannet=iannet:{"context":1}')
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--fractions", default="70/15/15")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--patience", type=int, default=25)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--size", default="64x160")
+    p.add_argument("--context", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_cv)
+
+    p = sub.add_parser("models", help="list bundled and user models")
+    p.set_defaults(func=_cmd_models)
     return ap
 
 

@@ -1,0 +1,92 @@
+"""`ian predict` / `ian evaluate` / `ian models` and the bundled model on unseen phantom patients."""
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_ian.sample_data.dataset import phantom_geometry
+from napari_ian.trainer.cli import main
+from napari_ian.trainer.io_nifti import write_nifti
+from napari_ian.trainer.metrics import slice_metrics
+from napari_ian.trainer.modelfile import load_model
+from napari_ian.trainer.predict import predict_volume
+from napari_ian.trainer.registry import resolve_model
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_model(resolve_model("ian-default"))
+
+
+def test_bundled_model_describes_itself(bundled):
+    model, meta = bundled
+    assert "synthetic" in meta["trained_on"] or "phantom" in meta["trained_on"]
+    assert meta["labels"]["1"] == "right IAN"
+    assert {"size", "context"} <= set(meta["preprocessing"])
+    assert meta["metrics"]["test_dsc_mean"] > 0.5
+
+
+def test_bundled_model_finds_both_nerves_on_an_unseen_phantom(bundled, phantom):
+    image, labels, spacing, _ = phantom            # seed 5000: not among the training seeds
+    model, meta = bundled
+    pred = predict_volume(image, model, meta, spacing=spacing)
+    for side in (1, 2):
+        sm = slice_metrics(labels, pred.labels, side)
+        d = sm.dsc[sm.reference_positive]
+        assert d.mean() > 0.6, (side, d.mean())
+    # labels never cross sides: right predictions lie on the patient's right of the midline
+    assert np.argwhere(pred.labels == 1)[:, 2].max() < pred.midline <= np.argwhere(pred.labels == 2)[:, 2].min()
+
+
+def test_cli_predict_writes_on_the_input_grid_and_evaluate_reads_it(tmp_path, phantom, capsys):
+    image, labels, spacing, _ = phantom
+    g = phantom_geometry(image.shape, spacing)
+    img_p, ref_p = tmp_path / "img.nii.gz", tmp_path / "ref.nii.gz"
+    write_nifti(img_p, image, g, dtype=np.float32)
+    write_nifti(ref_p, labels, g)
+    out = tmp_path / "pred.nii.gz"
+    assert main(["predict", str(img_p), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    src, res = nib.load(img_p), nib.load(out)
+    assert res.shape == src.shape and np.array_equal(res.affine, src.affine)
+    assert set(np.unique(np.asarray(res.dataobj))) <= {0, 1, 2}
+    csv_p = tmp_path / "rows.csv"
+    assert main(["evaluate", "--reference", str(ref_p), "--prediction", str(out), "--csv", str(csv_p)]) == 0
+    text = capsys.readouterr().out
+    assert "right IAN" in text and "HD95" in text and "failures" in text
+    assert csv_p.read_text().splitlines()[0].startswith("side,slice,tp,fp,fn,dsc")
+
+
+def test_cli_refuses_bad_input_with_one_line(tmp_path, capsys, phantom):
+    image, labels, spacing, _ = phantom
+    g = phantom_geometry(image.shape, spacing)
+    ref = tmp_path / "ref.nii.gz"
+    write_nifti(ref, labels, g)
+    bad = tmp_path / "bad.nii.gz"
+    write_nifti(bad, (labels > 0).astype(np.uint8) * 7, g)
+    assert main(["evaluate", "--reference", str(ref), "--prediction", str(bad)]) == 2
+    assert "label values [7]" in capsys.readouterr().err
+    other = phantom_geometry((10, 10, 10), (1, 1, 1))
+    small = tmp_path / "small.nii.gz"
+    write_nifti(small, np.zeros((10, 10, 10), np.uint8), other)
+    assert main(["evaluate", "--reference", str(ref), "--prediction", str(small)]) == 2
+    assert "not on the reference's grid" in capsys.readouterr().err
+    corrupt = tmp_path / "m.pt"
+    corrupt.write_bytes(b"garbage")
+    out = tmp_path / "never.nii.gz"
+    assert main(["predict", str(ref), "--out", str(out), "--model", str(corrupt), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a readable napari-ian model file" in err
+    assert not out.exists()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    assert main(["predict", str(ref), "--out", str(blocker / "x.nii.gz"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "x.nii.gz" in err
+    assert blocker.read_text().startswith("a file")
+
+
+def test_models_lists_the_bundled_model(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "ian-default" in out and "bundled" in out

@@ -1,0 +1,153 @@
+"""Training loop, model files and the registry, on tiny inputs (real code, real torch)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ian.trainer.data import SideSlices, patient_split, side_slices
+from napari_ian.trainer.modelfile import ModelFileError, load_model, read_metadata, save_model
+from napari_ian.trainer.nets import build_network
+from napari_ian.trainer.registry import list_models, resolve_model, user_model_path
+from napari_ian.trainer.train import Cancelled, TrainConfig, train_model
+
+TINY = dict(network="unet", network_config={"base": 4, "depth": 2}, context=1, size=(16, 24),
+            batch_size=4, epochs=2, patience=5, augment=True, device="cpu")
+
+
+def _blobs(n=12, seed=0):
+    """Bright bars on noise: an easy stand-in for nerve slices."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 1, 16, 24)).astype(np.float16) * 0.3
+    y = np.zeros((n, 16, 24), np.uint8)
+    for i in range(n):
+        if i % 4 == 3:
+            continue                      # some slices without nerve
+        r, c = rng.integers(3, 12), rng.integers(3, 18)
+        y[i, r:r + 2, c:c + 4] = 1
+        x[i, 0, r:r + 2, c:c + 4] = 1.0
+    return SideSlices("c", "p", 1, x, y, y.any(axis=(1, 2)))
+
+
+def test_training_runs_drops_short_batches_and_reports(tmp_path):
+    events = {"step": [], "epoch": []}
+
+    class CB:
+        def on_step(self, info):
+            events["step"].append(info)
+
+        def on_epoch(self, info):
+            events["epoch"].append(info)
+
+    model, history, best = train_model([_blobs(11)], [_blobs(6, seed=1)], TrainConfig(**TINY), callbacks=CB())
+    assert len(history) == 2 and len(events["epoch"]) == 2
+    # 11 slices, 2 of them empty -> 9 positives + round(0.25*9)=2 empties = 11 per epoch; batches of 4, last short one dropped
+    assert all(s["batches"] == 2 for s in events["step"])
+    assert {"loss", "val_dsc", "eta_s", "elapsed_s"} <= set(history[0])
+    assert best["world_size"] == 1
+
+
+def test_cancel_stops_without_a_result():
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 1
+
+    with pytest.raises(Cancelled):
+        train_model([_blobs()], [_blobs(seed=1)], TrainConfig(**TINY), cancel=cancel)
+
+
+def test_model_file_round_trip_and_refusals(tmp_path):
+    net = build_network("unet", in_channels=1, base=4, depth=2)
+    meta = {"network": "unet", "network_config": {"base": 4, "depth": 2, "in_channels": 1},
+            "preprocessing": {"size": [16, 24], "context": 1}, "trained_on": "test"}
+    p = save_model(tmp_path / "m.pt", net, meta)
+    model, m2 = load_model(p)
+    assert m2["labels"] == {"0": "background", "1": "right IAN", "2": "left IAN"}
+    x = torch.randn(1, 1, 16, 24)
+    torch.testing.assert_close(model(x), net.eval()(x))
+    # a file whose weights belong to another architecture
+    other = dict(meta, network_config={"base": 8, "depth": 2, "in_channels": 1})
+    torch.save({"format": "napari-ian-model", "version": 1, "metadata": json.dumps(other),
+                "state_dict": net.state_dict()}, tmp_path / "wrong.pt")
+    with pytest.raises(ModelFileError, match="do not match"):
+        load_model(tmp_path / "wrong.pt")
+    # corrupt bytes, and a pickle that would run code: both refused, nothing executed
+    (tmp_path / "corrupt.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="not a readable"):
+        load_model(tmp_path / "corrupt.pt")
+    marker = tmp_path / "executed"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"format": "napari-ian-model", "evil": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ModelFileError):
+        read_metadata(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_registry_lists_bundled_and_user_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    net = build_network("unet", in_channels=1, base=4, depth=2)
+    meta = {"network": "unet", "network_config": {"base": 4, "depth": 2, "in_channels": 1},
+            "preprocessing": {"size": [16, 24], "context": 1}}
+    path = user_model_path("mine")
+    save_model(path, net, meta)
+    names = {(e.name, e.source) for e in list_models()}
+    assert ("mine", "user") in names and ("ian-default", "bundled") in names
+    assert resolve_model("mine") == path
+    with pytest.raises(ValueError, match="bundled"):
+        user_model_path("ian-default")
+    with pytest.raises(ModelFileError, match="no such model"):
+        resolve_model("nope")
+
+
+def test_patient_split_is_by_patient_and_refuses_tiny_sets():
+    ids = [f"p{i // 2}" for i in range(20)]       # two cases per patient
+    tr, va, te = patient_split(ids, seed=3)
+    assert not (set(tr) & set(va) or set(tr) & set(te) or set(va) & set(te))
+    assert len(tr) + len(va) + len(te) == 10
+    with pytest.raises(ValueError, match="at least 3"):
+        patient_split(["a", "a", "b"])
+
+
+def test_side_slices_mirror_the_left_nerve(phantom):
+    image, labels, spacing, info = phantom
+    sides = side_slices(image, labels, (64, 160), 3)
+    assert [s.side for s in sides] == [1, 2]
+    for s in sides:
+        assert s.x.shape[1:] == (3, 64, 160) and s.positive.sum() > 20
+        # lateral-first in both halves: the nerve sits in the left half of the network input
+        cols = np.argwhere(s.y > 0)[:, 2]
+        assert np.median(cols) < 110
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tmp_path):
+    """The same training code under torchrun --nproc_per_node 2 (DDP over gloo)."""
+    script = tmp_path / "ddp_train.py"
+    script.write_text(
+        "import os, json, numpy as np, torch\n"
+        "from napari_ian.trainer.train import TrainConfig, train_model\n"
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_training import _blobs, TINY\n"
+        "model, hist, best = train_model([_blobs(24)], [_blobs(8, seed=1)], TrainConfig(**TINY))\n"
+        "w = sum(float(p.sum()) for p in model.parameters())\n"
+        "open(os.environ['OUT'] + f\"/rank{os.environ['RANK']}.json\", 'w').write(json.dumps({'w': w, 'world': best['world_size'], 'epochs': len(hist)}))\n")
+    env = dict(os.environ, OUT=str(tmp_path), OMP_NUM_THREADS="1")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    r = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", str(script)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert all(x["world"] == 2 and x["epochs"] == 2 for x in res)
+    assert res[0]["w"] == pytest.approx(res[1]["w"], rel=1e-6)      # DDP keeps the replicas identical

@@ -1,0 +1,105 @@
+"""Fully automatic whole-volume prediction: both nerves, no manual crop, labels on the input grid.
+
+The head's symmetry plane splits the volume into its right and left halves (the left mirrored),
+every coronal slice of each half is preprocessed as in training, the network's probabilities are
+mapped back by the exact inverse transform, thresholded at 0.5, and specks smaller than
+``min_component_mm3`` are removed. Labels: 1 = right IAN, 2 = left IAN.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .preprocess import find_midline, merge_sides, prepare_slices, split_sides, unfit
+from .train import Cancelled, autocast_context, cpu_bf16_supported, pick_device, predict_probabilities
+
+
+@dataclasses.dataclass
+class Prediction:
+    labels: np.ndarray         # (AP, SI, RL) uint8
+    probability: np.ndarray    # (AP, SI, RL) float32, max over sides
+    device: str
+    bf16: bool
+    midline: int
+
+
+def parse_roi(text: str, shape) -> tuple:
+    """``"a0:a1,s0:s1,r0:r1"`` (canonical voxel ranges, empty = whole axis) -> slices."""
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise ValueError(f"--roi {text!r}: give three ranges AP,SI,RL such as 10:90,:,:")
+    out = []
+    for part, n in zip(parts, shape):
+        lo, _, hi = part.partition(":")
+        a, b = int(lo) if lo.strip() else 0, int(hi) if hi.strip() else n
+        if not (0 <= a < b <= n):
+            raise ValueError(f"--roi range {part!r} is outside 0..{n}")
+        out.append(slice(a, b))
+    return tuple(out)
+
+
+def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, spacing=(1.0, 1.0, 1.0),
+                   device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
+                   progress: Callable[[int, int], None] | None = None,
+                   cancel: Callable[[], bool] | None = None, batch: int = 64) -> Prediction:
+    """Segment both IANs in a canonical volume.
+
+    Parameters
+    ----------
+    image : (AP, SI, RL) ndarray
+    model, metadata : from :func:`napari_ian.trainer.modelfile.load_model`
+    spacing : voxel size in mm (for the speck filter)
+    device : ``auto`` (CUDA, MPS, CPU), ``cpu``, ``cuda``...
+    roi : tuple of slices, optional
+        Only this box is predicted; outside it labels are 0.
+    progress : callable, optional
+        ``progress(done, total)`` in slices.
+    cancel : callable, optional
+        Polled between batches; raises :class:`Cancelled`.
+    """
+    if image.ndim != 3:
+        raise ValueError(f"prediction needs a 3D volume, got shape {image.shape}")
+    pre = metadata["preprocessing"]
+    size, k = tuple(pre["size"]), int(pre["context"])
+    dev = pick_device(device)
+    bf16 = dev.type == "cpu" and bool(metadata.get("inference_bf16", True)) and cpu_bf16_supported()
+    model = model.to(dev).eval()
+    channels_last = dev.type == "cpu"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    full_shape = image.shape
+    sub = image[roi] if roi is not None else image
+    mid = find_midline(sub)
+    halves = split_sides(np.asarray(sub, dtype=np.float32), mid)
+    total = sum(h.shape[0] for h in halves.values())
+    done = 0
+    probs = {}
+    for side, half in halves.items():
+        x, _, tf = prepare_slices(half, size, k)
+        p = np.empty(half.shape, dtype=np.float32)
+        for i in range(0, x.shape[0], batch):
+            p_net = predict_probabilities(model, x[i:i + batch], dev, bf16, channels_last, batch, cancel)
+            for j, pn in enumerate(p_net):
+                p[i + j] = unfit(pn, tf)
+            done += len(p_net)
+            if progress is not None:
+                progress(done, total)
+        probs[side] = p
+    prob_sub = merge_sides(probs, mid, sub.shape)
+    lab_sub = merge_sides({s: (p > 0.5).astype(np.uint8) * s for s, p in probs.items()}, mid, sub.shape, np.uint8)
+    if min_component_mm3 > 0:
+        voxel = float(np.prod(spacing))
+        comp, n = ndimage.label(lab_sub > 0, structure=np.ones((3, 3, 3)))
+        if n:
+            sizes = np.bincount(comp.ravel())[1:] * voxel
+            small = np.flatnonzero(sizes < min_component_mm3) + 1
+            lab_sub[np.isin(comp, small)] = 0
+    labels = np.zeros(full_shape, np.uint8)
+    prob = np.zeros(full_shape, np.float32)
+    key = roi if roi is not None else (slice(None),) * 3
+    labels[key], prob[key] = lab_sub, prob_sub
+    return Prediction(labels, prob, str(dev), bf16, mid)
