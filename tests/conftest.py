@@ -39,3 +39,23 @@ def phantom_cache():
 def phantom(phantom_cache):
     """(image, labels, spacing, info) of phantom patient seed 5000."""
     return phantom_cache(PHANTOM_SEED)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, phantom_cache):
+    """A 3-patient NIfTI dataset folder (cases.csv) made from phantom seeds 5000-5002."""
+    import numpy as np
+
+    from napari_ian.sample_data.dataset import phantom_geometry
+    from napari_ian.trainer.io_nifti import write_nifti
+
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    lines = ["case_id,patient_id,image,labels"]
+    for seed in (5000, 5001, 5002):
+        image, labels, spacing, _ = phantom_cache(seed)
+        g = phantom_geometry(image.shape, spacing)
+        write_nifti(root / f"imagesTr/c{seed}_0000.nii.gz", image, g, dtype=np.float32)
+        write_nifti(root / f"labelsTr/c{seed}.nii.gz", labels, g)
+        lines.append(f"c{seed},p{seed},imagesTr/c{seed}_0000.nii.gz,labelsTr/c{seed}.nii.gz")
+    (root / "cases.csv").write_text("\n".join(lines) + "\n")
+    return root

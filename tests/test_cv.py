@@ -41,22 +41,45 @@ def test_model_spec_parsing():
 
 
 @pytest.mark.slow
-def test_cv_end_to_end_on_three_phantom_patients(tmp_path, phantom_cache):
-    from napari_ian.sample_data.dataset import phantom_geometry
-    from napari_ian.trainer.io_nifti import write_nifti
-
-    lines = ["case_id,patient_id,image,labels"]
-    for seed in (5000, 5001, 5002):
-        image, labels, spacing, _ = phantom_cache(seed)
-        g = phantom_geometry(image.shape, spacing)
-        write_nifti(tmp_path / f"d/{seed}_img.nii.gz", image, g, dtype=np.float32)
-        write_nifti(tmp_path / f"d/{seed}_lab.nii.gz", labels, g)
-        lines.append(f"c{seed},p{seed},{seed}_img.nii.gz,{seed}_lab.nii.gz")
-    (tmp_path / "d/cases.csv").write_text("\n".join(lines) + "\n")
+def test_cv_end_to_end_on_three_phantom_patients(tmp_path, tiny_dataset):
     base = TrainConfig(epochs=1, batch_size=8, size=(32, 80), device="cpu")
     specs = [parse_model_spec('u2d=unet:{"base": 4, "depth": 2, "context": 1}', base),
              parse_model_spec('u25d=unet:{"base": 4, "depth": 2}', base)]
-    rep = run_cv(tmp_path / "d", specs, tmp_path / "out", repeats=2, log=lambda m: None)
+    rep = run_cv(tiny_dataset, specs, tmp_path / "out", repeats=2, log=lambda m: None)
     assert [r["model"] for r in rep["table1"]] == ["u2d", "u25d"]
     assert rep["comparisons"][0]["n_pairs"] > 0     # the same test slices for both models
     assert (tmp_path / "out/dsc_boxplot.png").exists()
+
+
+def test_nnunet_layout_without_a_cases_table(tmp_path, tiny_dataset):
+    import shutil
+
+    from napari_ian.trainer.data import read_cases
+
+    shutil.copytree(tiny_dataset / "imagesTr", tmp_path / "imagesTr")
+    shutil.copytree(tiny_dataset / "labelsTr", tmp_path / "labelsTr")
+    cases = read_cases(tmp_path)
+    assert [c.case_id for c in cases] == ["c5000", "c5001", "c5002"]
+    assert all(c.patient_id == c.case_id for c in cases)
+    (tmp_path / "labelsTr/c5001.nii.gz").unlink()
+    with pytest.raises(Exception, match="no labels for case c5001"):
+        read_cases(tmp_path)
+
+
+@pytest.mark.slow
+def test_cli_train_saves_a_model_with_metadata(tmp_path, tiny_dataset, monkeypatch, capsys):
+    from napari_ian.trainer.cli import main
+    from napari_ian.trainer.modelfile import read_metadata
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
+    rc = main(["train", "--data", str(tiny_dataset), "--name", "tiny", "--epochs", "1", "--batch-size", "8",
+               "--size", "32x80", "--network-config", '{"base": 4, "depth": 2}', "--quiet",
+               "--trained-on", "three phantom patients"])
+    assert rc == 0
+    meta = read_metadata(tmp_path / "home/models/tiny.pt")
+    assert meta["trained_on"] == "three phantom patients"
+    assert meta["network_config"]["in_channels"] == 3 and meta["preprocessing"]["size"] == [32, 80]
+    assert len(meta["training"]["test_cases"]) == 1 and "test_dsc_mean" in meta["metrics"]
+    # a second run with the same name is refused, the first model kept
+    assert main(["train", "--data", str(tiny_dataset), "--name", "tiny", "--epochs", "1"]) == 2
+    assert "exists" in capsys.readouterr().err

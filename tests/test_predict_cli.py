@@ -90,3 +90,16 @@ def test_models_lists_the_bundled_model(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "ian-default" in out and "bundled" in out
+
+
+def test_roi_restricts_the_prediction(bundled, phantom):
+    from napari_ian.trainer.predict import parse_roi
+
+    image, labels, spacing, _ = phantom
+    model, meta = bundled
+    roi = parse_roi(f"0:{image.shape[0] // 2},:,:", image.shape)
+    pred = predict_volume(image, model, meta, spacing=spacing, roi=roi)
+    assert pred.labels[image.shape[0] // 2:].max() == 0
+    assert pred.labels[: image.shape[0] // 2].max() > 0
+    with pytest.raises(ValueError, match="outside"):
+        parse_roi("0:9999,:,:", image.shape)

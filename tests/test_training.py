@@ -151,3 +151,23 @@ def test_torchrun_two_cpu_processes(tmp_path):
     res = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     assert all(x["world"] == 2 and x["epochs"] == 2 for x in res)
     assert res[0]["w"] == pytest.approx(res[1]["w"], rel=1e-6)      # DDP keeps the replicas identical
+
+
+def test_empty_labels_and_mismatched_label_geometry_are_refused(tmp_path, phantom):
+    from napari_ian.sample_data.dataset import phantom_geometry
+    from napari_ian.trainer.data import Case, load_case
+    from napari_ian.trainer.errors import VolumeReadError
+    from napari_ian.trainer.io_nifti import write_nifti
+
+    empty = _blobs()
+    empty.y[:] = 0
+    empty.positive[:] = False
+    with pytest.raises(ValueError, match="no nerve label"):
+        train_model([empty], [_blobs(seed=1)], TrainConfig(**TINY))
+    image, labels, spacing, _ = phantom
+    g = phantom_geometry(image.shape, spacing)
+    write_nifti(tmp_path / "img.nii.gz", image, g, dtype=np.float32)
+    shifted = phantom_geometry(image.shape, (spacing[0], spacing[1], spacing[2] * 2))
+    write_nifti(tmp_path / "lab.nii.gz", labels, shifted)
+    with pytest.raises(VolumeReadError, match="geometry"):
+        load_case(Case("c", "p", tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz"))

@@ -176,6 +176,8 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
 
     x_tr, y_tr, pos_tr = _stack(train_sets, "x"), _stack(train_sets, "y"), _stack(train_sets, "positive")
     x_va, y_va, pos_va = _stack(val_sets, "x"), _stack(val_sets, "y"), _stack(val_sets, "positive")
+    if x_tr is None or not pos_tr.any():
+        raise ValueError("the training cases hold no nerve label (1 = right, 2 = left): nothing to learn from")
     pos_idx, neg_idx = np.flatnonzero(pos_tr), np.flatnonzero(~pos_tr)
     history, best = [], {"epoch": -1, "val_dsc": -1.0}
     best_state = copy.deepcopy(model.state_dict())
