@@ -34,6 +34,7 @@ def main(argv=None) -> int:
 
     viewer = napari.Viewer(title="napari-ian")
     viewer.window.add_plugin_dock_widget("napari-ian", "Case")
+    viewer.window.add_plugin_dock_widget("napari-ian", "Predict")
     viewer.window.add_plugin_dock_widget("napari-ian", "Phantom")
     if not args.no_sample:
         layers = viewer.open_sample("napari-ian", "phantom")

@@ -69,6 +69,10 @@ def test_model_file_round_trip_and_refusals(tmp_path):
     meta = {"network": "unet", "network_config": {"base": 4, "depth": 2, "in_channels": 1},
             "preprocessing": {"size": [16, 24], "context": 1}, "trained_on": "test"}
     p = save_model(tmp_path / "m.pt", net, meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask      # not mkstemp's private 0600
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]   # no temp file left
     model, m2 = load_model(p)
     assert m2["labels"] == {"0": "background", "1": "right IAN", "2": "left IAN"}
     x = torch.randn(1, 1, 16, 24)

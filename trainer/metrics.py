@@ -18,6 +18,7 @@ IAN, 2 = left IAN), on slices along one axis (coronal, axis 0, by default):
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -144,8 +145,10 @@ def hd95_mm(reference_mask, prediction_mask, spacing) -> float:
 
     rt = torch.from_numpy(r[None, None].astype(np.float32))
     pt = torch.from_numpy(p[None, None].astype(np.float32))
-    hd = compute_hausdorff_distance(pt, rt, include_background=True, percentile=95,
-                                    spacing=[float(s) for s in spacing])
+    with warnings.catch_warnings():  # MONAI's own internal deprecation notice, not ours to fix
+        warnings.simplefilter("ignore", FutureWarning)
+        hd = compute_hausdorff_distance(pt, rt, include_background=True, percentile=95,
+                                        spacing=[float(s) for s in spacing])
     return float(hd.item())
 
 

@@ -46,7 +46,23 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
                    device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
                    progress: Callable[[int, int], None] | None = None,
                    cancel: Callable[[], bool] | None = None, batch: int = 64) -> Prediction:
-    """Segment both IANs in a canonical volume.
+    """Segment both IANs in a canonical volume (see :func:`predict_steps` for the parameters)."""
+    steps = predict_steps(image, model, metadata, spacing, device, roi, min_component_mm3, cancel, batch)
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(done, total)
+
+
+def predict_steps(image: np.ndarray, model: torch.nn.Module, metadata: dict, spacing=(1.0, 1.0, 1.0),
+                  device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
+                  cancel: Callable[[], bool] | None = None, batch: int = 64):
+    """Generator form of :func:`predict_volume`: yields ``(done, total)`` slices, returns a Prediction.
+
+    A GUI worker can stop it between batches (nothing is returned then).
 
     Parameters
     ----------
@@ -55,9 +71,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
     spacing : voxel size in mm (for the speck filter)
     device : ``auto`` (CUDA, MPS, CPU), ``cpu``, ``cuda``...
     roi : tuple of slices, optional
-        Only this box is predicted; outside it labels are 0.
-    progress : callable, optional
-        ``progress(done, total)`` in slices.
+        Only this box (canonical voxel slices AP, SI, RL) is predicted; outside it labels are 0.
     cancel : callable, optional
         Polled between batches; raises :class:`Cancelled`.
     """
@@ -72,8 +86,9 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     full_shape = image.shape
-    sub = image[roi] if roi is not None else image
-    mid = find_midline(sub)
+    mid = find_midline(image)  # on the whole volume: a box need not be centred on the head
+    ap = roi[0] if roi is not None else slice(None)
+    sub = image[ap]            # only the box's coronal slices are run through the network
     halves = split_sides(np.asarray(sub, dtype=np.float32), mid)
     total = sum(h.shape[0] for h in halves.values())
     done = 0
@@ -86,8 +101,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
             for j, pn in enumerate(p_net):
                 p[i + j] = unfit(pn, tf)
             done += len(p_net)
-            if progress is not None:
-                progress(done, total)
+            yield done, total
         probs[side] = p
     prob_sub = merge_sides(probs, mid, sub.shape)
     lab_sub = merge_sides({s: (p > 0.5).astype(np.uint8) * s for s, p in probs.items()}, mid, sub.shape, np.uint8)
@@ -100,6 +114,10 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
             lab_sub[np.isin(comp, small)] = 0
     labels = np.zeros(full_shape, np.uint8)
     prob = np.zeros(full_shape, np.float32)
-    key = roi if roi is not None else (slice(None),) * 3
-    labels[key], prob[key] = lab_sub, prob_sub
+    labels[ap], prob[ap] = lab_sub, prob_sub
+    if roi is not None:
+        outside = np.ones(full_shape, bool)
+        outside[roi] = False
+        labels[outside] = 0
+        prob[outside] = 0.0
     return Prediction(labels, prob, str(dev), bf16, mid)
