@@ -21,10 +21,31 @@ def _centre_on_nerve(viewer, labels_layer):
         viewer.dims.current_step = tuple(step)
 
 
+def _run_predict_panel(viewer, truth_layer):
+    """Press the docked Predict panel's button and wait for its result layer."""
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    from ._predict_widget import PredictWidget
+
+    panel = next(w for w in viewer.window._qt_window.findChildren(PredictWidget))
+    n = len(viewer.layers)
+    panel.run_btn.click()
+    t0 = time.time()
+    while len(viewer.layers) == n and time.time() - t0 < 300:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    truth_layer.visible = False
+    viewer.layers.selection.active = viewer.layers[-1]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m napari_ian", description=__doc__)
     ap.add_argument("--screenshot", help="save a screenshot of the window to this PNG and exit")
     ap.add_argument("--no-sample", action="store_true", help="start without the phantom")
+    ap.add_argument("--predict", action="store_true",
+                    help="run the Predict panel on the phantom before showing (or screenshotting) it")
     args = ap.parse_args(argv)
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         print("napari-ian: no display (DISPLAY is not set). On a headless machine run it under "
@@ -40,6 +61,8 @@ def main(argv=None) -> int:
         layers = viewer.open_sample("napari-ian", "phantom")
         viewer.dims.axis_labels = ("AP", "SI", "RL")
         _centre_on_nerve(viewer, layers[-1])
+        if args.predict:
+            _run_predict_panel(viewer, layers[-1])
     if args.screenshot:
         from qtpy.QtWidgets import QApplication
 

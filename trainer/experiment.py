@@ -47,7 +47,6 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
     results = []
     for c in te:
         image, labels = load_case(c)
-        from .modelfile import LABEL_MEANING  # noqa: F401  (labels meaning recorded by save_model)
         pred = predict_volume(image.data, model, meta, spacing=image.spacing)
         results.append(evaluate_volume(labels, pred.labels, image.spacing))
     if results:
