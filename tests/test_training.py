@@ -175,3 +175,13 @@ def test_empty_labels_and_mismatched_label_geometry_are_refused(tmp_path, phanto
     write_nifti(tmp_path / "lab.nii.gz", labels, shifted)
     with pytest.raises(VolumeReadError, match="geometry"):
         load_case(Case("c", "p", tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz"))
+
+
+@pytest.mark.parametrize("network,config", [("iannet", {"stem": 8}), ("iannet", {"stem": 8, "split_attention": True}),
+                                            ("deeplabv3plus", {"base": 8, "aspp": 16}),
+                                            ("unet", {"base": 4, "depth": 2})])
+def test_every_network_trains_with_bf16_autocast(network, config):
+    cfg = TrainConfig(**{**TINY, "network": network, "network_config": config, "bf16": True, "epochs": 1})
+    model, history, best = train_model([_blobs(12)], [_blobs(6, seed=1)], cfg)
+    assert best["bf16"] is True and np.isfinite(history[0]["loss"])
+    assert type(model).__name__.lower().startswith(network[:4])

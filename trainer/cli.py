@@ -71,6 +71,10 @@ def _cmd_train(args) -> int:
     out = Path(args.out) if args.out else user_model_path(args.name)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out}: a model with this name exists; choose another --name or pass --overwrite")
+    try:  # find an unwritable destination before training, not after
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"{out}: model folder cannot be created ({exc.strerror or exc})") from None
 
     class Bars:
         def __init__(self):
