@@ -32,6 +32,11 @@ class CaseWidget(QWidget):
         self.new_labels_btn = QPushButton("New IAN labels")
         self.new_labels_btn.setToolTip("An empty labels layer on the chosen image's grid (same shape and scale)")
         self.new_labels_btn.clicked.connect(self.new_labels)
+        self.restore_btn = QPushButton("Restore autosaved labels")
+        self.restore_btn.setToolTip("Labels autosaved for this image (after every edit, in the workspace)")
+        self.restore_btn.clicked.connect(self.restore_autosave)
+        self.autosave_info = QLabel()
+        self.autosave_info.setWordWrap(True)
         legend = QLabel("Labels: " + ", ".join(f"{k} = {v}" for k, v in LABELS.items() if k))
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
@@ -40,8 +45,13 @@ class CaseWidget(QWidget):
         lay.addWidget(self.info)
         lay.addWidget(legend)
         lay.addWidget(self.new_labels_btn)
+        lay.addWidget(self.restore_btn)
+        lay.addWidget(self.autosave_info)
         lay.addStretch(1)
+        self.autosaver = autosaver_for(self.viewer)
+        self.autosaver.listeners.append(self._show_autosaves)
         self.image_combo.currentIndexChanged.connect(self._show_info)
+        self.image_combo.currentIndexChanged.connect(self._show_autosaves)
         self.viewer.layers.events.inserted.connect(self._refresh)
         self.viewer.layers.events.removed.connect(self._refresh)
         self.viewer.layers.events.changed.connect(self._refresh)
@@ -63,6 +73,7 @@ class CaseWidget(QWidget):
         self.image_combo.blockSignals(False)
         self.new_labels_btn.setEnabled(bool(names))
         self._show_info()
+        self._show_autosaves()
 
     def _show_info(self, *args):
         layer = self.selected_image()
@@ -84,6 +95,38 @@ class CaseWidget(QWidget):
                          "saved on its grid</i>")
         self.info.setText("<br>".join(lines))
 
+    def _autosaves(self):
+        from .trainer.workspace import list_autosaves
+
+        layer = self.selected_image()
+        geom = geometry_of(layer) if layer is not None else None
+        return list_autosaves(geom.case_key) if geom is not None and geom.case_key else []
+
+    def _show_autosaves(self, *args):
+        saves = self._autosaves()
+        self.restore_btn.setEnabled(bool(saves))
+        self.autosave_info.setText(
+            f"Autosaved for this image: {saves[0].describe()}" + (f" and {len(saves) - 1} more" if len(saves) > 1 else "")
+            if saves else "Labels made on this image are autosaved after every edit.")
+
+    def restore_autosave(self):
+        """Add the newest autosaved labels of the chosen image as a new layer."""
+        from .trainer.workspace import load_labels
+
+        layer = self.selected_image()
+        saves = self._autosaves()
+        if layer is None or not saves:
+            show_info("napari-ian: nothing autosaved for this image")
+            return None
+        data = load_labels(saves[0])
+        if data.shape != layer.data.shape:
+            show_info(f"napari-ian: the autosave {saves[0].describe()} has shape {data.shape}, "
+                      f"the image {layer.data.shape}; not restored")
+            return None
+        _, kwargs, _ = labels_layer_data(data, geometry_of(layer), f"{saves[0].layer_name} (restored)")
+        kwargs["translate"] = tuple(layer.translate)
+        return self.viewer.add_labels(data, **kwargs)
+
     def new_labels(self):
         """Add an empty Labels layer matching the chosen image (shape, scale, geometry)."""
         layer = self.selected_image()
@@ -100,6 +143,19 @@ class CaseWidget(QWidget):
         new = self.viewer.add_labels(data, **kwargs)
         new.selected_label = 1
         return new
+
+
+_AUTOSAVERS = {}
+
+
+def autosaver_for(viewer):
+    """The one :class:`Autosaver` of a viewer (made on first use)."""
+    from ._autosave import Autosaver
+
+    key = id(viewer)
+    if key not in _AUTOSAVERS or _AUTOSAVERS[key].viewer is not viewer:
+        _AUTOSAVERS[key] = Autosaver(viewer)
+    return _AUTOSAVERS[key]
 
 
 class PhantomWidget(QWidget):

@@ -1,0 +1,85 @@
+"""Autosave: labels layers of a napari-ian image are saved to the workspace after each edit.
+
+A save happens ``delay_ms`` after the last stroke (debounced), atomically, so killing napari
+loses at most those few seconds and a failed write (full disk) keeps the previous autosave.
+"""
+from __future__ import annotations
+
+from napari.layers import Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, QTimer
+
+from ._layers import geometry_of
+from .trainer.workspace import save_labels
+
+DELAY_MS = 2000
+
+
+class Autosaver(QObject):
+    """Watches every Labels layer that carries a case key; one per viewer."""
+
+    def __init__(self, viewer, delay_ms: int = DELAY_MS):
+        super().__init__()
+        self.viewer = viewer
+        self.delay_ms = delay_ms
+        self._timers = {}
+        self.saved = []          # paths written, newest last (for the panel and tests)
+        self.listeners = []      # callables run after each successful save
+        viewer.layers.events.inserted.connect(lambda e: self._watch(e.value))
+        for layer in viewer.layers:
+            self._watch(layer)
+
+    @staticmethod
+    def case_key(layer) -> str:
+        geom = geometry_of(layer)
+        return geom.case_key if geom is not None else ""
+
+    def _watch(self, layer):
+        if not isinstance(layer, Labels):
+            self._offer_restore(layer)
+            return
+        if not self.case_key(layer):
+            return
+        for name in ("paint", "labels_update", "data"):
+            ev = getattr(layer.events, name, None)
+            if ev is not None:
+                ev.connect(lambda e, ly=layer: self.schedule(ly))
+
+    def _offer_restore(self, layer):
+        from .trainer.workspace import list_autosaves
+
+        key = self.case_key(layer)
+        saves = list_autosaves(key) if key else []
+        if saves:
+            show_info(f"napari-ian: labels were autosaved for {layer.name} ({saves[0].describe()}); "
+                      "restore them with 'Restore autosaved labels' in the Case panel")
+
+    def schedule(self, layer):
+        timer = self._timers.get(id(layer))
+        if timer is None:
+            timer = QTimer(self)
+            timer.setSingleShot(True)
+            timer.timeout.connect(lambda ly=layer: self.save(ly))
+            self._timers[id(layer)] = timer
+        timer.start(self.delay_ms)
+
+    def save(self, layer):
+        if layer not in self.viewer.layers:
+            return None
+        try:
+            path = save_labels(self.case_key(layer), layer.name, layer.data)
+        except OSError as exc:
+            show_error(f"napari-ian: autosave of {layer.name} failed ({exc.strerror or exc}); "
+                       "the previous autosave is kept")
+            return None
+        self.saved.append(path)
+        for fn in list(self.listeners):
+            fn()
+        return path
+
+    def flush(self):
+        """Save every layer with a pending autosave now."""
+        for key, timer in list(self._timers.items()):
+            if timer.isActive():
+                timer.stop()
+                timer.timeout.emit()
