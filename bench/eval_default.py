@@ -36,7 +36,13 @@ def main():
     pooled = pooled_summary(results)
     d, fr = pooled["dsc"], pooled["failure_rates"]
     keys = ("iou", "precision", "recall")
-    print(f"model {a.model}: {meta['network']} {meta['network_config']}, trained on: {meta.get('trained_on')}")
+    from napari_ian.trainer.nets import count_parameters
+
+    print(f"model {a.model}: {meta['network']} {meta['network_config']}, {count_parameters(model) / 1e6:.2f} M "
+          f"parameters, trained on: {meta.get('trained_on')}")
+    t = meta.get("training", {})
+    print(f"training: {t.get('epochs_run')} epochs run, best {t.get('best')}; its own held-out test patients: "
+          f"{meta.get('metrics')}")
     print(f"{a.patients} unseen phantom patients (dataset seed {a.seed}), {2 * a.patients} nerves, "
           f"{pooled['n_slices']} reference-positive coronal slices")
     print(f"DSC {d['mean']:.3f} ± {d['sd']:.3f} ({d['median']:.3f})")

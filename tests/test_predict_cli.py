@@ -78,6 +78,8 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path, capsys, phantom):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not a readable napari-ian model file" in err
     assert not out.exists()
+    assert main(["predict", str(ref), "--out", str(ref), "--quiet"]) == 2      # never over the input
+    assert "is the input image" in capsys.readouterr().err
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder should be")
     assert main(["predict", str(ref), "--out", str(blocker / "x.nii.gz"), "--quiet"]) == 2

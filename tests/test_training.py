@@ -132,7 +132,11 @@ def test_side_slices_mirror_the_left_nerve(phantom):
         assert s.x.shape[1:] == (3, 64, 160) and s.positive.sum() > 20
         # lateral-first in both halves: the nerve sits in the left half of the network input
         cols = np.argwhere(s.y > 0)[:, 2]
-        assert np.median(cols) < 110
+        assert np.median(cols) < 80
+    # side 1's mask is label 1 (the patient's right = low axis-2 columns), side 2's is label 2
+    mid = __import__("napari_ian.trainer.preprocess", fromlist=["x"]).find_midline(image)
+    assert sides[0].positive.sum() == (labels[:, :, :mid] == 1).any(axis=(1, 2)).sum()
+    assert sides[1].positive.sum() == (labels[:, :, mid:] == 2).any(axis=(1, 2)).sum()
 
 
 @pytest.mark.slow
@@ -146,7 +150,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
         "from test_training import _blobs, TINY\n"
         "model, hist, best = train_model([_blobs(24)], [_blobs(8, seed=1)], TrainConfig(**TINY))\n"
         "w = sum(float(p.sum()) for p in model.parameters())\n"
-        "open(os.environ['OUT'] + f\"/rank{os.environ['RANK']}.json\", 'w').write(json.dumps({'w': w, 'world': best['world_size'], 'epochs': len(hist)}))\n")
+        "open(os.environ['OUT'] + f\"/rank{os.environ['RANK']}.json\", 'w').write(json.dumps("
+        "{'w': w, 'world': best['world_size'], 'epochs': len(hist), 'batches': hist[0]['batches']}))\n")
     env = dict(os.environ, OUT=str(tmp_path), OMP_NUM_THREADS="1")
     torchrun = Path(sys.executable).with_name("torchrun")
     r = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", str(script)],
@@ -155,6 +160,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
     res = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     assert all(x["world"] == 2 and x["epochs"] == 2 for x in res)
     assert res[0]["w"] == pytest.approx(res[1]["w"], rel=1e-6)      # DDP keeps the replicas identical
+    # each process takes half of the epoch: 22 sampled slices, batches of 4, 2 per process (5 alone)
+    assert res[0]["batches"] == res[1]["batches"] == 2
 
 
 def test_empty_labels_and_mismatched_label_geometry_are_refused(tmp_path, phantom):
@@ -185,3 +192,21 @@ def test_every_network_trains_with_bf16_autocast(network, config):
     model, history, best = train_model([_blobs(12)], [_blobs(6, seed=1)], cfg)
     assert best["bf16"] is True and np.isfinite(history[0]["loss"])
     assert type(model).__name__.lower().startswith(network[:4])
+
+
+@pytest.mark.parametrize("loss", ["focal_tversky", "dice", "bce"])
+def test_each_loss_trains_through_the_config(loss):
+    model, history, _ = train_model([_blobs()], [_blobs(seed=1)], TrainConfig(**{**TINY, "loss": loss, "epochs": 1}))
+    assert np.isfinite(history[0]["loss"])
+
+
+def test_validation_without_nerve_keeps_the_trained_weights():
+    empty_val = _blobs(seed=1)
+    empty_val.y[:] = 0
+    empty_val.positive[:] = False
+    torch.manual_seed(0)
+    start = build_network("unet", in_channels=1, base=4, depth=2).state_dict()
+    model, history, best = train_model([_blobs()], [empty_val], TrainConfig(**TINY))
+    assert np.isnan(history[-1]["val_dsc"]) and best["epoch"] == -1
+    changed = any(not torch.equal(start[k], v) for k, v in model.state_dict().items() if v.dtype.is_floating_point)
+    assert changed      # not the untrained start

@@ -11,10 +11,14 @@ import tempfile
 from pathlib import Path
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# read once at import: setting the umask is process-wide, and writes happen in worker threads
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -40,7 +44,7 @@ def atomic_path(target, suffix: str | None = None):
         yield Path(tmp)
         with open(tmp, "rb+") as fh:  # data on disk before the rename makes it visible
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

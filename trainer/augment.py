@@ -30,7 +30,7 @@ def random_warp_grid(n, size, generator, device, rotate_deg=10.0, scale=0.1, tra
     return grid
 
 
-def augment_batch(x, y, generator=None, p_flip_si=0.0, gamma_range=(0.7, 1.5), noise_std=0.03):
+def augment_batch(x, y, generator=None, gamma_range=(0.7, 1.5), noise_std=0.03):
     """Augment images ``x`` (N, C, H, W) in [0, 1] and masks ``y`` (N, 1, H, W) together."""
     n, _, H, W = x.shape
     dev = x.device

@@ -1,4 +1,4 @@
-"""The ``ian`` command line: ``ian phantom`` and ``ian info`` (more subcommands in later releases).
+"""The ``ian`` command line: phantom, info, train, predict, evaluate, cv, models.
 
 Every failure the user can cause prints one line, ``ian: <path>: <problem>``, and exits with
 status 2; no traceback.
@@ -91,14 +91,14 @@ def _cmd_train(args) -> int:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
-            if True:  # one line per epoch even with --quiet (which only hides the bars)
-                print(f"epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  val DSC "
-                      f"{info['val_dsc']:.3f}  {info['elapsed_s']:.0f} s (about {info['eta_s']:.0f} s left)",
-                      flush=True)
+            print(f"epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  val DSC "
+                  f"{info['val_dsc']:.3f}  {info['elapsed_s']:.0f} s (about {info['eta_s']:.0f} s left)",
+                  flush=True)
 
-    run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
-                 callbacks=Bars(), log=lambda m: print(m, flush=True))
-    print(f"saved {out}")
+    meta = run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
+                        callbacks=Bars(), log=lambda m: print(m, flush=True))
+    if meta is not None:  # rank 0 (or the only process)
+        print(f"saved {out}")
     return 0
 
 
@@ -118,6 +118,8 @@ def _cmd_predict(args) -> int:
 
     if not is_nifti_path(args.out):
         raise ValueError(f"--out {args.out}: must end in .nii or .nii.gz")
+    if Path(args.out).resolve() == Path(args.input).resolve():
+        raise ValueError(f"--out {args.out}: is the input image; choose another file")
     for target in filter(None, (args.out, args.probability)):
         try:  # fail before the work, not after it
             Path(target).parent.mkdir(parents=True, exist_ok=True)

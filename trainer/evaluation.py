@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from .metrics import CATEGORY, SIDES, nerve_metrics, slice_metrics, slice_table_summary
+from .metrics import CATEGORY, SIDES, failure_rates, nerve_metrics, slice_metrics, slice_table_summary, summarize
 from .volume import CORONAL_AXIS
 
 ROW_FIELDS = ["side", "slice", "tp", "fp", "fn", "dsc", "iou", "precision", "recall", "category"]
@@ -64,6 +64,4 @@ def format_summary(result: dict) -> str:
 def pooled_summary(results) -> dict:
     """Pool the reference-positive slice DSCs of many nerves (a test set) into one summary."""
     d = np.concatenate([s["_dsc_values"] for r in results for s in r["sides"].values()]) if results else np.array([])
-    from .metrics import failure_rates, summarize
-
     return {"dsc": summarize(d), "failure_rates": failure_rates(d), "n_slices": int(d.size)}

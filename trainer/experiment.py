@@ -1,6 +1,7 @@
 """Train a model on a dataset folder, test it on held-out patients, save it with its metadata."""
 from __future__ import annotations
 
+import os
 import platform
 import time
 
@@ -18,6 +19,8 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
                  split_seed: int = 0, fractions=(0.7, 0.15, 0.15), callbacks=None, cancel=None, log=print,
                  max_test_cases: int | None = None):
     """Patient-level split, train, evaluate on the test patients, save. Returns the metadata."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        log = lambda *a, **k: None  # noqa: E731  one voice under torchrun
     cases = read_cases(data_dir)
     tr_ids, va_ids, te_ids = patient_split([c.patient_id for c in cases], fractions, split_seed)
     pick = lambda ids: [c for c in cases if c.patient_id in set(ids)]  # noqa: E731
@@ -31,10 +34,11 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
     log(f"preprocessed {sum(len(s.x) for s in tr_sets)} training and {sum(len(s.x) for s in va_sets)} "
         f"validation side-slices in {time.perf_counter() - t0:.1f} s")
     model, history, best = train_model(tr_sets, va_sets, cfg, callbacks=callbacks, cancel=cancel)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 tests and saves
+        return None
     meta = {
         "network": cfg.network,
         "network_config": {**cfg.network_config, "in_channels": cfg.context},
-        "split_attention": bool(cfg.network_config.get("split_attention", False)) if cfg.network == "iannet" else None,
         "preprocessing": {"size": list(cfg.size), "context": cfg.context, "sides": "midline split, left mirrored",
                           "intensity": "per-slice min-max to [0, 1]", "resize": "aspect-preserving Lanczos, zero pad",
                           "orientation": "canonical PIL, coronal slices"},

@@ -45,6 +45,7 @@ def bce_loss(logits, target, pos_weight: float = 10.0):
 
 
 LOSSES = {"focal_tversky": focal_tversky_loss, "dice": dice_loss, "bce": bce_loss}
+DEFAULT_LOSS_PARAMS = {"focal_tversky": {"alpha": 0.7, "beta": 0.3, "gamma": 2.0}}
 
 
 def get_loss(name: str, **params):

@@ -105,6 +105,11 @@ def predict_steps(image: np.ndarray, model: torch.nn.Module, metadata: dict, spa
         probs[side] = p
     prob_sub = merge_sides(probs, mid, sub.shape)
     lab_sub = merge_sides({s: (p > 0.5).astype(np.uint8) * s for s, p in probs.items()}, mid, sub.shape, np.uint8)
+    if roi is not None:  # the box first, so the speck filter sees what will be kept
+        keep = np.zeros(sub.shape, bool)
+        keep[:, roi[1], roi[2]] = True
+        lab_sub[~keep] = 0
+        prob_sub[~keep] = 0.0
     if min_component_mm3 > 0:
         voxel = float(np.prod(spacing))
         comp, n = ndimage.label(lab_sub > 0, structure=np.ones((3, 3, 3)))

@@ -100,13 +100,6 @@ def merge_sides(halves: dict, midline: int, shape, dtype=np.float32) -> np.ndarr
     return out
 
 
-def context_stack(half: np.ndarray, index: int, k: int) -> np.ndarray:
-    """The ``k`` coronal slices centred on ``index`` (edges repeated): the 2.5D input channels."""
-    r = k // 2
-    idx = np.clip(np.arange(index - r, index + r + 1), 0, half.shape[0] - 1)
-    return half[idx]
-
-
 def prepare_slices(half: np.ndarray, out_shape, k: int = 1, mask: np.ndarray | None = None):
     """Network inputs (N, k, H, W) for all slices of a half-volume, (N, H, W) masks, and the transform.
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .augment import augment_batch
-from .losses import get_loss
+from .losses import DEFAULT_LOSS_PARAMS, get_loss
 from .metrics import metrics_from_counts
 from .nets import build_network
 
@@ -33,7 +33,7 @@ class TrainConfig:
     context: int = 3                 # 2.5D: neighbouring coronal slices as channels (1 = 2D)
     size: tuple = (64, 160)          # network input (H, W); the paper: (256, 256)
     loss: str = "focal_tversky"
-    loss_params: dict = dataclasses.field(default_factory=lambda: {"alpha": 0.7, "beta": 0.3, "gamma": 2.0})
+    loss_params: dict | None = None  # None: the loss's defaults (DEFAULT_LOSS_PARAMS)
     lr: float = 1e-3
     weight_decay: float = 1e-4
     epochs: int = 50
@@ -43,7 +43,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     device: str = "auto"
-    bf16: str = "auto"               # CPU bf16 autocast: auto = on where supported
+    bf16: str = "auto"               # CPU bf16 autocast: auto = on where supported (CUDA uses fp16 AMP)
     channels_last: str = "auto"
 
     def to_dict(self):
@@ -171,7 +171,8 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
-    loss_fn = get_loss(cfg.loss, **cfg.loss_params)
+    loss_fn = get_loss(cfg.loss, **(cfg.loss_params if cfg.loss_params is not None
+                                    else DEFAULT_LOSS_PARAMS.get(cfg.loss, {})))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
 
     x_tr, y_tr, pos_tr = _stack(train_sets, "x"), _stack(train_sets, "y"), _stack(train_sets, "positive")
@@ -226,6 +227,7 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
             if x_va is not None and len(x_va) else float("nan")
         elapsed = time.perf_counter() - t0
         info = {"epoch": epoch + 1, "epochs": cfg.epochs, "loss": float(np.mean(losses)), "val_dsc": val,
+                "batches": per_rank // batch,
                 "lr": sched.get_last_lr()[0], "elapsed_s": elapsed,
                 "eta_s": elapsed / (epoch + 1) * (cfg.epochs - epoch - 1)}
         history.append(info)
@@ -236,6 +238,8 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
             callbacks.on_epoch(info)
         if epoch + 1 - max(best["epoch"], 0) >= cfg.patience and best["epoch"] > 0:
             break
+    if best["epoch"] < 0:  # validation never gave a number (no nerve in it): keep the last weights
+        best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
     return model, history, {**best, "device": str(device), "bf16": bf16, "world_size": world,
