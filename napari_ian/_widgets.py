@@ -9,8 +9,8 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+                            QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ._layers import GEOMETRY_KEY, geometry_of, image_layer_data, labels_layer_data
 from .trainer.volume import CANONICAL_AXCODES, LABELS, Geometry
@@ -47,6 +47,7 @@ class CaseWidget(QWidget):
         lay.addWidget(self.new_labels_btn)
         lay.addWidget(self.restore_btn)
         lay.addWidget(self.autosave_info)
+        lay.addWidget(self._brush_box())
         lay.addStretch(1)
         self.autosaver = autosaver_for(self.viewer)
         self.autosaver.listeners.append(self._show_autosaves)
@@ -94,6 +95,40 @@ class CaseWidget(QWidget):
             lines.append("<i>not opened with napari-ian: source geometry unknown, labels cannot be "
                          "saved on its grid</i>")
         self.info.setText("<br>".join(lines))
+
+    def _brush_box(self):
+        from ._brush import SphereBrush
+
+        self.brush = SphereBrush()
+        box = QGroupBox("Sphere brush (mm)")
+        self.brush_check = QCheckBox("paint spheres with a left-drag")
+        self.brush_diameter = QDoubleSpinBox()
+        self.brush_diameter.setRange(0.3, 15.0)
+        self.brush_diameter.setSingleStep(0.5)
+        self.brush_diameter.setSuffix(" mm")
+        self.brush_diameter.setValue(self.brush.diameter_mm)
+        self.brush_side = QComboBox()
+        self.brush_side.addItems(["1: right IAN", "2: left IAN"])
+        self.brush_erase = QCheckBox("eraser")
+        form = QFormLayout(box)
+        form.addRow(self.brush_check)
+        form.addRow("Diameter", self.brush_diameter)
+        form.addRow("Side", self.brush_side)
+        form.addRow(self.brush_erase)
+        hint = QLabel("A sphere in mm on the anisotropic voxels. Ctrl+Z undoes a stroke, "
+                      "Ctrl+Shift+Z redoes it; the wheel still zooms.")
+        hint.setWordWrap(True)
+        form.addRow(hint)
+        self.brush_check.toggled.connect(self.brush.set_enabled)
+        self.brush_diameter.valueChanged.connect(lambda v: setattr(self.brush, "diameter_mm", float(v)))
+        self.brush_side.currentIndexChanged.connect(lambda i: setattr(self.brush, "label", i + 1))
+        self.brush_erase.toggled.connect(lambda on: setattr(self.brush, "erase", bool(on)))
+        for layer in self.viewer.layers:
+            if isinstance(layer, Labels):
+                self.brush.attach(layer)
+        self.viewer.layers.events.inserted.connect(
+            lambda e: self.brush.attach(e.value) if isinstance(e.value, Labels) else None)
+        return box
 
     def _autosaves(self):
         from .trainer.workspace import list_autosaves
