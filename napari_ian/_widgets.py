@@ -119,6 +119,11 @@ class CaseWidget(QWidget):
                       "Ctrl+Shift+Z redoes it; the wheel still zooms.")
         hint.setWordWrap(True)
         form.addRow(hint)
+        self.trace_btn = QPushButton("Trace centreline")
+        self.trace_btn.setToolTip("Add points along the nerve (in any order along it, end to end); a smooth tube "
+                                  "of this diameter is painted through them and follows when you move a point")
+        self.trace_btn.clicked.connect(self.start_trace)
+        form.addRow(self.trace_btn)
         self.brush_check.toggled.connect(self.brush.set_enabled)
         self.brush_diameter.valueChanged.connect(lambda v: setattr(self.brush, "diameter_mm", float(v)))
         self.brush_side.currentIndexChanged.connect(lambda i: setattr(self.brush, "label", i + 1))
@@ -129,6 +134,33 @@ class CaseWidget(QWidget):
         self.viewer.layers.events.inserted.connect(
             lambda e: self.brush.attach(e.value) if isinstance(e.value, Labels) else None)
         return box
+
+    def target_labels(self):
+        """The labels layer to paint: the active one, else the top labels layer on the image's grid."""
+        image = self.selected_image()
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Labels) and (image is None or active.data.shape == image.data.shape):
+            return active
+        for layer in reversed(self.viewer.layers):
+            if isinstance(layer, Labels) and image is not None and layer.data.shape == image.data.shape:
+                return layer
+        return None
+
+    def start_trace(self):
+        """A Points layer for centreline clicks, tied to the labels layer, side and diameter."""
+        from ._trace import CenterlineTracer
+
+        labels = self.target_labels()
+        if labels is None:
+            show_info("napari-ian: make IAN labels first (New IAN labels)")
+            return None
+        side = self.brush.label
+        pts = self.viewer.add_points(np.empty((0, 3)), ndim=3, scale=labels.scale, translate=labels.translate,
+                                     name=f"{'right' if side == 1 else 'left'} IAN centreline", size=1.5,
+                                     face_color="yellow" if side == 1 else "cyan")
+        pts.mode = "add"
+        self.tracer = CenterlineTracer(pts, labels, self.brush.diameter_mm, side)
+        return self.tracer
 
     def _autosaves(self):
         from .trainer.workspace import list_autosaves

@@ -68,3 +68,65 @@ def test_drag_with_the_real_mouse_paints_a_mm_ball_and_undo_removes_it(make_napa
     assert not np.asarray(labels.data).any()
     labels.redo()
     assert (np.asarray(labels.data) == 2).sum() == len(painted)
+
+
+def test_tube_through_points_is_connected_and_of_the_right_diameter():
+    from scipy import ndimage
+
+    from napari_ian.trainer.annotate import centerline_curve, tube_indices
+
+    sp = (0.8, 1.6, 0.43)
+    shape = (80, 30, 200)
+    pts = [(10, 15, 40), (30, 18, 90), (55, 14, 130), (70, 16, 170)]   # down a jaw-like course
+    curve = centerline_curve(pts, sp)
+    for p in pts:                                                         # through every point
+        assert np.min(np.linalg.norm((curve - p) * sp, axis=1)) < 1e-6
+    mask = np.zeros(shape, bool)
+    mask[tube_indices(pts, 2.5, sp, shape)] = True
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    assert n == 1
+    # diameter: the painted volume is that of a 2.5 mm tube of the curve's length (voxelised)
+    length = np.linalg.norm(np.diff(curve, axis=0) * sp, axis=1).sum()
+    tube_mm3 = np.pi * 1.25 ** 2 * length + 4 / 3 * np.pi * 1.25 ** 3
+    assert 0.6 < mask.sum() * np.prod(sp) / tube_mm3 < 1.4
+    from scipy.spatial import cKDTree
+
+    fine = centerline_curve(pts, sp, step_mm=0.02)
+    d, _ = cKDTree(fine * sp).query(np.argwhere(mask) * sp)
+    assert d.max() <= 1.25 + 0.02                                       # no voxel beyond the radius
+    # and every voxel centre within 1.0 mm of the curve is painted (no holes)
+    box = np.argwhere(np.ones(shape, bool)[5:75, 10:22, 35:175]) + [5, 10, 35]
+    dd, _ = cKDTree(fine * sp).query(box * sp)
+    assert mask[tuple(box[dd <= 1.0].T)].all()
+
+
+@pytest.mark.gui
+def test_traced_points_paint_a_tube_that_follows_a_moved_point(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from scipy import ndimage
+
+    from napari_ian._widgets import CaseWidget
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-ian", "phantom")
+    w = CaseWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    labels = w.new_labels()
+    w.brush_diameter.setValue(2.5)
+    tracer = w.start_trace()
+    pts_layer = tracer.points
+    sp = np.asarray(labels.scale)
+    clicks = np.array([[20, 40, 60], [45, 44, 70], [70, 42, 90]], float)
+    pts_layer.data = clicks                          # as if clicked: data in the layer's own coordinates
+    qtbot.waitUntil(lambda: np.asarray(labels.data).any(), timeout=5_000)
+    mask = np.asarray(labels.data) == 1
+    assert ndimage.label(mask, structure=np.ones((3, 3, 3)))[1] == 1
+    near_old_end = mask[70, 42, 88:93].any()
+    # move the last point: the tube follows, the old end is cleared
+    moved = clicks.copy()
+    moved[2] = [70, 30, 150]
+    pts_layer.data = moved
+    qtbot.waitUntil(lambda: np.asarray(labels.data)[70, 30, 150] == 1, timeout=5_000)
+    assert near_old_end and not np.asarray(labels.data)[70, 42, 88:93].any()
+    labels.undo()                                     # one undo step brings the first tube back
+    assert np.asarray(labels.data)[70, 42, 88:93].any()

@@ -47,3 +47,45 @@ def stroke_indices(points, offsets: np.ndarray, shape, step_mm: float | None = N
     inside = np.all((allpts >= 0) & (allpts < np.asarray(shape)), axis=1)
     allpts = allpts[inside]
     return tuple(allpts[:, i] for i in range(3))
+
+
+def centerline_curve(points, spacing, step_mm: float = 0.25) -> np.ndarray:
+    """A smooth curve through ordered voxel points (cubic spline by chord length in mm).
+
+    Two points give a straight segment; the curve passes through every point.
+    """
+    from scipy.interpolate import make_interp_spline
+
+    pts = np.atleast_2d(np.asarray(points, dtype=float))
+    if len(pts) < 2:
+        return pts.copy()
+    sp = np.asarray(spacing, dtype=float)
+    keep = np.concatenate([[True], np.linalg.norm(np.diff(pts, axis=0) * sp, axis=1) > 1e-6])
+    pts = pts[keep]
+    if len(pts) < 2:
+        return pts.copy()
+    t = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0) * sp, axis=1))])
+    k = min(3, len(pts) - 1)
+    spline = make_interp_spline(t, pts, k=k, bc_type="natural" if k == 3 else None)
+    # sample each span on its own so every clicked point is on the curve exactly
+    tt = [np.linspace(a, b, max(2, int(np.ceil((b - a) / step_mm)) + 1))[:-1] for a, b in zip(t[:-1], t[1:])]
+    return spline(np.concatenate(tt + [t[-1:]]))
+
+
+def tube_indices(points, diameter_mm: float, spacing, shape) -> tuple:
+    """Voxels of a tube of ``diameter_mm`` along the smooth curve through ``points``.
+
+    Painted as overlapping spheres along the curve, as the paper's expert did by hand.
+    """
+    from scipy.spatial import cKDTree
+
+    sp = np.asarray(spacing, dtype=float)
+    curve = centerline_curve(points, spacing, step_mm=max(0.05, min(sp) / 4.0))
+    # candidates: spheres a voxel wider around the rounded curve; kept: centres within the radius
+    wide = sphere_offsets(diameter_mm + 2 * float(np.linalg.norm(sp)), spacing)
+    cand = np.stack(stroke_indices(curve[:: max(1, len(curve) // 400)], wide, shape), axis=1)
+    if not len(cand):
+        return tuple(np.empty(0, int) for _ in range(3))
+    dist, _ = cKDTree(curve * sp).query(cand * sp)
+    keep = cand[dist <= diameter_mm / 2.0 + 1e-9]
+    return tuple(keep[:, i] for i in range(3))
