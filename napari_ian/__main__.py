@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m napari_ian", description=__doc__)
     ap.add_argument("--screenshot", help="save a screenshot of the window to this PNG and exit")
     ap.add_argument("--no-sample", action="store_true", help="start without the phantom")
+    ap.add_argument("--no-views", action="store_true", help="no axial/sagittal side views")
     ap.add_argument("--predict", action="store_true",
                     help="run the Predict panel on the phantom before showing (or screenshotting) it")
     args = ap.parse_args(argv)
@@ -63,6 +64,10 @@ def main(argv=None) -> int:
         _centre_on_nerve(viewer, layers[-1])
         if args.predict:
             _run_predict_panel(viewer, layers[-1])
+        if not args.no_views:
+            from napari_orthogonal_views.ortho_view_manager import show_orthogonal_views
+
+            show_orthogonal_views(viewer)
     if args.screenshot:
         from qtpy.QtWidgets import QApplication
 

@@ -44,6 +44,11 @@ class CaseWidget(QWidget):
         lay.addLayout(form)
         lay.addWidget(self.info)
         lay.addWidget(legend)
+        self.views_btn = QPushButton("Three views (axial, sagittal, coronal)")
+        self.views_btn.setToolTip("Show or hide synced orthogonal views with a crosshair "
+                                  "(napari-orthogonal-views); painting in any view shows in all")
+        self.views_btn.clicked.connect(self.toggle_three_views)
+        lay.addWidget(self.views_btn)
         lay.addWidget(self.new_labels_btn)
         lay.addWidget(self.restore_btn)
         lay.addWidget(self.autosave_info)
@@ -134,6 +139,11 @@ class CaseWidget(QWidget):
         self.viewer.layers.events.inserted.connect(
             lambda e: self.brush.attach(e.value) if isinstance(e.value, Labels) else None)
         return box
+
+    def toggle_three_views(self):
+        from napari_orthogonal_views.ortho_view_manager import toggle_orthogonal_views
+
+        toggle_orthogonal_views(self.viewer)
 
     def target_labels(self):
         """The labels layer to paint: the active one, else the top labels layer on the image's grid."""
