@@ -2,21 +2,25 @@
 
 The points live in an ordinary napari Points layer, so they stay editable; moving, adding or
 deleting one re-paints the tube (the previous tube's voxels that still hold the side's label
-are cleared first). Each (re)paint is one undo step of the labels layer.
+are cleared first). Each (re)paint is one undo step of the labels layer. With ``image`` given,
+the curve is snapped to the bright nerve: consecutive points are joined by the brightest path
+(:func:`~napari_ian.trainer.annotate.snapped_points`) before the spline is fitted.
 """
 from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from .trainer.annotate import tube_indices
+from .trainer.annotate import snapped_points, tube_indices
 
 
 class CenterlineTracer:
     """Keeps one Points layer and the tube it painted into one Labels layer."""
 
-    def __init__(self, points_layer, labels_layer, diameter_mm: float, label: int, delay_ms: int = 300):
+    def __init__(self, points_layer, labels_layer, diameter_mm: float, label: int, delay_ms: int = 300,
+                 image=None):
         self.points = points_layer
+        self.image = image  # an array on the labels' grid: snap to the bright nerve; None: plain spline
         self.labels = labels_layer
         self.diameter_mm = float(diameter_mm)
         self.label = int(label)
@@ -47,6 +51,8 @@ class CenterlineTracer:
             if len(pts) < 2:
                 self._painted = None
                 return 0
+            if self.image is not None:
+                pts = snapped_points(self.image, pts, tuple(float(s) for s in self.labels.scale))
             idx = tube_indices(pts, self.diameter_mm, tuple(float(s) for s in self.labels.scale), data.shape)
             if idx[0].size:
                 self.labels.data_setitem(idx, self.label)

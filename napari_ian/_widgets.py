@@ -101,8 +101,19 @@ class CaseWidget(QWidget):
                          "saved on its grid</i>")
         self.info.setText("<br>".join(lines))
 
+    # keyboard shortcuts of the annotation panel (viewer-wide; none collides with napari's own)
+    SHORTCUTS = (
+        ("Shift+B", "sphere brush on / off", "toggle_brush"),
+        ("Shift+E", "eraser on / off", "toggle_eraser"),
+        ("Shift+R", "side: right IAN (1)", "side_right"),
+        ("Shift+L", "side: left IAN (2)", "side_left"),
+        ("Shift+Up", "brush diameter + 0.5 mm", "diameter_up"),
+        ("Shift+Down", "brush diameter - 0.5 mm", "diameter_down"),
+        ("Shift+T", "trace a centreline", "start_trace"),
+    )
+
     def _brush_box(self):
-        from ._brush import SphereBrush
+        from ._brush import BrushReach, SphereBrush
 
         self.brush = SphereBrush()
         box = QGroupBox("Sphere brush (mm)")
@@ -120,17 +131,26 @@ class CaseWidget(QWidget):
         form.addRow("Diameter", self.brush_diameter)
         form.addRow("Side", self.brush_side)
         form.addRow(self.brush_erase)
-        hint = QLabel("A sphere in mm on the anisotropic voxels. Ctrl+Z undoes a stroke, "
-                      "Ctrl+Shift+Z redoes it; the wheel still zooms.")
+        hint = QLabel("A sphere in mm on the anisotropic voxels; the yellow ring under the mouse is its "
+                      "section on this slice, its label how many slices it reaches. The wheel still zooms.")
         hint.setWordWrap(True)
         form.addRow(hint)
         self.trace_btn = QPushButton("Trace centreline")
         self.trace_btn.setToolTip("Add points along the nerve (in any order along it, end to end); a smooth tube "
                                   "of this diameter is painted through them and follows when you move a point")
         self.trace_btn.clicked.connect(self.start_trace)
+        self.snap_check = QCheckBox("snap the curve to the bright nerve")
+        self.snap_check.setToolTip("Join the points by the brightest path through the image (the nerve is bright "
+                                   "on MR neurography) instead of a plain spline; fewer points are needed")
         form.addRow(self.trace_btn)
-        self.brush_check.toggled.connect(self.brush.set_enabled)
-        self.brush_diameter.valueChanged.connect(lambda v: setattr(self.brush, "diameter_mm", float(v)))
+        form.addRow(self.snap_check)
+        keys = [(k, what) for k, what, _ in self.SHORTCUTS] + [("Ctrl+Z / Ctrl+Shift+Z", "undo / redo a stroke")]
+        rows = "".join(f"<tr><td><b>{k}</b>&nbsp;</td><td>{what}</td></tr>" for k, what in keys)
+        self.shortcuts_label = QLabel(f"<table cellspacing=0>{rows}</table>")
+        self.shortcuts_label.setWordWrap(True)
+        form.addRow(self.shortcuts_label)
+        self.brush_check.toggled.connect(self._brush_toggled)
+        self.brush_diameter.valueChanged.connect(self._diameter_changed)
         self.brush_side.currentIndexChanged.connect(lambda i: setattr(self.brush, "label", i + 1))
         self.brush_erase.toggled.connect(lambda on: setattr(self.brush, "erase", bool(on)))
         for layer in self.viewer.layers:
@@ -138,7 +158,56 @@ class CaseWidget(QWidget):
                 self.brush.attach(layer)
         self.viewer.layers.events.inserted.connect(
             lambda e: self.brush.attach(e.value) if isinstance(e.value, Labels) else None)
+        self.reach = BrushReach(self.viewer, self.brush, self._paint_target)
+        self.viewer.mouse_drag_callbacks.append(self._drag_not_on_labels)
+        for key, _, method in self.SHORTCUTS:
+            self.viewer.bind_key(key, self._key_action(method), overwrite=True)
         return box
+
+    def _key_action(self, method):
+        def action(viewer):
+            getattr(self, method)()
+        action.__name__ = f"napari_ian_{method}"
+        return action
+
+    # shortcut actions
+    def toggle_brush(self):
+        self.brush_check.setChecked(not self.brush_check.isChecked())
+
+    def toggle_eraser(self):
+        self.brush_erase.setChecked(not self.brush_erase.isChecked())
+
+    def side_right(self):
+        self.brush_side.setCurrentIndex(0)
+
+    def side_left(self):
+        self.brush_side.setCurrentIndex(1)
+
+    def diameter_up(self):
+        self.brush_diameter.setValue(self.brush_diameter.value() + 0.5)
+
+    def diameter_down(self):
+        self.brush_diameter.setValue(self.brush_diameter.value() - 0.5)
+
+    def _paint_target(self):
+        active = self.viewer.layers.selection.active
+        return active if isinstance(active, Labels) and active.ndim == 3 else None
+
+    def _brush_toggled(self, on):
+        self.brush.set_enabled(on)
+        if on and self._paint_target() is None:
+            show_info("napari-ian: the sphere brush paints into the selected labels layer; "
+                      + ("select it in the layer list" if self.target_labels() is not None
+                         else "open an image and press 'New IAN labels' first"))
+        self.reach.update()
+
+    def _diameter_changed(self, value):
+        self.brush.diameter_mm = float(value)
+        self.reach.update()
+
+    def _drag_not_on_labels(self, viewer, event):
+        if self.brush.enabled and event.button == 1 and self._paint_target() is None:
+            show_info("napari-ian: nothing painted; select an IAN labels layer (or press 'New IAN labels')")
 
     def toggle_three_views(self):
         from napari_orthogonal_views.ortho_view_manager import toggle_orthogonal_views
@@ -169,7 +238,14 @@ class CaseWidget(QWidget):
                                      name=f"{'right' if side == 1 else 'left'} IAN centreline", size=1.5,
                                      face_color="yellow" if side == 1 else "cyan")
         pts.mode = "add"
-        self.tracer = CenterlineTracer(pts, labels, self.brush.diameter_mm, side)
+        image = self.selected_image()
+        snap_to = None
+        if self.snap_check.isChecked():
+            if image is not None and image.data.shape == labels.data.shape:
+                snap_to = np.asarray(image.data)
+            else:
+                show_info("napari-ian: no image on the labels' grid to snap to; tracing a plain spline")
+        self.tracer = CenterlineTracer(pts, labels, self.brush.diameter_mm, side, image=snap_to)
         return self.tracer
 
     def _autosaves(self):

@@ -64,10 +64,13 @@ def test_drag_with_the_real_mouse_paints_a_mm_ball_and_undo_removes_it(make_napa
     ext_mm = (painted.max(axis=0) - painted.min(axis=0)) * np.asarray(labels.scale)
     assert np.all(ext_mm <= 4.0 + 1e-9) and ext_mm[2] > 3.0     # ~4 mm across in RL (0.41 mm voxels)
     assert len(np.unique(painted[:, 0])) > 1                     # a ball: it reaches other coronal slices
-    labels.undo()
-    assert not np.asarray(labels.data).any()
-    labels.redo()
-    assert (np.asarray(labels.data) == 2).sum() == len(painted)
+    # undo and redo survive a slice change, through the real keys
+    viewer.dims.current_step = (ap + 20, 0, 0)
+    qtbot.wait(50)
+    QTest.keyClick(canvas, Qt.Key_Z, Qt.ControlModifier)
+    qtbot.waitUntil(lambda: not np.asarray(labels.data).any(), timeout=2_000)
+    QTest.keyClick(canvas, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    qtbot.waitUntil(lambda: (np.asarray(labels.data) == 2).sum() == len(painted), timeout=2_000)
 
 
 def test_tube_through_points_is_connected_and_of_the_right_diameter():
@@ -130,3 +133,131 @@ def test_traced_points_paint_a_tube_that_follows_a_moved_point(make_napari_viewe
     assert near_old_end and not np.asarray(labels.data)[70, 42, 88:93].any()
     labels.undo()                                     # one undo step brings the first tube back
     assert np.asarray(labels.data)[70, 42, 88:93].any()
+
+
+def _canvas_pos(viewer, labels, vox_si_rl):
+    """Canvas pixel of a (SI, RL) voxel on the current coronal slice (2D view)."""
+    from qtpy.QtCore import QPoint
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    world = np.asarray(vox_si_rl, float) * np.asarray(labels.scale[1:])
+    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    centre = np.asarray(cam.center)[-2:]
+    px = (world - centre) * cam.zoom + np.array([canvas.height(), canvas.width()]) / 2.0
+    return QPoint(int(round(px[1])), int(round(px[0])))
+
+
+@pytest.mark.gui
+def test_reach_ring_follows_the_mouse_and_shortcuts_drive_the_brush(make_napari_viewer, qtbot, tmp_path,
+                                                                     monkeypatch):
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_ian._brush import BrushReach
+    from napari_ian._widgets import CaseWidget
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-ian", "phantom")
+    w = CaseWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    labels = w.new_labels()
+    viewer.layers.selection.active = labels
+    viewer.dims.current_step = (40, 0, 0)
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.wait(100)
+    QTest.keyClick(canvas, Qt.Key_B, Qt.ShiftModifier)            # Shift+B: brush on
+    assert w.brush_check.isChecked() and w.brush.enabled
+    w.brush_diameter.setValue(4.0)
+    target = np.array([30.0, 150.0])
+    QTest.mouseMove(canvas, _canvas_pos(viewer, labels, target))
+    ring_layer = viewer.layers[BrushReach.NAME]
+    qtbot.waitUntil(lambda: ring_layer.visible and len(ring_layer.data) == 1, timeout=3_000)
+    assert viewer.layers.selection.active is labels                # painting goes on in the labels layer
+    corners = np.asarray(ring_layer.data[0])
+    sp = np.asarray(labels.scale)
+    centre = corners.mean(axis=0)
+    assert centre[0] == 40 and abs(centre[1] - target[0]) <= 1 and abs(centre[2] - target[1]) <= 1
+    radii_mm = (corners.max(axis=0) - corners.min(axis=0))[1:] / 2 * sp[1:]
+    assert np.allclose(radii_mm, 2.0)                              # a 4 mm sphere's section, in mm
+    assert ring_layer.features["reach"][0] == f"4.0 mm: \u00b1{int(2.0 // sp[0])} slices (\u00b1{int(2.0 // sp[0]) * sp[0]:.1f} mm)"
+    # the ring is drawn: yellow pixels on the canvas around the mouse
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    yellow = (shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 80)
+    assert yellow.sum() > 20
+    QTest.keyClick(canvas, Qt.Key_Up, Qt.ShiftModifier)            # Shift+Up: +0.5 mm, the ring grows
+    assert w.brush_diameter.value() == 4.5 and w.brush.diameter_mm == 4.5
+    qtbot.waitUntil(lambda: np.isclose((np.ptp(np.asarray(ring_layer.data[0])[:, 2])) / 2 * sp[2], 2.25),
+                    timeout=3_000)
+    QTest.keyClick(canvas, Qt.Key_L, Qt.ShiftModifier)
+    assert w.brush.label == 2
+    QTest.keyClick(canvas, Qt.Key_R, Qt.ShiftModifier)
+    assert w.brush.label == 1
+    QTest.keyClick(canvas, Qt.Key_E, Qt.ShiftModifier)
+    assert w.brush.erase
+    QTest.keyClick(canvas, Qt.Key_B, Qt.ShiftModifier)            # brush off: the ring goes
+    assert not w.brush.enabled and not ring_layer.visible
+    for key, what, _ in CaseWidget.SHORTCUTS:                      # every shortcut is listed in the panel
+        assert key in w.shortcuts_label.text() and what in w.shortcuts_label.text()
+
+
+@pytest.mark.gui
+def test_brush_without_an_image_or_labels_says_what_to_do(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    from napari_ian import _widgets
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    said = []
+    monkeypatch.setattr(_widgets, "show_info", lambda msg: said.append(msg))
+    viewer = make_napari_viewer(show=True)
+    w = _widgets.CaseWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.brush_check.setChecked(True)
+    assert said and "open an image" in said[-1]
+    assert w.start_trace() is None and "New IAN labels" in said[-1]
+    assert w.new_labels() is None and "open an image" in said[-1]
+    assert len(viewer.layers) == 0                                 # nothing half-made
+
+
+def test_snapping_follows_the_bright_nerve_between_few_points(phantom):
+    image, truth, spacing, info = phantom
+    cl = np.asarray(info["centerline_right"])
+    pts = cl[np.linspace(0, len(cl) - 1, 4).astype(int)]          # four clicks along a curved nerve
+    from napari_ian.trainer.annotate import bright_path, snapped_points, tube_indices
+
+    nerve = truth == 1
+
+    def dsc(points):
+        m = np.zeros(truth.shape, bool)
+        m[tube_indices(points, 2.5, spacing, truth.shape)] = True
+        return 2 * (m & nerve).sum() / (m.sum() + nerve.sum())
+
+    snapped = snapped_points(image, pts, spacing)
+    for p in pts:                                                  # every click stays on the curve
+        assert np.min(np.abs(snapped - p).sum(axis=1)) < 1e-9
+    plain, snap = dsc(pts), dsc(snapped)
+    assert snap > plain + 0.25 and snap > 0.5
+    path = bright_path(image, pts[0], pts[1], spacing)
+    assert np.all(np.abs(np.diff(path, axis=0)) <= 1)              # a connected voxel path, end to end
+    assert np.array_equal(path[0], np.round(pts[0])) and np.array_equal(path[-1], np.round(pts[1]))
+
+
+@pytest.mark.gui
+def test_trace_with_snap_paints_along_the_nerve(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from napari_ian._widgets import CaseWidget
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    viewer = make_napari_viewer(show=True)
+    image, truth = viewer.open_sample("napari-ian", "phantom")
+    w = CaseWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    labels = w.new_labels()
+    w.snap_check.setChecked(True)
+    tracer = w.start_trace()
+    assert tracer.image is not None
+    from napari_ian.sample_data.phantom import make_phantom
+
+    cl = np.asarray(make_phantom(0)[3]["centerline_right"])
+    tracer.points.data = cl[np.linspace(0, len(cl) - 1, 4).astype(int)]
+    qtbot.waitUntil(lambda: np.asarray(labels.data).any(), timeout=10_000)
+    got, nerve = np.asarray(labels.data) == 1, np.asarray(truth.data) == 1
+    assert 2 * (got & nerve).sum() / (got.sum() + nerve.sum()) > 0.5
