@@ -42,6 +42,13 @@ class PredictWidget(QWidget):
         self.device_combo = QComboBox()
         self.device_combo.addItems(_devices())
         self.prob_check = QCheckBox("also add the probability map")
+        self.roi_check = QCheckBox("only inside the box")
+        self.roi_check.setToolTip("Predict only inside the rectangles of the 'prediction box' layer: their "
+                                  "bounding box; an axis they do not span is taken whole, so draw on two "
+                                  "slices to bound the slice range too")
+        self.box_btn = QPushButton("Draw box")
+        self.box_btn.setToolTip("Add (or select) the 'prediction box' shapes layer in rectangle mode")
+        self.box_btn.clicked.connect(self.draw_box)
         self.run_btn = QPushButton("Predict")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
@@ -60,6 +67,10 @@ class PredictWidget(QWidget):
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(self.prob_check)
+        box_row = QHBoxLayout()
+        box_row.addWidget(self.roi_check, 1)
+        box_row.addWidget(self.box_btn)
+        lay.addLayout(box_row)
         lay.addLayout(buttons)
         lay.addWidget(self.status)
         lay.addStretch(1)
@@ -93,6 +104,39 @@ class PredictWidget(QWidget):
         if current:
             self.model_combo.setCurrentText(current)
 
+    # -- box --------------------------------------------------------------------------------
+    BOX_NAME = "prediction box"
+
+    def draw_box(self):
+        """A Shapes layer on the chosen image's grid, ready for a rectangle; ticks 'only inside the box'."""
+        name = self.image_combo.currentText()
+        if name not in self.viewer.layers:
+            show_info("napari-ian: open an MR image first")
+            return None
+        image = self.viewer.layers[name]
+        if self.BOX_NAME in self.viewer.layers:
+            box = self.viewer.layers[self.BOX_NAME]
+        else:
+            box = self.viewer.add_shapes(name=self.BOX_NAME, ndim=3, scale=image.scale, translate=image.translate,
+                                         edge_color="lime", face_color="transparent", edge_width=0.3)
+        self.viewer.layers.selection.active = box
+        box.mode = "add_rectangle"
+        self.roi_check.setChecked(True)
+        return box
+
+    def box_roi(self, image_layer):
+        """The box as canonical slices of ``image_layer``, or None (no box asked for)."""
+        from .trainer.predict import roi_from_vertices
+
+        if not self.roi_check.isChecked():
+            return None
+        if self.BOX_NAME not in self.viewer.layers or not len(self.viewer.layers[self.BOX_NAME].data):
+            raise ValueError("'only inside the box' is ticked but no box is drawn (press 'Draw box')")
+        box = self.viewer.layers[self.BOX_NAME]
+        world = [box.data_to_world(v) for shape in box.data for v in np.asarray(shape)]
+        vox = np.asarray([image_layer.world_to_data(w) for w in world], dtype=float)
+        return roi_from_vertices(vox, image_layer.data.shape)
+
     # -- running ----------------------------------------------------------------------------
     def run(self):
         """Start a prediction; returns the worker (or None when the input is not usable)."""
@@ -112,21 +156,27 @@ class PredictWidget(QWidget):
         if not model_name:
             show_error("napari-ian: no model available (see 'ian models')")
             return None
+        try:
+            roi = self.box_roi(layer)
+        except ValueError as exc:
+            show_error(f"napari-ian: {exc}")
+            return None
         image = np.asarray(layer.data)
         spacing = tuple(float(s) for s in layer.scale)
         device = self.device_combo.currentText()
-        total = 2 * -(-image.shape[0] // 64)   # predict_steps yields once per batch of 64 slices per side
+        n_ap = len(range(*roi[0].indices(image.shape[0]))) if roi is not None else image.shape[0]
+        total = 2 * -(-n_ap // 64)   # predict_steps yields once per batch of 64 slices per side
 
         @thread_worker(progress={"total": total, "desc": f"{model_name} on {name}"})
         def work():
             model, meta = load_model(resolve_model(model_name))
             try:
-                result = yield from predict_steps(image, model, meta, spacing, device=device)
+                result = yield from predict_steps(image, model, meta, spacing, device=device, roi=roi)
                 return result, meta, None
             except RuntimeError as exc:  # e.g. CUDA out of memory: fall back to the CPU, say so
                 if "out of memory" not in str(exc).lower() or device == "cpu":
                     raise
-                result = yield from predict_steps(image, model, meta, spacing, device="cpu", batch=8)
+                result = yield from predict_steps(image, model, meta, spacing, device="cpu", roi=roi, batch=8)
                 return result, meta, f"{device} ran out of memory; predicted on the CPU instead"
 
         self.worker = work()
@@ -135,7 +185,8 @@ class PredictWidget(QWidget):
         self.worker.finished.connect(self._finished)
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        self.status.setText(f"Predicting with {model_name} ({device})...")
+        where = "" if roi is None else " inside the box " + ",".join(f"{r.start}:{r.stop}" for r in roi)
+        self.status.setText(f"Predicting with {model_name} ({device}){where}...")
         self.worker.start()
         return self.worker
 

@@ -10,6 +10,7 @@ from ._layers import volume_layer_data
 from .trainer.errors import VolumeReadError
 from .trainer.io import read_volume
 from .trainer.io_nifti import is_nifti_path
+from .trainer.phi import safe_name
 
 # folders holding these are left to napari's own readers (image stacks)
 _OTHER_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy", ".zarr"}
@@ -56,11 +57,18 @@ def get_reader(path):
 
 
 def _layer_name(p: Path, vol) -> str:
+    """The file or folder name, unless it (or the series description) names the patient.
+
+    DICOM exports are often filed under the patient's name or ID; the layer name travels into
+    autosaves and default export names, so then a neutral name with a hash of the series is used.
+    """
     name = p.name
     for suffix in (".nii.gz", ".nii", ".dcm"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
-    return name or (vol.geometry.series_description or "MR volume")
+    neutral = f"MR series {vol.geometry.case_key[:8]}" if vol.geometry.case_key else "MR volume"
+    description = safe_name(vol.geometry.series_description, vol.identifiers, "")
+    return safe_name(name, vol.identifiers, "") or description or neutral
 
 
 def read_layers(path):

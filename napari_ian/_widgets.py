@@ -5,6 +5,9 @@ layers are added only from the GUI thread, when the worker returns.
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
@@ -52,12 +55,21 @@ class CaseWidget(QWidget):
         lay.addWidget(self.new_labels_btn)
         lay.addWidget(self.restore_btn)
         lay.addWidget(self.autosave_info)
+        self.save_btn = QPushButton("Save labels as NIfTI...")
+        self.save_btn.setToolTip("The selected IAN labels layer, on the source image's grid and affine; "
+                                 "the file dialog opens where this case was saved last")
+        self.save_btn.clicked.connect(self.save_labels_dialog)
+        self.save_info = QLabel()
+        self.save_info.setWordWrap(True)
+        lay.addWidget(self.save_btn)
+        lay.addWidget(self.save_info)
         lay.addWidget(self._brush_box())
         lay.addStretch(1)
         self.autosaver = autosaver_for(self.viewer)
         self.autosaver.listeners.append(self._show_autosaves)
         self.image_combo.currentIndexChanged.connect(self._show_info)
         self.image_combo.currentIndexChanged.connect(self._show_autosaves)
+        self.image_combo.currentIndexChanged.connect(self._show_saved)
         self.viewer.layers.events.inserted.connect(self._refresh)
         self.viewer.layers.events.removed.connect(self._refresh)
         self.viewer.layers.events.changed.connect(self._refresh)
@@ -80,6 +92,7 @@ class CaseWidget(QWidget):
         self.new_labels_btn.setEnabled(bool(names))
         self._show_info()
         self._show_autosaves()
+        self._show_saved()
 
     def _show_info(self, *args):
         layer = self.selected_image()
@@ -254,6 +267,62 @@ class CaseWidget(QWidget):
         layer = self.selected_image()
         geom = geometry_of(layer) if layer is not None else None
         return list_autosaves(geom.case_key) if geom is not None and geom.case_key else []
+
+    # -- save / export ----------------------------------------------------------------------
+    def default_save_path(self, layer) -> str:
+        """Where the save dialog starts: this case's last export, else a file named after the layer
+        in the last folder used (the layer name is already free of patient identifiers)."""
+        from .trainer.workspace import last_export, last_export_dir
+
+        geom = geometry_of(layer)
+        if geom is not None and geom.case_key:
+            prev = last_export(geom.case_key)
+            if prev is not None and prev.parent.is_dir():
+                return str(prev)
+        folder = last_export_dir()
+        folder = folder if folder is not None and folder.is_dir() else Path.home()
+        stem = re.sub(r"[^A-Za-z0-9._ -]+", "_", layer.name).strip(" ._") or "ian_labels"
+        return str(folder / f"{stem}.nii.gz")
+
+    def save_labels_dialog(self):
+        """Ask where to save the selected labels layer, then save it (see :meth:`save_labels_to`)."""
+        from qtpy.QtWidgets import QFileDialog
+
+        layer = self.target_labels()
+        if layer is None:
+            show_info("napari-ian: no IAN labels layer to save (select one, or press 'New IAN labels')")
+            return None
+        path, _ = QFileDialog.getSaveFileName(self, f"Save {layer.name}", self.default_save_path(layer),
+                                              "NIfTI (*.nii.gz *.nii)")
+        if not path:
+            return None
+        if not path.lower().endswith((".nii", ".nii.gz")):
+            path += ".nii.gz"
+        return self.save_labels_to(path, layer)
+
+    def save_labels_to(self, path, layer):
+        """Write ``layer`` to ``path`` through the plugin's writer (atomic, source grid); remember it."""
+        from napari.utils.notifications import show_error
+
+        from ._writer import write_labels
+        from .trainer.errors import VolumeWriteError
+
+        try:
+            write_labels(str(path), layer.data, {"metadata": layer.metadata})
+        except (VolumeWriteError, OSError) as exc:
+            show_error(f"napari-ian: {layer.name} not saved: {' '.join(str(exc).split())}")
+            return None
+        show_info(f"napari-ian: saved {layer.name} to {path}")
+        self._show_saved()
+        return str(path)
+
+    def _show_saved(self, *args):
+        from .trainer.workspace import last_export
+
+        layer = self.selected_image()
+        geom = geometry_of(layer) if layer is not None else None
+        prev = last_export(geom.case_key) if geom is not None and geom.case_key else None
+        self.save_info.setText(f"Last saved to {prev}" if prev else "")
 
     def _show_autosaves(self, *args):
         saves = self._autosaves()

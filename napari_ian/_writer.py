@@ -7,6 +7,7 @@ from ._layers import GEOMETRY_KEY
 from .trainer.errors import VolumeWriteError
 from .trainer.io_nifti import write_nifti
 from .trainer.volume import Geometry
+from .trainer.workspace import remember_export
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
@@ -26,4 +27,9 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
         raise VolumeWriteError(path, f"labels must be 3D, got shape {arr.shape}")
     write_nifti(path, arr, geometry, dtype=np.uint8 if arr.max(initial=0) < 256 else np.uint16,
                 description="napari-ian IAN labels 1=R 2=L")
+    if geometry.case_key:
+        try:  # so the Case panel offers this place next time; the export itself already succeeded
+            remember_export(geometry.case_key, path)
+        except OSError:
+            pass
     return [str(path)]

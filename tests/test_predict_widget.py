@@ -79,3 +79,62 @@ def test_predict_refuses_2d_images_with_a_notification(make_napari_viewer, monke
     w.image_combo.setCurrentText("flat")
     assert w.run() is None
     assert errors and "needs a 3D volume" in errors[0]
+
+
+def test_roi_from_vertices_spans_drawn_axes_only():
+    from napari_ian.trainer.predict import roi_from_vertices
+
+    shape = (100, 60, 300)
+    rect = [[40, 10, 50], [40, 10, 120], [40, 30, 120], [40, 30, 50]]     # one rectangle on coronal slice 40
+    assert roi_from_vertices(rect, shape) == (slice(0, 100), slice(10, 31), slice(50, 121))
+    two = rect + [[70, 12, 60], [70, 25, 90]]                               # a second slice bounds AP too
+    assert roi_from_vertices(two, shape)[0] == slice(40, 71)
+    assert roi_from_vertices([[40, -5, -20], [40, 80, 500]], shape)[1:] == (slice(0, 60), slice(0, 300))
+    with pytest.raises(ValueError, match="no corners"):
+        roi_from_vertices(np.empty((0, 3)), shape)
+
+
+def test_predict_inside_a_drawn_box_only(viewer_with_sample, qtbot):
+    from napari_ian._predict_widget import PredictWidget
+
+    viewer = viewer_with_sample
+    image, truth = viewer.layers[0], viewer.layers[1]
+    w = PredictWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    box = w.draw_box()
+    assert box.mode == "add_rectangle" and w.roi_check.isChecked()
+    # a rectangle around the right nerve (label 1) on one coronal slice, as drawn with the mouse
+    idx = np.argwhere(np.asarray(truth.data) == 1)
+    (s0, r0), (s1, r1) = np.maximum(idx[:, 1:].min(axis=0) - 3, 0), idx[:, 1:].max(axis=0) + 3
+    box.add_rectangles(np.array([[30, s0, r0], [30, s0, r1], [30, s1, r1], [30, s1, r0]], float))
+    worker = w.run()
+    assert "inside the box" in w.status.text()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: any(ly.name == "ian-default prediction" for ly in viewer.layers), timeout=5_000)
+    pred = np.asarray(viewer.layers["ian-default prediction"].data)
+    inside = np.zeros(pred.shape, bool)
+    inside[:, s0:s1 + 1, r0:r1 + 1] = True
+    assert not pred[~inside].any()                  # nothing outside the box (the left nerve is outside)
+    assert (pred[inside] == 1).sum() > 0.5 * (np.asarray(truth.data) == 1).sum()
+
+
+def test_box_ticked_but_not_drawn_is_refused(viewer_with_sample, monkeypatch):
+    import napari_ian._predict_widget as pw
+
+    errors = []
+    monkeypatch.setattr(pw, "show_error", errors.append)
+    w = pw.PredictWidget(viewer_with_sample)
+    w.roi_check.setChecked(True)
+    assert w.run() is None and "no box is drawn" in errors[-1]
+    assert len(viewer_with_sample.layers) == 2
+
+
+def test_predict_without_any_model_says_so(viewer_with_sample, monkeypatch):
+    import napari_ian._predict_widget as pw
+
+    errors = []
+    monkeypatch.setattr(pw, "show_error", errors.append)
+    w = pw.PredictWidget(viewer_with_sample)
+    w.model_combo.clear()                            # e.g. the bundled model file was removed
+    assert w.run() is None and "no model" in errors[-1]

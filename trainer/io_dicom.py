@@ -18,6 +18,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from .errors import GeometryMissingError, VolumeReadError
+from .phi import identifiers_of
 from .volume import Geometry, Volume
 
 # Relative tolerances for the geometry checks. Scanners write positions with ~1e-5 mm noise;
@@ -269,7 +270,8 @@ def _finish(native: np.ndarray, aff_lps: np.ndarray, where, kind, ds0, case_key)
                     series_description=str(ds0.get("SeriesDescription", "")),
                     frame_of_reference_uid=str(ds0.get("FrameOfReferenceUID", "")),
                     case_key=case_key, sform_code=1, qform_code=1)
-    return Volume(data=np.ascontiguousarray(geom.to_canonical(native)), geometry=geom)
+    return Volume(data=np.ascontiguousarray(geom.to_canonical(native)), geometry=geom,
+                  identifiers=identifiers_of(ds0))
 
 
 def _apply_rescale(frames: list, slopes, intercepts) -> np.ndarray:

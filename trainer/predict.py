@@ -42,6 +42,39 @@ def parse_roi(text: str, shape) -> tuple:
     return tuple(out)
 
 
+def roi_from_vertices(vertices, shape) -> tuple:
+    """The box spanned by drawn vertices (canonical voxel coordinates) -> slices per axis.
+
+    An axis the vertices do not span (all on one slice, as for a rectangle drawn on one coronal
+    slice) is taken whole; rectangles drawn on two slices bound that axis too.
+
+    Parameters
+    ----------
+    vertices : (N, 3) array-like
+        Corner points in the image's voxel coordinates (AP, SI, RL).
+    shape : tuple of 3 int
+        The image shape.
+
+    Returns
+    -------
+    tuple of 3 slices
+    """
+    v = np.asarray(vertices, dtype=float).reshape(-1, 3)
+    if not len(v):
+        raise ValueError("the box has no corners: draw a rectangle first")
+    out = []
+    for axis, n in enumerate(shape):
+        lo, hi = v[:, axis].min(), v[:, axis].max()
+        if hi - lo < 0.5:
+            out.append(slice(0, n))
+            continue
+        a, b = int(np.clip(np.floor(lo + 0.5), 0, n)), int(np.clip(np.floor(hi + 0.5) + 1, 0, n))
+        if b <= a:
+            raise ValueError(f"the box lies outside the image along axis {axis} (0..{n - 1})")
+        out.append(slice(a, b))
+    return tuple(out)
+
+
 def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, spacing=(1.0, 1.0, 1.0),
                    device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
                    progress: Callable[[int, int], None] | None = None,

@@ -138,10 +138,15 @@ class Volume:
         Voxel values in the canonical orientation, rescaled to real values where the source
         defines a rescale (DICOM RescaleSlope/Intercept, NIfTI scl_slope/scl_inter).
     geometry : Geometry
+    identifiers : frozenset of str
+        Patient identifiers found in the source headers (see :mod:`~napari_ian.trainer.phi`).
     """
 
     data: np.ndarray
     geometry: Geometry
+    # patient identifiers of the source headers (DICOM), only to keep derived names free of them;
+    # never stored, printed or written
+    identifiers: frozenset = dataclasses.field(default=frozenset(), repr=False, compare=False)
 
     @property
     def spacing(self) -> tuple:

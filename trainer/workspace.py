@@ -81,3 +81,26 @@ def list_autosaves(case_key: str) -> list[Autosave]:
 def load_labels(entry: Autosave) -> np.ndarray:
     with np.load(entry.path) as z:
         return z["labels"]
+
+
+def remember_export(case_key: str, path) -> None:
+    """Record where a case's labels were exported (the case's folder and the last folder used)."""
+    path = str(Path(path).resolve())
+    atomic_write_text(case_dir(case_key) / "export.json", json.dumps({"path": path, "saved_at": time.time()}))
+    atomic_write_text(workspace_dir() / "last_export_dir.json", json.dumps({"dir": str(Path(path).parent)}))
+
+
+def last_export(case_key: str) -> Path | None:
+    """Where this case's labels were last exported, or None."""
+    try:
+        return Path(json.loads((case_dir(case_key) / "export.json").read_text())["path"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def last_export_dir() -> Path | None:
+    """The folder of the most recent export of any case, or None."""
+    try:
+        return Path(json.loads((workspace_dir() / "last_export_dir.json").read_text())["dir"])
+    except (OSError, ValueError, KeyError):
+        return None
