@@ -72,18 +72,17 @@ class BrushReach:
 
     A ring of the sphere's diameter in mm, centred on the voxel the sphere would be centred on,
     drawn on the current slice; its label says how many slices the ball reaches before and after
-    this one. It lives in a Shapes layer that never becomes the active layer, so painting goes on
-    in the labels layer below it.
+    this one. The ring is a vispy visual on napari's canvas rather than a layer: moving a layer
+    rebuilds napari's thumbnails and shaders (about 50 ms per mouse move on a software renderer),
+    moving a visual costs almost nothing and leaves the layer list alone.
     """
-
-    NAME = "sphere brush reach"
 
     def __init__(self, viewer, brush: SphereBrush, labels_getter):
         self.viewer = viewer
         self.brush = brush
         self.labels_getter = labels_getter
-        self.layer = None
-        self._last = None
+        self._centre = None
+        self._ring = self._text = None
         viewer.mouse_move_callbacks.append(self._moved)
         viewer.dims.events.current_step.connect(lambda e: self.update())
 
@@ -92,13 +91,13 @@ class BrushReach:
             self.update(event.position)
 
     def text(self, labels, axis: int) -> str:
-        """'reaches +-k slices (x mm)' along ``axis`` (data axis of the labels layer)."""
+        """'d mm: +-k slices (x mm)' along ``axis`` (data axis of the labels layer)."""
         sp = float(labels.scale[axis])
         k = int(np.floor(self.brush.diameter_mm / 2.0 / sp + 1e-9))
         return f"{self.brush.diameter_mm:.1f} mm: \u00b1{k} slice{'s' if k != 1 else ''} (\u00b1{k * sp:.1f} mm)"
 
     def ring(self, labels, world) -> tuple | None:
-        """(4 corners of the ellipse in the labels' data coordinates, text), or None off-volume."""
+        """(centre voxel, centre in world mm, slice axis), or None off the volume or not a 2D slice."""
         offset = self.viewer.dims.ndim - labels.ndim
         displayed = [d - offset for d in self.viewer.dims.displayed]
         if labels.ndim != 3 or len(displayed) != 2 or min(displayed) < 0:
@@ -107,50 +106,56 @@ class BrushReach:
         c = np.round(np.asarray(labels.world_to_data(world), dtype=float)[-3:])
         if np.any(c < 0) or np.any(c >= np.asarray(labels.data.shape)):
             return None
-        r = self.brush.diameter_mm / 2.0 / np.asarray(labels.scale, dtype=float)
-        a, b = displayed
-        corners = np.repeat(c[None], 4, axis=0)
-        for i, (sa, sb) in enumerate([(-1, -1), (-1, 1), (1, 1), (1, -1)]):
-            corners[i, a] += sa * r[a]
-            corners[i, b] += sb * r[b]
-        return corners, self.text(labels, axis)
+        return c.astype(int), np.asarray(labels.data_to_world(c), dtype=float), axis
+
+    def _visuals(self):
+        if self._ring is None:
+            from vispy.scene.visuals import Ellipse, Text
+
+            scene = self.viewer.window._qt_viewer.canvas.view.scene   # napari's canvas (no public API)
+            self._ring = Ellipse(center=(0, 0), radius=(1, 1), color=(0, 0, 0, 0), border_color="yellow",
+                                 border_width=1.5, parent=scene)
+            self._text = Text("", color="yellow", font_size=9, anchor_x="left", anchor_y="bottom", parent=scene)
+            for node in (self._ring, self._text):
+                node.order = 10_000                      # above every layer
+                node.set_gl_state("translucent", depth_test=False)
+        return self._ring, self._text
 
     def update(self, world=None):
         labels = self.labels_getter() if self.brush.enabled else None
-        if labels is None:
-            self.hide()
-            return
-        world = self.viewer.cursor.position if world is None else world
-        ring = self.ring(labels, world)
+        ring = None
+        if labels is not None:
+            ring = self.ring(labels, self.viewer.cursor.position if world is None else world)
         if ring is None:
             self.hide()
             return
-        corners, text = ring
-        key = (tuple(corners.ravel()), text, tuple(self.viewer.dims.displayed), id(labels))
-        if key == self._last and self.layer is not None and self.layer.visible:
-            return
-        self._last = key
-        if self.layer is None or self.layer not in self.viewer.layers:
-            self._make_layer(labels)
-        self.layer.scale = labels.scale
-        self.layer.translate = labels.translate
-        self.layer.data = [corners]
-        self.layer.shape_type = ["ellipse"]
-        self.layer.edge_width = [0.08]   # data units (~0.1 mm here): a thin ring that hides nothing
-        self.layer.features = {"reach": [text]}
-        self.layer.visible = True
+        self._centre, centre_w, axis = ring
+        shown = [d for d in self.viewer.dims.displayed]
+        y, x = centre_w[-3:][[d - (self.viewer.dims.ndim - 3) for d in shown]]   # vispy x = last displayed dim
+        r = self.brush.diameter_mm / 2.0
+        ellipse, text = self._visuals()
+        # vispy re-tessellates on every property set: set only what changed
+        if tuple(ellipse.center[:2]) != (x, y):
+            ellipse.center = (x, y)
+            text.pos = (x + 0.8 * r, y - 0.8 * r)
+        if tuple(ellipse.radius) != (r, r):
+            ellipse.radius = (r, r)
+            text.pos = (x + 0.8 * r, y - 0.8 * r)
+        label = self.text(labels, axis)
+        if text.text != label:
+            text.text = label
+        if not ellipse.visible:
+            ellipse.visible = text.visible = True
 
     def hide(self):
-        if self.layer is not None and self.layer in self.viewer.layers:
-            self.layer.visible = False
+        self._centre = None
+        if self._ring is not None:
+            self._ring.visible = self._text.visible = False
 
-    def _make_layer(self, labels):
-        active = self.viewer.layers.selection.active
-        self.layer = self.viewer.add_shapes(
-            name=self.NAME, ndim=3, scale=labels.scale, translate=labels.translate, edge_color="yellow",
-            face_color="transparent", edge_width=0.08, opacity=0.9,
-            text={"string": "{reach}", "anchor": "upper_left", "color": "yellow", "size": 9},
-            features={"reach": []})
-        self.layer.editable = False
-        if active is not None:  # keep painting where the user was painting
-            self.viewer.layers.selection.active = active
+    @property
+    def visible(self) -> bool:
+        return self._ring is not None and bool(self._ring.visible)
+
+    def centre(self) -> np.ndarray | None:
+        """The voxel (labels' data coordinates) the ring is centred on, or None when hidden."""
+        return None if self._centre is None else self._centre.copy()

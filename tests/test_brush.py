@@ -153,7 +153,6 @@ def test_reach_ring_follows_the_mouse_and_shortcuts_drive_the_brush(make_napari_
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
 
-    from napari_ian._brush import BrushReach
     from napari_ian._widgets import CaseWidget
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
@@ -171,24 +170,25 @@ def test_reach_ring_follows_the_mouse_and_shortcuts_drive_the_brush(make_napari_
     w.brush_diameter.setValue(4.0)
     target = np.array([30.0, 150.0])
     QTest.mouseMove(canvas, _canvas_pos(viewer, labels, target))
-    ring_layer = viewer.layers[BrushReach.NAME]
-    qtbot.waitUntil(lambda: ring_layer.visible and len(ring_layer.data) == 1, timeout=3_000)
+    reach = w.reach
+    qtbot.waitUntil(lambda: reach.visible and reach.centre() is not None, timeout=3_000)
     assert viewer.layers.selection.active is labels                # painting goes on in the labels layer
-    corners = np.asarray(ring_layer.data[0])
+    assert all(ly._type_string != "shapes" for ly in viewer.layers)  # the ring is no layer
     sp = np.asarray(labels.scale)
-    centre = corners.mean(axis=0)
+    centre = reach.centre()
     assert centre[0] == 40 and abs(centre[1] - target[0]) <= 1 and abs(centre[2] - target[1]) <= 1
-    radii_mm = (corners.max(axis=0) - corners.min(axis=0))[1:] / 2 * sp[1:]
-    assert np.allclose(radii_mm, 2.0)                              # a 4 mm sphere's section, in mm
-    assert ring_layer.features["reach"][0] == f"4.0 mm: \u00b1{int(2.0 // sp[0])} slices (\u00b1{int(2.0 // sp[0]) * sp[0]:.1f} mm)"
+    # drawn in world mm where the sphere would be centred, with the sphere's radius in mm
+    cw = labels.data_to_world(centre)
+    assert np.allclose(reach._ring.center[:2], (cw[2], cw[1])) and np.allclose(reach._ring.radius, 2.0)
+    k = int(2.0 // sp[0])
+    assert reach._text.text == f"4.0 mm: \u00b1{k} slices (\u00b1{k * sp[0]:.1f} mm)"
     # the ring is drawn: yellow pixels on the canvas around the mouse
     shot = viewer.screenshot(canvas_only=True, flash=False)
     yellow = (shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 80)
     assert yellow.sum() > 20
     QTest.keyClick(canvas, Qt.Key_Up, Qt.ShiftModifier)            # Shift+Up: +0.5 mm, the ring grows
     assert w.brush_diameter.value() == 4.5 and w.brush.diameter_mm == 4.5
-    qtbot.waitUntil(lambda: np.isclose((np.ptp(np.asarray(ring_layer.data[0])[:, 2])) / 2 * sp[2], 2.25),
-                    timeout=3_000)
+    qtbot.waitUntil(lambda: np.allclose(reach._ring.radius, 2.25), timeout=3_000)
     QTest.keyClick(canvas, Qt.Key_L, Qt.ShiftModifier)
     assert w.brush.label == 2
     QTest.keyClick(canvas, Qt.Key_R, Qt.ShiftModifier)
@@ -196,7 +196,7 @@ def test_reach_ring_follows_the_mouse_and_shortcuts_drive_the_brush(make_napari_
     QTest.keyClick(canvas, Qt.Key_E, Qt.ShiftModifier)
     assert w.brush.erase
     QTest.keyClick(canvas, Qt.Key_B, Qt.ShiftModifier)            # brush off: the ring goes
-    assert not w.brush.enabled and not ring_layer.visible
+    assert not w.brush.enabled and not reach.visible
     for key, what, _ in CaseWidget.SHORTCUTS:                      # every shortcut is listed in the panel
         assert key in w.shortcuts_label.text() and what in w.shortcuts_label.text()
 

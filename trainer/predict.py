@@ -42,6 +42,26 @@ def parse_roi(text: str, shape) -> tuple:
     return tuple(out)
 
 
+def remove_specks(labels: np.ndarray, voxel_mm3: float, min_component_mm3: float) -> np.ndarray:
+    """Zero, in place, connected components (26-neighbourhood) smaller than ``min_component_mm3``.
+
+    Labelling runs only on the box around the labelled voxels: the nerves fill a tiny part of
+    the volume, and labelling a whole volume holds Python's lock for a while (a GUI would stall).
+    """
+    nz = [np.flatnonzero(labels.any(axis=tuple(j for j in range(labels.ndim) if j != i))) for i in range(labels.ndim)]
+    if any(len(a) == 0 for a in nz):
+        return labels
+    box = tuple(slice(a[0], a[-1] + 1) for a in nz)
+    sub = labels[box]
+    comp, n = ndimage.label(sub > 0, structure=np.ones((3,) * labels.ndim))
+    if n:
+        sizes = np.bincount(comp.ravel())[1:] * voxel_mm3
+        small = np.flatnonzero(sizes < min_component_mm3) + 1
+        if small.size:
+            sub[np.isin(comp, small)] = 0
+    return labels
+
+
 def roi_from_vertices(vertices, shape) -> tuple:
     """The box spanned by drawn vertices (canonical voxel coordinates) -> slices per axis.
 
@@ -144,12 +164,7 @@ def predict_steps(image: np.ndarray, model: torch.nn.Module, metadata: dict, spa
         lab_sub[~keep] = 0
         prob_sub[~keep] = 0.0
     if min_component_mm3 > 0:
-        voxel = float(np.prod(spacing))
-        comp, n = ndimage.label(lab_sub > 0, structure=np.ones((3, 3, 3)))
-        if n:
-            sizes = np.bincount(comp.ravel())[1:] * voxel
-            small = np.flatnonzero(sizes < min_component_mm3) + 1
-            lab_sub[np.isin(comp, small)] = 0
+        remove_specks(lab_sub, float(np.prod(spacing)), min_component_mm3)
     labels = np.zeros(full_shape, np.uint8)
     prob = np.zeros(full_shape, np.float32)
     labels[ap], prob[ap] = lab_sub, prob_sub

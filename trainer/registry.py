@@ -9,7 +9,6 @@ import dataclasses
 import os
 from pathlib import Path
 
-from .modelfile import ModelFileError, read_metadata
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "ian-default"
@@ -45,6 +44,8 @@ class ModelEntry:
 
 def list_models() -> list[ModelEntry]:
     """Bundled models first, then the user's; unreadable files are skipped."""
+    from .modelfile import ModelFileError, read_metadata  # torch: only when models are asked for
+
     out = []
     for source, folder in (("bundled", BUNDLED_DIR), ("user", user_models_dir())):
         if not folder.is_dir():
@@ -68,6 +69,8 @@ def resolve_model(name_or_path: str | None) -> Path:
         cand = folder / f"{name_or_path}.pt"
         if cand.exists():
             return cand
+    from .modelfile import ModelFileError
+
     names = ", ".join(e.name for e in list_models()) or "none"
     raise ModelFileError(name_or_path, f"no such model (available: {names})")
 
