@@ -14,7 +14,7 @@ APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb
 	libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0 libxkbcommon-x11-0 \
 	libgl1 libegl1 libfontconfig1 libdbus-1-3 libglib2.0-0
 
-.PHONY: run test setup sysdeps screenshot clean
+.PHONY: run test setup sysdeps screenshot bench-gui clean
 
 run: setup
 	$(BIN)/python -m napari_ian
@@ -49,8 +49,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 # the README screenshot (needs Xvfb)
 screenshot: setup
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --screenshot docs/screenshot_main.png
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --predict --screenshot docs/screenshot_main.png
 	$(BIN)/python -m napari_ian.sample_data.montage --seed 0 --out docs/phantom_montage.png
+
+# brush latency, GUI vs CLI prediction and memory on a full-size volume (needs Xvfb)
+bench-gui: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python bench/bench_gui.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -55,9 +55,21 @@ def main(argv=None) -> int:
     import napari
 
     viewer = napari.Viewer(title="napari-ian")
-    viewer.window.add_plugin_dock_widget("napari-ian", "Case")
-    viewer.window.add_plugin_dock_widget("napari-ian", "Predict")
+    case_dock, _ = viewer.window.add_plugin_dock_widget("napari-ian", "Case")
     viewer.window.add_plugin_dock_widget("napari-ian", "Phantom")
+    predict_dock, _ = viewer.window.add_plugin_dock_widget("napari-ian", "Predict", tabify=True)
+
+    def layout_docks():
+        try:  # the Case panel is the tall one: give it most of the height
+            from qtpy.QtCore import Qt
+
+            win = viewer.window._qt_window
+            win.resizeDocks([case_dock], [400], Qt.Horizontal)
+            win.resizeDocks([case_dock, predict_dock], [660, 240], Qt.Vertical)
+        except Exception:  # private attribute of napari's window; only the initial layout depends on it
+            pass
+
+    layout_docks()
     if not args.no_sample:
         layers = viewer.open_sample("napari-ian", "phantom")
         viewer.dims.axis_labels = ("AP", "SI", "RL")
@@ -74,6 +86,8 @@ def main(argv=None) -> int:
         viewer.window._qt_window.resize(1500, 950)
         for _ in range(5):
             QApplication.processEvents()
+        layout_docks()
+        QApplication.processEvents()
         viewer.reset_view()
         try:  # toasts (e.g. napari's PyQt5 notice) would cover the canvas in the picture
             from napari._qt.dialogs.qt_notification import NapariQtNotification
