@@ -18,6 +18,10 @@ from ._widgets import _image_layers
 from .trainer.volume import Geometry
 
 
+class PredictionFailed(Exception):
+    """A model run that failed in the worker (carries the original message)."""
+
+
 def _devices():
     import torch
 
@@ -167,21 +171,26 @@ class PredictWidget(QWidget):
         n_ap = len(range(*roi[0].indices(image.shape[0]))) if roi is not None else image.shape[0]
         total = 2 * -(-n_ap // 64)   # predict_steps yields once per batch of 64 slices per side
 
-        @thread_worker(progress={"total": total, "desc": f"{model_name} on {name}"})
+        @thread_worker(progress={"total": total, "desc": f"{model_name} on {name}"}, ignore_errors=True)
         def work():
-            model, meta = load_model(resolve_model(model_name))
             try:
-                result = yield from predict_steps(image, model, meta, spacing, device=device, roi=roi)
-                return result, meta, None
-            except RuntimeError as exc:  # e.g. CUDA out of memory: fall back to the CPU, say so
-                if "out of memory" not in str(exc).lower() or device == "cpu":
-                    raise
-                result = yield from predict_steps(image, model, meta, spacing, device="cpu", roi=roi, batch=8)
-                return result, meta, f"{device} ran out of memory; predicted on the CPU instead"
+                model, meta = load_model(resolve_model(model_name))
+                try:
+                    result = yield from predict_steps(image, model, meta, spacing, device=device, roi=roi)
+                    return result, meta, None
+                except RuntimeError as exc:  # e.g. CUDA out of memory: fall back to the CPU, say so
+                    if "out of memory" not in str(exc).lower() or device == "cpu":
+                        raise
+                    result = yield from predict_steps(image, model, meta, spacing, device="cpu", roi=roi, batch=8)
+                    return result, meta, f"{device} ran out of memory; predicted on the CPU instead"
+            except RuntimeError as exc:
+                # superqt drops a RuntimeError from a worker as an "aborted thread" without
+                # emitting `errored`; torch reports most failures that way, so hand it on as another type
+                raise PredictionFailed(str(exc)) from exc
 
         self.worker = work()
         self.worker.returned.connect(lambda res: self._add_result(res, layer, model_name))
-        self.worker.errored.connect(lambda exc: show_error(f"napari-ian: prediction failed: {' '.join(str(exc).split())}"))
+        self.worker.errored.connect(self._failed)
         self.worker.finished.connect(self._finished)
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
@@ -217,6 +226,11 @@ class PredictWidget(QWidget):
         self.status.setText(f"{model_name}: right IAN {n1} voxels, left IAN {n2} voxels "
                             f"({pred.device}{', bf16' if pred.bf16 else ''}). "
                             f"Model trained on: {meta.get('trained_on', 'unknown')}.")
+
+    def _failed(self, exc):
+        msg = f"prediction failed: {' '.join(str(exc).split())}"
+        show_error(f"napari-ian: {msg}")
+        self.status.setText(f"{msg[0].upper()}{msg[1:]}. No layer was added.")
 
     def _finished(self):
         self.worker = None

@@ -424,12 +424,13 @@ class PhantomWidget(QWidget):
 
         seed = int(self.seed.value())
 
-        @thread_worker(progress={"total": 0, "desc": f"phantom {seed}"})
+        @thread_worker(progress={"total": 0, "desc": f"phantom {seed}"}, ignore_errors=True)
         def make():
             return phantom_layers(seed)
 
         self.worker = make()
         self.worker.returned.connect(self._add)
+        self.worker.errored.connect(self._failed)
         self.worker.finished.connect(self._done)
         self.go.setEnabled(False)
         self.cancel.setEnabled(True)
@@ -449,6 +450,13 @@ class PhantomWidget(QWidget):
         for data, kwargs, kind in layers:
             getattr(self.viewer, f"add_{kind}")(data, **kwargs)
         self.status.setText(f"Added {layers[0][1]['name']}.")
+
+    def _failed(self, exc):
+        from napari.utils.notifications import show_error
+
+        msg = f"phantom failed: {' '.join(str(exc).split())}"
+        show_error(f"napari-ian: {msg}")
+        self.status.setText(msg.capitalize())
 
     def _done(self):
         self.worker = None

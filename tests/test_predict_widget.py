@@ -138,3 +138,53 @@ def test_predict_without_any_model_says_so(viewer_with_sample, monkeypatch):
     w = pw.PredictWidget(viewer_with_sample)
     w.model_combo.clear()                            # e.g. the bundled model file was removed
     assert w.run() is None and "no model" in errors[-1]
+
+
+def _failing_predict_steps(message, fail_unless_cpu=True):
+    """predict_steps that dies after one batch with ``message`` (on every device but the CPU)."""
+    from napari_ian.trainer import predict as real
+
+    original = real.predict_steps
+
+    def steps(image, model, meta, spacing, device="auto", roi=None, *args, **kwargs):
+        if fail_unless_cpu and device == "cpu":
+            return (yield from original(image, model, meta, spacing, device=device, roi=roi, *args, **kwargs))
+        yield 1, 2
+        raise RuntimeError(message)
+
+    return steps
+
+
+def test_out_of_memory_mid_run_falls_back_to_the_cpu_and_says_so(viewer_with_sample, qtbot, monkeypatch):
+    import napari_ian._predict_widget as pw
+    from napari_ian.trainer import predict
+
+    warnings = []
+    monkeypatch.setattr(pw, "show_warning", warnings.append)
+    monkeypatch.setattr(predict, "predict_steps", _failing_predict_steps("CUDA out of memory. Tried to allocate 2 GiB"))
+    viewer = viewer_with_sample
+    w = pw.PredictWidget(viewer)
+    w.device_combo.setCurrentText("auto")
+    worker = w.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: len(viewer.layers) == 3, timeout=5_000)
+    assert warnings and "ran out of memory; predicted on the CPU instead" in warnings[-1]
+    assert (np.asarray(viewer.layers[2].data) > 0).any()
+
+
+def test_a_model_failing_mid_run_adds_nothing_and_says_why(viewer_with_sample, qtbot, monkeypatch):
+    import napari_ian._predict_widget as pw
+    from napari_ian.trainer import predict
+
+    errors = []
+    monkeypatch.setattr(pw, "show_error", errors.append)
+    monkeypatch.setattr(predict, "predict_steps", _failing_predict_steps("weights do not match", False))
+    viewer = viewer_with_sample
+    w = pw.PredictWidget(viewer)
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: w.run_btn.isEnabled() and bool(errors), timeout=60_000)
+    qtbot.wait(100)
+    assert len(viewer.layers) == 2
+    assert errors and "prediction failed: weights do not match" in errors[-1]
+    assert "No layer was added" in w.status.text()
