@@ -173,6 +173,10 @@ class PredictWidget(QWidget):
 
         @thread_worker(progress={"total": total, "desc": f"{model_name} on {name}"}, ignore_errors=True)
         def work():
+            # napari builds a Labels layer's features with pandas, imported on first use; doing that
+            # here keeps a ~0.2 s import off the GUI thread when the result layer is added
+            import pandas  # noqa: F401
+
             try:
                 model, meta = load_model(resolve_model(model_name))
                 try:
