@@ -14,7 +14,7 @@ APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb
 	libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0 libxkbcommon-x11-0 \
 	libgl1 libegl1 libfontconfig1 libdbus-1-3 libglib2.0-0
 
-.PHONY: run test setup sysdeps screenshot bench-gui clean
+.PHONY: run test setup sysdeps screenshot bench-gui bench-review clean
 
 run: setup
 	$(BIN)/python -m napari_ian
@@ -50,11 +50,17 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 # the README screenshot (needs Xvfb)
 screenshot: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --predict --screenshot docs/screenshot_main.png
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --predict --review --screenshot docs/screenshot_review.png
 	$(BIN)/python -m napari_ian.sample_data.montage --seed 0 --out docs/phantom_montage.png
 
 # brush latency, GUI vs CLI prediction and memory on a full-size volume (needs Xvfb)
 bench-gui: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python bench/bench_gui.py
+
+# review speed: per-slice recompute and stroke update, and each review action's GUI stall (needs Xvfb)
+bench-review: setup
+	$(BIN)/python bench/bench_review.py
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python bench/bench_review_gui.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

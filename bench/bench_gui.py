@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+import guikit  # bench/guikit.py, next to this script
+
 
 def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
 def main():
-    import napari
     from qtpy.QtCore import QPoint, Qt, QTimer
     from qtpy.QtTest import QTest
 
@@ -48,18 +49,11 @@ def main():
     print(f"phantom written in {time.perf_counter() - t0:.1f} s")
 
     rows = []
-    app = napari.qt.get_qapp()
+    viewer, app = guikit.shown_viewer(1500, 1000)
 
     def pump(seconds=0.0):
-        end = time.perf_counter() + seconds
-        while True:
-            app.processEvents()
-            if time.perf_counter() >= end:
-                return
-            time.sleep(0.01)
+        guikit.pump(app, seconds)
 
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 1000)
     pump(1.0)
     m0 = rss_mb()
     [img] = viewer.open(str(src), plugin="napari-ian")

@@ -113,7 +113,7 @@ def main():
     t_naive = (time.perf_counter() - t0) * n_total / n
     print()
     print(f"whole volume {image.shape} (seed {a.seed}), {n_total} side-slices:")
-    print(f"| path | wall s |\n| --- | --- |")
+    print("| path | wall s |\n| --- | --- |")
     print(f"| ian predict code path (default model, bf16 where supported) | {t_ours:.1f} |")
     extrap = "" if n == n_total else f" (timed on {n} slices, scaled to {n_total})"
     print(f"| paper network naive (fp32, batch 1, 256x256, every slice){extrap} | {t_naive:.1f} |")

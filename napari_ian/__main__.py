@@ -1,6 +1,6 @@
 """Launch napari with the napari-ian panels docked and the phantom sample open.
 
-``python -m napari_ian [--seed N] [--screenshot FILE.png]``
+``python -m napari_ian [--predict] [--review] [--screenshot FILE.png]``
 """
 from __future__ import annotations
 
@@ -40,6 +40,28 @@ def _run_predict_panel(viewer, truth_layer):
     viewer.layers.selection.active = viewer.layers[-1]
 
 
+def _run_review_panel(viewer, truth_layer, dock):
+    """Review the prediction against the ground truth and go to the first flagged slice."""
+    from qtpy.QtWidgets import QApplication
+
+    from ._review_widget import ReviewWidget
+
+    panel = next(w for w in viewer.window._qt_window.findChildren(ReviewWidget))
+    panel.ref_combo.setCurrentText(truth_layer.name)
+    panel.pred_combo.setCurrentText(viewer.layers[-1].name)
+    panel.image_combo.setCurrentText(viewer.layers[0].name)
+    if panel.run():
+        # show the worst slice that holds nerve in the reference (a failure, not an empty slice)
+        rows = [r for r in panel.all_rows() if r["category"] not in ("pass", "false-positive slice")]
+        rows = rows or [r for r in panel.all_rows() if r["tp"] + r["fn"] > 0]
+        if rows:
+            worst = min(rows, key=lambda r: r["dsc"])
+            panel.go_to_slice(worst["slice"], worst["label"])
+    dock.raise_()
+    QApplication.processEvents()
+    return dock
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m napari_ian", description=__doc__)
     ap.add_argument("--screenshot", help="save a screenshot of the window to this PNG and exit")
@@ -47,6 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-views", action="store_true", help="no axial/sagittal side views")
     ap.add_argument("--predict", action="store_true",
                     help="run the Predict panel on the phantom before showing (or screenshotting) it")
+    ap.add_argument("--review", action="store_true",
+                    help="with --predict: review the prediction against the ground truth in the Review panel")
     args = ap.parse_args(argv)
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         print("napari-ian: no display (DISPLAY is not set). On a headless machine run it under "
@@ -58,14 +82,17 @@ def main(argv=None) -> int:
     case_dock, _ = viewer.window.add_plugin_dock_widget("napari-ian", "Case")
     viewer.window.add_plugin_dock_widget("napari-ian", "Phantom")
     predict_dock, _ = viewer.window.add_plugin_dock_widget("napari-ian", "Predict", tabify=True)
+    review_dock, _ = viewer.window.add_plugin_dock_widget("napari-ian", "Review", tabify=True)
+    predict_dock.raise_()
 
     def layout_docks():
         try:  # the Case panel is the tall one: give it most of the height
             from qtpy.QtCore import Qt
 
             win = viewer.window._qt_window
-            win.resizeDocks([case_dock], [400], Qt.Horizontal)
-            win.resizeDocks([case_dock, predict_dock], [660, 240], Qt.Vertical)
+            win.resizeDocks([case_dock], [450], Qt.Horizontal)
+            heights = [300, 600] if args.review else [560, 340]
+            win.resizeDocks([case_dock, predict_dock], heights, Qt.Vertical)
         except Exception:  # private attribute of napari's window; only the initial layout depends on it
             pass
 
@@ -76,6 +103,8 @@ def main(argv=None) -> int:
         _centre_on_nerve(viewer, layers[-1])
         if args.predict:
             _run_predict_panel(viewer, layers[-1])
+            if args.review:
+                _run_review_panel(viewer, layers[-1], review_dock)
         if not args.no_views:
             from napari_orthogonal_views.ortho_view_manager import show_orthogonal_views
 

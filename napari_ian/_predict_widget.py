@@ -177,6 +177,10 @@ class PredictWidget(QWidget):
             # here keeps a ~0.2 s import off the GUI thread when the result layer is added
             import pandas  # noqa: F401
 
+            from ._imports import import_torch
+
+            import_torch()
+
             try:
                 model, meta = load_model(resolve_model(model_name))
                 try:

@@ -12,11 +12,11 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_info
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
-                            QLabel, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ._layers import GEOMETRY_KEY, geometry_of, image_layer_data, labels_layer_data
+from ._scroll import scrolling_layout
 from .trainer.volume import CANONICAL_AXCODES, LABELS, Geometry
 
 
@@ -45,17 +45,7 @@ class CaseWidget(QWidget):
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         # the panel is tall (brush, keys, save); it scrolls rather than squashing its rows
-        inner = QWidget()
-        lay = QVBoxLayout(inner)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setWidget(inner)
-        scroll.setMinimumHeight(320)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        lay = scrolling_layout(self, 320)
         lay.addLayout(form)
         lay.addWidget(self.info)
         lay.addWidget(legend)

@@ -85,6 +85,29 @@ def test_3d_nerve_numbers():
     assert m["hd95_mm"] == pytest.approx(1.6, abs=1e-4)
 
 
+def test_hd95_agrees_with_monai_on_random_shapes():
+    """Our scipy HD95 is MONAI's definition: same numbers on blobs, shifts, specks and border contact."""
+    torch = pytest.importorskip("torch")  # noqa: F841
+    monai_metrics = pytest.importorskip("monai.metrics")
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    for k in range(8):
+        shape = (24, 20, 30)
+        ref = ndi.gaussian_filter(rng.random(shape), 2) > 0.52
+        pred = ndi.gaussian_filter(rng.random(shape), 2) > 0.52 if k % 2 else np.roll(ref, k + 1, axis=k % 3)
+        if k == 2:
+            pred[:] = False
+            pred[0, 0, 0] = True          # a single-voxel prediction in a corner
+        if k == 4:
+            ref[:, :, 0] = True           # touching the volume's border
+        spacing = (0.8, 1.6, 0.43) if k % 3 else (1.0, 1.0, 1.0)
+        want = monai_metrics.compute_hausdorff_distance(
+            torch.from_numpy(pred[None, None].astype(np.float32)), torch.from_numpy(ref[None, None].astype(np.float32)),
+            include_background=True, percentile=95, spacing=list(spacing)).item()
+        assert hd95_mm(ref, pred, spacing) == pytest.approx(want, abs=1e-4), k
+
+
 def test_helpers_on_edge_cases():
     assert summarize([np.nan])["n"] == 0
     assert failure_rates([])["n"] == 0

@@ -18,9 +18,9 @@ IAN, 2 = left IAN), on slices along one axis (coronal, axis 0, by default):
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from .volume import CORONAL_AXIS
 
@@ -132,24 +132,44 @@ def volumetric_similarity(reference_mask, prediction_mask) -> float:
     return 1.0 - abs(vp - vr) / (vp + vr) if (vp + vr) else float("nan")
 
 
-def hd95_mm(reference_mask, prediction_mask, spacing) -> float:
-    """95th-percentile symmetric Hausdorff distance in mm (MONAI's surface distances).
+def surface_voxels(mask: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` with a 6-connected neighbour outside it (outside the array counts)."""
+    mask = np.asarray(mask, bool)
+    return mask & ~ndi.binary_erosion(mask, border_value=0)
 
-    NaN when either mask is empty (the distance is undefined).
+
+def hd95_mm(reference_mask, prediction_mask, spacing) -> float:
+    """95th-percentile symmetric Hausdorff distance in mm between the two masks' surfaces.
+
+    Surface voxels are those with a 6-connected neighbour outside the mask; each direction takes the
+    95th percentile of the distances (in mm, with ``spacing``) from one surface's voxels to the
+    other surface, and the larger of the two is returned. This is MONAI's
+    ``compute_hausdorff_distance(percentile=95)`` definition (a test checks they agree), computed
+    with scipy on the masks' bounding box so it needs no torch and takes milliseconds.
+
+    Parameters
+    ----------
+    reference_mask, prediction_mask : ndarray of bool
+        Same-shape 3D masks.
+    spacing : sequence of float
+        Voxel size in mm per axis.
+
+    Returns
+    -------
+    float
+        HD95 in mm; NaN when either mask is empty (the distance is undefined).
     """
     r, p = np.asarray(reference_mask, bool), np.asarray(prediction_mask, bool)
     if not r.any() or not p.any():
         return float("nan")
-    import torch
-    from monai.metrics import compute_hausdorff_distance
-
-    rt = torch.from_numpy(r[None, None].astype(np.float32))
-    pt = torch.from_numpy(p[None, None].astype(np.float32))
-    with warnings.catch_warnings():  # MONAI's own internal deprecation notice, not ours to fix
-        warnings.simplefilter("ignore", FutureWarning)
-        hd = compute_hausdorff_distance(pt, rt, include_background=True, percentile=95,
-                                        spacing=[float(s) for s in spacing])
-    return float(hd.item())
+    # a one-voxel margin around both masks keeps every distance exact and the transforms small
+    box = ndi.find_objects((r | p).astype(np.uint8))[0]
+    box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+    sr, sp = surface_voxels(r[box]), surface_voxels(p[box])
+    spacing = [float(s) for s in spacing]
+    to_ref = ndi.distance_transform_edt(~sr, sampling=spacing)[sp]
+    to_pred = ndi.distance_transform_edt(~sp, sampling=spacing)[sr]
+    return float(max(np.percentile(to_ref, 95), np.percentile(to_pred, 95)))
 
 
 def slice_detection_f1(sm: SliceMetrics) -> float:

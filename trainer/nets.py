@@ -241,7 +241,6 @@ def count_macs(model: nn.Module, shape=(1, 1, 256, 256)) -> int:
     def hook(mod, inp, out):
         nonlocal total
         if isinstance(mod, nn.ConvTranspose2d):
-            cin = inp[0].shape[1]
             total += inp[0].numel() // inp[0].shape[0] * mod.out_channels * mod.kernel_size[0] * mod.kernel_size[1] // mod.groups
         else:
             k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)

@@ -240,7 +240,7 @@ def label_free_warnings(prediction: np.ndarray, spacing, axis: int = 0, probabil
 
         for i in range(has[0], has[-1] + 1):
             if area[i] == 0:
-                add(i, "gap", f"nothing predicted between slices {has[0]} and {has[-1]}")
+                add(i, "gap", f"nothing predicted, inside the nerve's span (slices {has[0]}–{has[-1]})")
         prev = None
         for i in has:
             pts = np.argwhere(pred[i]) * sp_ip
@@ -253,11 +253,21 @@ def label_free_warnings(prediction: np.ndarray, spacing, axis: int = 0, probabil
         box = ndimage.find_objects(pred.astype(np.uint8))[0]
         comp, n = ndimage.label(pred[box], structure=np.ones((3, 3, 3)))
         if n > 1:
+            # a piece beside the nerve (in slices the main piece also covers) or a small one is
+            # stray; a nerve cut in two by a gap is two long pieces end to end: the gap says that
             sizes = np.bincount(comp.ravel())[1:]
-            stray = comp != (np.argmax(sizes) + 1)
-            stray &= comp > 0
-            for i in np.flatnonzero(stray.any(axis=(1, 2))) + box[0].start:
-                add(i, "stray piece", f"{n - 1} piece(s) not connected to the nerve")
+            main = int(np.argmax(sizes)) + 1
+            spans = ndimage.find_objects(comp)
+            m0, m1 = spans[main - 1][0].start, spans[main - 1][0].stop
+            stray = np.zeros(comp.shape[0], bool)
+            n_stray = 0
+            for c in range(1, n + 1):
+                s0, s1 = spans[c - 1][0].start, spans[c - 1][0].stop
+                if c != main and (s0 < m1 and s1 > m0 or sizes[c - 1] < 0.1 * sizes[main - 1]):
+                    stray[s0:s1] |= (comp[s0:s1] == c).any(axis=(1, 2))
+                    n_stray += 1
+            for i in np.flatnonzero(stray) + box[0].start:
+                add(i, "stray piece", f"{n_stray} piece(s) not connected to the nerve")
         inner = has[1:-1]
         for i in inner:
             a_mm2 = area[i] * px_mm2

@@ -1,0 +1,24 @@
+"""Shared bits of the GUI benchmarks: a shown viewer of a fixed size and an event pump."""
+from __future__ import annotations
+
+import time
+
+
+def pump(app, seconds: float = 0.0) -> None:
+    """Process Qt events for ``seconds`` (at least once)."""
+    end = time.perf_counter() + seconds
+    while True:
+        app.processEvents()
+        if time.perf_counter() >= end:
+            return
+        time.sleep(0.002)
+
+
+def shown_viewer(width: int = 1500, height: int = 1000):
+    """A shown napari viewer of a fixed window size and its QApplication."""
+    import napari
+
+    app = napari.qt.get_qapp()
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(width, height)
+    return viewer, app

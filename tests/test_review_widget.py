@@ -1,0 +1,181 @@
+"""The Review panel in a real, shown viewer: navigator, live updates, status, CSV, bad input."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def phantom_layer_data():
+    """The sample's layer data (image + ground truth), made once for this module (~6 s each time)."""
+    from napari_ian._sample_data import phantom_layers
+
+    return phantom_layers()
+
+
+@pytest.fixture
+def reviewed(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data):
+    """A shown viewer with the phantom, a damaged copy of its truth as the prediction, and the panel."""
+    from napari.layers import Layer
+
+    from napari_ian._review_widget import ReviewWidget
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
+    viewer = make_napari_viewer(show=True)
+    image, truth = [viewer.add_layer(Layer.create(np.copy(d), dict(m), t)) for d, m, t in phantom_layer_data]
+    pred = np.asarray(truth.data).copy()
+    gap = pred[50:53]
+    gap[gap == 1] = 0                                  # complete failures on 50-52 (right)
+    pred[60] = np.roll(pred[60], 4, axis=0)            # a shifted slice (right and left)
+    layer = viewer.add_labels(pred, name="test prediction", scale=truth.scale, metadata=dict(truth.metadata))
+    w = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.ref_combo.setCurrentText(truth.name)
+    w.pred_combo.setCurrentText(layer.name)
+    w.image_combo.setCurrentText(image.name)
+    assert w.run()
+    return viewer, w, truth, layer
+
+
+def test_navigator_moves_the_views_to_flagged_slices(reviewed, qtbot):
+    from qtpy.QtCore import QPoint, Qt
+
+    viewer, w, truth, pred = reviewed
+    assert list(w.flagged_slices()) == [50, 51, 52, 60]
+    viewer.dims.set_current_step(0, 0)
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(canvas, Qt.Key_N, Qt.ShiftModifier)             # Shift+N: next flagged
+    assert viewer.dims.current_step[0] == 50
+    qtbot.keyClick(canvas, Qt.Key_N, Qt.ShiftModifier)
+    assert viewer.dims.current_step[0] == 51
+    qtbot.keyClick(canvas, Qt.Key_P, Qt.ShiftModifier)             # Shift+P: previous
+    assert viewer.dims.current_step[0] == 50
+    # clicking the table row of slice 60 goes there and centres on the nerve
+    row = next(i for i in range(w.table.rowCount()) if w.table.item(i, 0).text() == "60")
+    rect = w.table.visualItemRect(w.table.item(row, 1))
+    qtbot.mouseClick(w.table.viewport(), Qt.LeftButton, pos=rect.center())
+    assert viewer.dims.current_step[0] == 60
+    side = w.table.item(row, 1).text()
+    lab = 1 if side == "right" else 2
+    centroid = np.argwhere(np.asarray(pred.data)[60] == lab).mean(axis=0)
+    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    assert np.allclose(cam.center[-2:], centroid * np.asarray(pred.scale[1:]), atol=0.5)
+    # clicking the strip at a slice's cell goes there too
+    n = w.status.shape[1]
+    x = int((30 + 0.5) / n * w.strip.width())
+    qtbot.mouseClick(w.strip, Qt.LeftButton, pos=QPoint(x, 5))
+    assert viewer.dims.current_step[0] == 30
+
+
+def test_a_paint_event_updates_only_the_touched_rows_and_marks_them_corrected(reviewed, qtbot):
+    viewer, w, truth, pred = reviewed
+    w.filter_combo.setCurrentIndex(1)                               # all slices with nerve
+    untouched = {k: [id(it) for it in v[0]] for k, v in w._row_items.items() if k[0] != 60}
+    before = w.table.rowCount()
+    fixed = np.asarray(truth.data)[60]
+    idx = np.nonzero(fixed == 1)
+    pred.data_setitem((np.full(idx[0].size, 60), *idx), 1)          # the annotator repairs slice 60 (right)
+    qtbot.waitUntil(lambda: w.last_updated == {60}, timeout=2_000)
+    assert {k: [id(it) for it in v[0]] for k, v in w._row_items.items() if k[0] != 60} == untouched
+    assert w.table.rowCount() == before
+    right60 = w._row_items[(60, "right")][0]
+    assert right60[6].text() == "pass" and right60[7].text() == "corrected"
+    assert w.status[0, 60] == 2 and w.status[1, 60] == 0
+    # undo (no paint event in napari) brings the failure back, again only for that slice
+    w.last_updated = set()
+    pred.undo()
+    qtbot.waitUntil(lambda: w.last_updated == {60}, timeout=2_000)
+    assert w._row_items[(60, "right")][0][6].text() == "complete failure"
+    pred.redo()
+    qtbot.waitUntil(lambda: w._row_items[(60, "right")][0][6].text() == "pass", timeout=2_000)
+    # the same numbers as a full recompute
+    from napari_ian.trainer.review import SliceReview
+
+    full = SliceReview(truth.data, pred.data)
+    assert np.allclose(np.nan_to_num(full.metrics(1).dsc), np.nan_to_num(w.review.metrics(1).dsc))
+
+
+def test_status_is_saved_with_the_case_and_restored(reviewed, qtbot):
+    from qtpy.QtCore import Qt
+
+    from napari_ian._review_widget import ReviewWidget
+
+    viewer, w, truth, pred = reviewed
+    viewer.dims.set_current_step(0, 40)
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_A, Qt.ShiftModifier)   # Shift+A: accept
+    assert list(w.status[:, 40]) == [1, 1]
+    w2 = ReviewWidget(viewer)
+    w2.ref_combo.setCurrentText(truth.name)
+    w2.pred_combo.setCurrentText(pred.name)
+    assert w2.run()
+    assert list(w2.status[:, 40]) == [1, 1] and w2.status.sum() == 2
+
+
+def test_csv_export_matches_the_table(reviewed, tmp_path):
+    viewer, w, truth, pred = reviewed
+    out = w.export_csv(tmp_path / "review.csv")
+    rows = list(csv.DictReader(open(out)))
+    flagged = [r for r in rows if r["category"] != "pass"]
+    assert {(int(r["slice"]), r["side"]) for r in flagged} == {(50, "right"), (51, "right"), (52, "right"),
+                                                               (60, "right"), (60, "left")}
+    assert all(r["category"] == "complete failure" and float(r["dsc"]) == 0 for r in flagged if r["slice"] != "60")
+    assert len(rows) == len(w.review.rows())
+
+
+def test_without_a_reference_it_shows_warnings_not_dsc(reviewed):
+    viewer, w, truth, pred = reviewed
+    w.ref_combo.setCurrentText("(none: warnings from the prediction alone)")
+    assert w.run()
+    assert "not DSC" in w.mode_label.text()
+    kinds = {(x["slice"], x["kind"]) for x in w.warnings}
+    assert {(50, "gap"), (51, "gap"), (52, "gap")} <= kinds
+    assert any(k == "jump" and s in (60, 61) for s, k in kinds)
+    assert w.table.columnCount() == 5 and w.table.rowCount() == len(w.warnings)
+
+
+def test_measurements_plot_and_csv(reviewed, tmp_path, qtbot):
+    viewer, w, truth, pred = reviewed
+    w.marker_spin.setValue(40)
+    assert w.show_measurements() is not None
+    qtbot.waitUntil(lambda: getattr(w, "_measure_window", None) is not None, timeout=20_000)
+    win = w._measure_window
+    assert win.isVisible() and not win.plot.pixmap().isNull() and win.plot.pixmap().width() > 300
+    rows = list(csv.DictReader(open(win.save_csv(tmp_path / "m.csv"))))
+    assert rows and {"area_mm2", "mean_signal", "max_signal", "distance_mm"} <= set(rows[0])
+    assert all(float(r["area_mm2"]) > 0 for r in rows)
+    win.close()
+
+
+def test_bad_inputs_are_explained(make_napari_viewer, monkeypatch, tmp_path):
+    from napari_ian import _review_widget as rw
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    said = []
+    monkeypatch.setattr(rw, "show_info", said.append)
+    viewer = make_napari_viewer(show=True)
+    a = viewer.add_labels(np.zeros((10, 12, 14), np.uint8), name="a", scale=(0.8, 1.6, 0.4))
+    b = viewer.add_labels(np.zeros((10, 12, 15), np.uint8), name="b", scale=(0.8, 1.6, 0.4))
+    c = viewer.add_labels(np.zeros((10, 12, 14), np.uint8), name="c", scale=(1.0, 1.6, 0.4))
+    flat = viewer.add_labels(np.zeros((12, 14), np.uint8), name="flat")
+    w = rw.ReviewWidget(viewer)
+    for ref, pred, words in ((a, b, "not the same grid"), (a, c, "different voxel sizes"), (a, flat, "2D")):
+        w.ref_combo.setCurrentText(ref.name)
+        w.pred_combo.setCurrentText(pred.name)
+        assert not w.run()
+        assert words in said[-1] and words in w.mode_label.text()
+        assert w.table.rowCount() == 0
+    # an empty reference and a prediction with a foreign label value: reviewed, with a note
+    pred = np.zeros((10, 12, 14), np.uint8)
+    pred[3, 4:6, 4:6] = 1
+    pred[4, 1, 1] = 7
+    d = viewer.add_labels(pred, name="d", scale=(0.8, 1.6, 0.4))
+    w.ref_combo.setCurrentText(a.name)
+    w.pred_combo.setCurrentText(d.name)
+    assert w.run()
+    text = w.mode_label.text()
+    assert "reference a is empty" in text and "values 7" in text
+    assert [r["category"] for r in w.review.rows()] == ["false-positive slice"]
