@@ -51,6 +51,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 screenshot: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --predict --screenshot docs/screenshot_main.png
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --predict --review --screenshot docs/screenshot_review.png
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/screenshot_finetune.py docs/screenshot_finetune.png
 	$(BIN)/python -m napari_ian.sample_data.montage --seed 0 --out docs/phantom_montage.png
 
 # brush latency, GUI vs CLI prediction and memory on a full-size volume (needs Xvfb)

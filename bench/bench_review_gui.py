@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+import guikit  # bench/guikit.py, next to this script
+
 
 def main():
-    import napari
     from qtpy.QtCore import QPoint, Qt, QTimer
     from qtpy.QtTest import QTest
 
@@ -42,18 +43,11 @@ def main():
     print(f"volume {image.shape} at {tuple(round(s, 3) for s in sp)} mm; "
           f"{int((truth > 0).sum())} reference and {int((pred > 0).sum())} predicted nerve voxels")
 
-    app = napari.qt.get_qapp()
+    viewer, app = guikit.shown_viewer(1500, 1000)
 
     def pump(seconds=0.0):
-        end = time.perf_counter() + seconds
-        while True:
-            app.processEvents()
-            if time.perf_counter() >= end:
-                return
-            time.sleep(0.002)
+        guikit.pump(app, seconds)
 
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 1000)
     img = viewer.add_image(image, name="phantom MRN", scale=sp)
     viewer.add_labels(truth, name="ground truth", scale=sp)
     layer = viewer.add_labels(pred, name="ian-default prediction", scale=sp)
@@ -138,7 +132,8 @@ def main():
             lambda: QTest.keyClick(canvas, Qt.Key_Z, Qt.ControlModifier), after=1.5)
     out = Path(os.environ["NAPARI_IAN_HOME"]) / "review.csv"
     measure("Export CSV (all rows)", lambda: w.export_csv(out))
-    measure("Measurements window (area, signal, distance; plot)", w.show_measurements)
+    measure("Measurements window (area, signal, distance; plot drawn in a worker)", w.show_measurements, after=4.0)
+    assert w._measure_window is not None, "the measurements window did not open within 4 s"
     w._measure_window.close()
     w.ref_combo.setCurrentText("(none: warnings from the prediction alone)")
     measure("Review without a reference (label-free warnings)", w.run_btn.click)

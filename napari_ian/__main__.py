@@ -40,6 +40,17 @@ def _run_predict_panel(viewer, truth_layer):
     viewer.layers.selection.active = viewer.layers[-1]
 
 
+def close_toasts(viewer) -> None:
+    """Close napari's notification toasts (e.g. its PyQt5 notice): they would cover the canvas in a picture."""
+    try:
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+        for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+            toast.close()
+    except Exception:  # private API: the screenshot is still taken without it
+        pass
+
+
 def _run_review_panel(viewer, truth_layer, dock):
     """Review the prediction against the ground truth and go to the first flagged slice."""
     from qtpy.QtWidgets import QApplication
@@ -83,6 +94,7 @@ def main(argv=None) -> int:
     viewer.window.add_plugin_dock_widget("napari-ian", "Phantom")
     predict_dock, _ = viewer.window.add_plugin_dock_widget("napari-ian", "Predict", tabify=True)
     review_dock, _ = viewer.window.add_plugin_dock_widget("napari-ian", "Review", tabify=True)
+    viewer.window.add_plugin_dock_widget("napari-ian", "Fine-tune", tabify=True)
     predict_dock.raise_()
 
     def layout_docks():
@@ -118,13 +130,7 @@ def main(argv=None) -> int:
         layout_docks()
         QApplication.processEvents()
         viewer.reset_view()
-        try:  # toasts (e.g. napari's PyQt5 notice) would cover the canvas in the picture
-            from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-            for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-                toast.close()
-        except Exception:  # private API: the screenshot is still taken without it
-            pass
+        close_toasts(viewer)
         QApplication.processEvents()
         viewer.screenshot(args.screenshot, canvas_only=False)
         viewer.close()

@@ -86,6 +86,9 @@ class PredictWidget(QWidget):
             ev.connect(self._refresh_images)
         self._refresh_images()
         self.refresh_models()
+        from ._hub import on_models_changed
+
+        on_models_changed(self, "refresh_models")   # a fine-tuned model appears at once
 
     # -- lists ------------------------------------------------------------------------------
     def _refresh_images(self, event=None):

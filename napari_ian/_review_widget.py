@@ -534,14 +534,12 @@ class ReviewWidget(QWidget):
 
     # -- review status --------------------------------------------------------------------------------
     def _status_path(self, pred) -> Path | None:
-        from .trainer.workspace import case_dir
+        from .trainer.review import status_file
 
         geom = geometry_of(pred)
         if geom is None or not geom.case_key:
             return None
-        import hashlib
-
-        return case_dir(geom.case_key) / f"review-{hashlib.sha256(pred.name.encode()).hexdigest()[:12]}-axis{self.axis}.json"
+        return status_file(geom.case_key, pred.name, self.axis)
 
     def _load_status(self, pred):
         n = pred.data.shape[self.axis]

@@ -1,4 +1,4 @@
-"""The ``ian`` command line: phantom, info, train, predict, evaluate, cv, models.
+"""The ``ian`` command line: phantom, info, train, finetune, predict, evaluate, cv, models.
 
 Every failure the user can cause prints one line, ``ian: <path>: <problem>``, and exits with
 status 2; no traceback.
@@ -99,6 +99,71 @@ def _cmd_train(args) -> int:
                         callbacks=Bars(), log=lambda m: print(m, flush=True))
     if meta is not None:  # rank 0 (or the only process)
         print(f"saved {out}")
+    return 0
+
+
+def _cmd_finetune(args) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from .finetune import FinetuneConfig, build_finetune_data, finetune, parse_slices, save_finetuned
+    from .io import read_volume
+    from .modelfile import load_model
+    from .registry import resolve_model, user_model_path
+    from .volume import CORONAL_AXIS
+
+    out = user_model_path(args.name)   # refuses bundled names and bad characters before any work
+    if out.exists():
+        raise FileExistsError(f"{out}: a model called {args.name!r} exists already; choose another --name")
+    vol = read_volume(args.image)
+    lab = read_volume(args.labels)
+    if lab.data.shape != vol.data.shape or not np.allclose(lab.geometry.canonical_affine,
+                                                           vol.geometry.canonical_affine, atol=1e-3):
+        raise ValueError(f"{args.labels}: not on the grid of {args.image} (shape {lab.data.shape} vs {vol.data.shape})")
+    values = set(np.unique(lab.data).tolist())
+    if not values <= {0, 1, 2}:
+        raise ValueError(f"{args.labels}: label values {sorted(values)} (expected 0, 1 = right, 2 = left)")
+    src_axis = int(np.flatnonzero(vol.geometry._to_canonical[:, 0].astype(int) == CORONAL_AXIS)[0])
+    native = parse_slices(args.slices, int(vol.geometry.native_shape[src_axis]))
+    canon = vol.geometry.canonical_index(CORONAL_AXIS, native)
+    trusted = np.zeros((2, vol.data.shape[0]), bool)
+    trusted[:, canon] = True
+    base = resolve_model(args.base)
+    model, meta = load_model(base)
+    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device)
+    t0 = time.perf_counter()
+    data = build_finetune_data([(vol.geometry.case_key or "cli", vol.data, lab.data.astype(np.uint8), trusted)],
+                               meta, cfg)
+    print(f"{len(native)} coronal slices -> {data.n_train} side slices to train on ({data.n_train_nerve} with "
+          f"nerve), {data.n_held_out} held out", flush=True)
+
+    class Bars:
+        bar = None
+
+        def on_step(self, info):
+            if self.bar is None:
+                self.bar = tqdm(total=info["batches"], desc=f"epoch {info['epoch'] + 1}/{cfg.epochs}",
+                                unit="batch", leave=False, disable=args.quiet)
+            self.bar.update(1)
+
+        def on_epoch(self, info):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            if not args.quiet:
+                print(f"epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  held-out DSC "
+                      f"{info['val_dsc']:.3f}  {info['elapsed_s']:.0f} s (about {info['eta_s']:.0f} s left)",
+                      flush=True)
+
+    result = finetune(model, meta, data, cfg, parent=base.stem, callbacks=Bars())
+    path = save_finetuned(result, args.name)
+    b, a = result.before["held_out_dsc"], result.after["held_out_dsc"]
+    print(f"held-out DSC before {b:.3f}, after {a:.3f}" if data.n_held_out else
+          "no slices held out (fewer than 4 per side): no before/after figure")
+    if result.worse:
+        print("warning: fine-tuning made the held-out slices worse; keep using the base model or correct more slices")
+    print(f"saved {path} ({time.perf_counter() - t0:.0f} s); use it with: ian predict --model {args.name}")
     return 0
 
 
@@ -237,6 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("finetune", help="fine-tune a model on corrected coronal slices of one case")
+    p.add_argument("--image", required=True, type=Path, help="the MR image (NIfTI file or DICOM folder)")
+    p.add_argument("--labels", required=True, type=Path, help="corrected labels on the image's grid (1 = right, 2 = left)")
+    p.add_argument("--slices", required=True,
+                   help="coronal slices whose labels may be trained on, numbered along the file's own AP voxel "
+                        "axis: 30:40,55 = 30..39 and 55 (ranges are half-open, as in --roi)")
+    p.add_argument("--base", default=None, help="model to start from (default: ian-default)")
+    p.add_argument("--name", required=True, help="name of the new model in the user registry")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--holdout", type=float, default=0.25,
+                   help="share of the slices held out to score before/after (a contiguous block per side)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA with AMP, MPS, CPU), cpu, cuda")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("predict", help="segment both IANs in a NIfTI file or DICOM folder")
     p.add_argument("input", type=Path)

@@ -352,3 +352,26 @@ def status_from_json(text: str, n_slices: int) -> np.ndarray:
     if st.shape != (2, n_slices):
         raise ValueError(f"saved review status covers {st.shape[1]} slices, the volume has {n_slices}")
     return st
+
+
+def status_file(case_key: str, layer_name: str, axis: int = 0):
+    """Where the review status of one labels layer of a case is kept (in the case's workspace folder).
+
+    The file name holds hashes only (the layer's name may hold anything the user typed).
+    """
+    import hashlib
+
+    from .workspace import case_dir
+
+    return case_dir(case_key) / f"review-{hashlib.sha256(layer_name.encode()).hexdigest()[:12]}-axis{int(axis)}.json"
+
+
+def load_status(case_key: str, layer_name: str, n_slices: int, axis: int = 0) -> np.ndarray | None:
+    """The saved review status of a layer, or None when it was never reviewed (ValueError if unusable)."""
+    path = status_file(case_key, layer_name, axis)
+    if not path.exists():
+        return None
+    try:
+        return status_from_json(path.read_text(), n_slices)
+    except (OSError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path.name}: {exc}") from None

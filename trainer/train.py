@@ -45,6 +45,7 @@ class TrainConfig:
     device: str = "auto"
     bf16: str = "auto"               # CPU bf16 autocast: auto = on where supported (CUDA uses fp16 AMP)
     channels_last: str = "auto"
+    select: str = "best"             # weights kept: "best" validation epoch, or "last" (fine-tuning)
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -176,7 +177,7 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
 
     x_tr, y_tr, pos_tr = _stack(train_sets, "x"), _stack(train_sets, "y"), _stack(train_sets, "positive")
-    x_va, y_va, pos_va = _stack(val_sets, "x"), _stack(val_sets, "y"), _stack(val_sets, "positive")
+    x_va, y_va = _stack(val_sets, "x"), _stack(val_sets, "y")
     if x_tr is None or not pos_tr.any():
         raise ValueError("the training cases hold no nerve label (1 = right, 2 = left): nothing to learn from")
     pos_idx, neg_idx = np.flatnonzero(pos_tr), np.flatnonzero(~pos_tr)
@@ -238,7 +239,9 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
             callbacks.on_epoch(info)
         if epoch + 1 - max(best["epoch"], 0) >= cfg.patience and best["epoch"] > 0:
             break
-    if best["epoch"] < 0:  # validation never gave a number (no nerve in it): keep the last weights
+    if best["epoch"] < 0 or cfg.select == "last":
+        # "last": the validation slices only report progress (fine-tuning scores them afterwards,
+        # so they must not choose the weights); no validation number at all: nothing to choose by
         best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()

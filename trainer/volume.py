@@ -94,6 +94,22 @@ class Geometry:
         """Voxel size in mm along the canonical axes."""
         return spacing_from_affine(self.canonical_affine)
 
+    def canonical_index(self, canonical_axis: int, native_indices) -> np.ndarray:
+        """Indices along the source file's own voxel axis that becomes ``canonical_axis``, as canonical indices.
+
+        A file whose anterior-posterior axis runs posterior to anterior numbers its slices the other
+        way round from the canonical array; this maps its numbers (what any viewer of that file
+        shows) to ours.
+        """
+        tf = self._to_canonical
+        src = int(np.flatnonzero(tf[:, 0].astype(int) == canonical_axis)[0])
+        n = int(self.native_shape[src])
+        idx = np.asarray(native_indices, dtype=int)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(f"slice {int(idx.max() if idx.max() >= n else idx.min())} is outside the file's "
+                             f"{n} slices along that axis")
+        return idx if tf[src, 1] > 0 else n - 1 - idx
+
     # -- array transforms --------------------------------------------------------------------
     def to_canonical(self, native: np.ndarray) -> np.ndarray:
         """Reorient an array on the source grid into the canonical orientation (a view)."""

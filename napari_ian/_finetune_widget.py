@@ -1,0 +1,507 @@
+"""Fine-tune panel: "fine-tune on my corrections", with an honest before/after, in a worker.
+
+The slices a person corrected or accepted in the Review panel (its saved review status) are
+collected with the image into the corrections store (:mod:`napari_ian.trainer.corrections`), and
+the chosen model is fine-tuned on them (:mod:`napari_ian.trainer.finetune`, the trainer's own
+loop) off the GUI thread, with a progress bar, a live curve and Cancel. The new model goes into
+the user registry under a new name and appears in the Predict panel at once.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, QPointF, Qt, Signal
+from qtpy.QtGui import QColor, QPainter, QPen
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+                            QInputDialog, QLabel, QLineEdit, QListWidget, QMessageBox, QProgressBar,
+                            QPushButton, QSpinBox, QWidget)
+
+from ._layers import geometry_of
+from ._scroll import scrolling_layout
+
+
+class _Relay(QObject):
+    """Carries progress from the training thread to the GUI thread (queued signal)."""
+
+    epoch = Signal(dict)
+    stage = Signal(str)
+
+
+class CurveWidget(QWidget):
+    """Loss (orange) and held-out DSC (blue) per epoch; cheap to redraw after every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.loss, self.dsc = [], []
+        self.epochs = 1
+        self.setMinimumHeight(90)
+        self.setToolTip("Orange: training loss. Blue: DSC on the held-out corrected slices (0-1).")
+
+    def reset(self, epochs):
+        self.loss, self.dsc, self.epochs = [], [], max(int(epochs), 1)
+        self.update()
+
+    def add(self, loss, dsc):
+        self.loss.append(float(loss))
+        self.dsc.append(float(dsc))
+        self.update()
+
+    def paintEvent(self, event):
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor("#262930"))
+        w, h = self.width() - 8, self.height() - 8
+        top = max(self.loss + [1e-6])
+        for values, colour, scale in ((self.loss, "#f08c28", top), (self.dsc, "#4aa3ff", 1.0)):
+            pts = [QPointF(4 + w * i / max(self.epochs - 1, 1), 4 + h * (1 - v / scale))
+                   for i, v in enumerate(values) if not math.isnan(v)]
+            p.setPen(QPen(QColor(colour), 2))
+            for a, b in zip(pts[:-1], pts[1:]):
+                p.drawLine(a, b)
+            for a in pts[-1:]:
+                p.drawEllipse(a, 2, 2)
+
+
+class FinetuneWidget(QWidget):
+    """Corrected slices of this case (and earlier ones) -> a new model in the user registry."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from ._predict_widget import _devices
+
+        self.viewer = napari_viewer
+        self.worker = None
+        self._cancel = False
+        self._name_edited = False
+        self.last_result = None
+        self.relay = _Relay()
+        self.relay.epoch.connect(self._on_epoch)
+        self.relay.stage.connect(self._on_stage)
+
+        self.image_combo, self.labels_combo, self.base_combo = QComboBox(), QComboBox(), QComboBox()
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(_devices())
+        self.name_edit = QLineEdit()
+        self.name_edit.textEdited.connect(lambda *_: setattr(self, "_name_edited", True))
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 500)
+        self.epochs_spin.setValue(30)
+        self.lr_spin = QDoubleSpinBox()
+        self.lr_spin.setDecimals(6)
+        self.lr_spin.setRange(1e-6, 1e-2)
+        self.lr_spin.setSingleStep(1e-5)
+        self.lr_spin.setValue(1e-4)
+        self.holdout_spin = QSpinBox()
+        self.holdout_spin.setRange(0, 50)
+        self.holdout_spin.setValue(25)
+        self.holdout_spin.setSuffix(" %")
+        self.holdout_spin.setToolTip("Share of each side's corrected slices held out (a contiguous block) "
+                                     "to measure the model before and after; never trained on")
+        self.earlier_check = QCheckBox("also train on earlier cases' corrections")
+        self.slices_label = QLabel()
+        self.slices_label.setWordWrap(True)
+        self.run_btn = QPushButton("Fine-tune on my corrections")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m epochs")
+        self.progress.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.curve = CurveWidget()
+        self.result_label = QLabel("")
+        self.result_label.setWordWrap(True)
+        self.predict_btn = QPushButton("Predict this case with the new model")
+        self.predict_btn.setEnabled(False)
+        self.models_list, self.store_list = QListWidget(), QListWidget()
+        self.models_list.setMaximumHeight(110)
+        self.store_list.setMaximumHeight(90)
+        self.rename_btn, self.delete_btn = QPushButton("Rename..."), QPushButton("Delete...")
+        self.store_delete_btn = QPushButton("Remove case from the store...")
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Corrected labels", self.labels_combo)
+        form.addRow("Start from model", self.base_combo)
+        form.addRow("New model name", self.name_edit)
+        form.addRow("Epochs", self.epochs_spin)
+        form.addRow("Learning rate", self.lr_spin)
+        form.addRow("Hold out", self.holdout_spin)
+        form.addRow("Device", self.device_combo)
+        lay = scrolling_layout(self, 320)
+        lay.addLayout(form)
+        lay.addWidget(self.earlier_check)
+        lay.addWidget(self.slices_label)
+        row = QHBoxLayout()
+        row.addWidget(self.run_btn, 1)
+        row.addWidget(self.cancel_btn)
+        lay.addLayout(row)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addWidget(self.curve)
+        lay.addWidget(self.result_label)
+        lay.addWidget(self.predict_btn)
+        models = QGroupBox("Your models")
+        ml = QFormLayout(models)
+        ml.addRow(self.models_list)
+        mrow = QHBoxLayout()
+        mrow.addWidget(self.rename_btn)
+        mrow.addWidget(self.delete_btn)
+        ml.addRow(mrow)
+        lay.addWidget(models)
+        store = QGroupBox("Corrections store")
+        sl = QFormLayout(store)
+        sl.addRow(self.store_list)
+        sl.addRow(self.store_delete_btn)
+        lay.addWidget(store)
+        lay.addStretch(1)
+
+        self.run_btn.clicked.connect(self.run)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.predict_btn.clicked.connect(self.predict_with_new_model)
+        self.rename_btn.clicked.connect(self.rename_selected)
+        self.delete_btn.clicked.connect(self.delete_selected)
+        self.store_delete_btn.clicked.connect(self.delete_store_entry)
+        self.base_combo.currentTextChanged.connect(self._suggest_name)
+        self.labels_combo.currentTextChanged.connect(lambda *_: self.refresh_slices())
+        self.earlier_check.toggled.connect(lambda *_: self.refresh_slices())
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            ev.connect(self._refresh_layers)
+        from ._hub import on_models_changed
+
+        on_models_changed(self, "refresh_models")
+        self._refresh_layers()
+        self.refresh_models()
+        self.refresh_store()
+
+    # -- lists --------------------------------------------------------------------------------
+    def _refresh_layers(self, event=None):
+        for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
+            current = combo.currentText()
+            names = [ly.name for ly in self.viewer.layers if isinstance(ly, kind) and ly.ndim == 3
+                     and not getattr(ly, "rgb", False)]
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            elif kind is Labels:
+                preds = [n for n in names if "prediction" in n.lower()]
+                if preds:
+                    combo.setCurrentText(preds[-1])
+            combo.blockSignals(False)
+        self.refresh_slices()
+
+    def refresh_models(self):
+        from .trainer.registry import list_models
+
+        entries = list_models()
+        current = self.base_combo.currentText()
+        self.base_combo.blockSignals(True)
+        self.base_combo.clear()
+        self.base_combo.addItems([e.name for e in entries])
+        if current in [e.name for e in entries]:
+            self.base_combo.setCurrentText(current)
+        self.base_combo.blockSignals(False)
+        self.models_list.clear()
+        for e in entries:
+            if e.source == "user":
+                ft = e.metadata.get("finetune") or {}
+                after = ft.get("after", {}).get("held_out_dsc")
+                extra = f" — from {ft.get('parent')}, held-out DSC {after:.3f}" if after is not None and not \
+                    math.isnan(after) else ""
+                self.models_list.addItem(f"{e.name}{extra}")
+                self.models_list.item(self.models_list.count() - 1).setData(Qt.UserRole, e.name)
+        self._suggest_name()
+
+    def refresh_store(self):
+        from .trainer.corrections import list_corrections
+
+        self.store_list.clear()
+        for e in list_corrections():
+            self.store_list.addItem(e.describe())
+            self.store_list.item(self.store_list.count() - 1).setData(Qt.UserRole, str(e.path))
+        self.refresh_slices()
+
+    def _suggest_name(self, *_):
+        from .trainer.finetune import next_model_name
+
+        base = self.base_combo.currentText()
+        if base and (not self._name_edited or not self.name_edit.text()):
+            self.name_edit.setText(next_model_name(base))
+            self._name_edited = False
+
+    # -- what would be trained on ----------------------------------------------------------------
+    def _case(self):
+        """(image layer, labels layer, case key, trusted (2, n)) or raises ValueError with the reason."""
+        from .trainer.corrections import trusted_from_status
+        from .trainer.review import load_status
+
+        image = self.viewer.layers[self.image_combo.currentText()] if self.image_combo.currentText() in \
+            self.viewer.layers else None
+        labels = self.viewer.layers[self.labels_combo.currentText()] if self.labels_combo.currentText() in \
+            self.viewer.layers else None
+        if image is None:
+            raise ValueError("open an MR image first")
+        if labels is None:
+            raise ValueError("choose the labels layer you corrected")
+        if labels.data.shape != image.data.shape:
+            raise ValueError(f"{labels.name} {labels.data.shape} is not on the grid of {image.name} {image.data.shape}")
+        geom = geometry_of(image) or geometry_of(labels)
+        if geom is None or not geom.case_key:
+            raise ValueError(f"{image.name} was not opened with napari-ian, so its corrections cannot be kept "
+                             "(open it with File > Open)")
+        status = load_status(geom.case_key, labels.name, labels.data.shape[0], axis=0)
+        if status is None or not (status >= 1).any():
+            raise ValueError(f"no corrected or accepted slices of {labels.name} yet: review it in the Review "
+                             "panel (coronal axis) and paint corrections or accept slices (Shift+A) first")
+        return image, labels, geom.case_key, trusted_from_status(status)
+
+    def refresh_slices(self):
+        try:
+            _, labels, _, trusted = self._case()
+            text = (f"This case: {int(trusted[0].sum())} right + {int(trusted[1].sum())} left coronal slices "
+                    f"corrected or accepted in {labels.name}.")
+        except ValueError as exc:
+            text = f"<i>{exc}.</i>"
+        if self.earlier_check.isChecked():
+            text += f" Earlier cases in the store: {self.store_list.count()}."
+        self.slices_label.setText(text)
+
+    # -- running -------------------------------------------------------------------------------------
+    def run(self, replace: bool = False):
+        """Start fine-tuning; returns the worker (None when the input is not usable)."""
+        from .trainer.registry import user_model_path
+
+        if self.worker is not None:
+            return None
+        try:
+            image, labels, case_key, trusted = self._case()
+            name = self.name_edit.text().strip()
+            target = user_model_path(name)
+            if target.exists():
+                raise ValueError(f"a model called {name!r} exists already; choose another name")
+        except ValueError as exc:
+            show_info(f"napari-ian: {exc}")
+            self.status.setText(f"{exc}.")
+            return None
+        from .trainer.finetune import FinetuneConfig
+
+        cfg = FinetuneConfig(epochs=self.epochs_spin.value(), lr=self.lr_spin.value(),
+                             holdout=self.holdout_spin.value() / 100.0, device=self.device_combo.currentText())
+        base = self.base_combo.currentText()
+        img, lab, sp = np.asarray(image.data, dtype=np.float32), np.asarray(labels.data).copy(), tuple(image.scale)
+        earlier = self.earlier_check.isChecked()
+        self._cancel = False
+        relay = self.relay
+
+        @thread_worker(ignore_errors=True)
+        def work():
+            from ._imports import import_torch
+
+            import_torch()
+            from .trainer.corrections import list_corrections, load_corrections, save_corrections
+            from .trainer.finetune import build_finetune_data, finetune, save_finetuned
+            from .trainer.modelfile import load_model
+            from .trainer.registry import resolve_model
+            from .trainer.train import Cancelled
+
+            t0 = time.perf_counter()
+            try:
+                relay.stage.emit("Saving the corrections to the store...")
+                entry = save_corrections(case_key, img, lab, trusted, sp, replace=replace)
+                cases = [(entry.case, *load_corrections(entry)[:3])]
+                if earlier:
+                    for other in list_corrections():
+                        if other.path != entry.path:
+                            cases.append((other.case, *load_corrections(other)[:3]))
+                relay.stage.emit("Loading the model and preparing slices...")
+                base_path = resolve_model(base)
+                model, meta = load_model(base_path)
+                data = build_finetune_data(cases, meta, cfg)
+                relay.stage.emit(f"Training on {data.n_train} side slices ({data.n_held_out} held out)...")
+
+                class Callbacks:
+                    def on_epoch(self, info):
+                        relay.epoch.emit(dict(info))
+
+                result = finetune(model, meta, data, cfg, parent=base_path.stem, callbacks=Callbacks(),
+                                  cancel=lambda: self._cancel)
+                if self._cancel:
+                    raise Cancelled()
+                path = save_finetuned(result, name)
+            except Cancelled:
+                return {"cancelled": True}
+            except RuntimeError as exc:  # superqt would drop a RuntimeError silently (torch raises them)
+                raise FinetuneFailed(str(exc)) from exc
+            return {"cancelled": False, "name": name, "path": str(path), "before": result.before,
+                    "after": result.after, "worse": result.worse, "data": (data.n_train, data.n_held_out),
+                    "device": result.metadata["finetune"]["device"], "bf16": result.metadata["finetune"]["bf16"],
+                    "seconds": time.perf_counter() - t0, "cases": len(cases)}
+
+        self.worker = work()
+        self.worker.returned.connect(self._done)
+        self.worker.errored.connect(lambda exc: self._failed(exc))
+        self.worker.finished.connect(self._finished)
+        self.curve.reset(cfg.epochs)
+        self.progress.setRange(0, cfg.epochs)
+        self.progress.setValue(0)
+        self.run_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.predict_btn.setEnabled(False)
+        self.result_label.setText("")
+        self.status.setText(f"Fine-tuning {base} → {name}...")
+        self._t0 = time.perf_counter()
+        self.worker.start()
+        return self.worker
+
+    def cancel(self):
+        if self.worker is not None:
+            self._cancel = True
+            self.status.setText("Cancelling: no model will be saved...")
+
+    def _on_stage(self, text):
+        self.status.setText(text)
+
+    def _on_epoch(self, info):
+        self.progress.setValue(int(info["epoch"]))
+        self.curve.add(info["loss"], info["val_dsc"])
+        dsc = info["val_dsc"]
+        self.status.setText(f"Epoch {info['epoch']}/{info['epochs']} · loss {info['loss']:.3f} · held-out DSC "
+                            f"{'–' if math.isnan(dsc) else format(dsc, '.3f')} · about {info['eta_s']:.0f} s left")
+
+    def _done(self, res):
+        if res.get("cancelled"):
+            self.status.setText("Cancelled: no model was saved; every model and layer is as it was.")
+            return
+        b, a = res["before"]["held_out_dsc"], res["after"]["held_out_dsc"]
+        n_train, n_held = res["data"]
+        device = f"{res['device']}{' (bf16)' if res['bf16'] else ''}"
+        if n_held and not math.isnan(b):
+            text = (f"<b>{res['name']}</b> saved. Held-out corrected slices ({n_held}): DSC {b:.3f} → "
+                    f"<b>{a:.3f}</b>. Trained on {n_train} side slices of {res['cases']} case(s) on {device} "
+                    f"in {res['seconds']:.0f} s.")
+        else:
+            text = (f"<b>{res['name']}</b> saved, trained on {n_train} side slices on {device} in "
+                    f"{res['seconds']:.0f} s. Too few corrected slices to hold some out: no before/after figure.")
+        if res["worse"]:
+            text += " <span style='color:#ff5f5f'><b>Fine-tuning made the held-out slices worse</b>: keep using " \
+                    "the base model, or correct more slices and try again.</span>"
+            show_warning(f"napari-ian: fine-tuning made the held-out slices worse ({b:.3f} → {a:.3f})")
+        self.result_label.setText(text)
+        self.status.setText("Done.")
+        self.last_result = res
+        self.predict_btn.setText(f"Predict this case with {res['name']}")
+        self.predict_btn.setEnabled(True)
+        self._name_edited = False
+        from ._hub import hub
+
+        hub.models_changed.emit()
+        self.refresh_store()
+
+    def _failed(self, exc):
+        from .trainer.corrections import CorrectionsMismatch
+
+        if isinstance(exc, CorrectionsMismatch):
+            answer = QMessageBox.question(self, "napari-ian", f"{exc}.\n\nReplace the stored corrections of this "
+                                          "case with the current ones?")
+            if answer == QMessageBox.Yes:
+                self._restart_replacing = True
+                return
+            self.status.setText("Stopped: the stored corrections of this case were kept.")
+            return
+        msg = " ".join(str(exc).split())
+        show_error(f"napari-ian: fine-tuning failed: {msg}")
+        self.status.setText(f"Fine-tuning failed: {msg}. No model was saved.")
+
+    def _finished(self):
+        self.worker = None
+        self.run_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+        if getattr(self, "_restart_replacing", False):
+            self._restart_replacing = False
+            self.run(replace=True)
+
+    # -- after ---------------------------------------------------------------------------------------
+    def predict_with_new_model(self):
+        """Re-predict the chosen image with the new model through the Predict panel."""
+        from ._predict_widget import PredictWidget
+
+        if not self.last_result:
+            return None
+        panels = self.viewer.window._qt_window.findChildren(PredictWidget)
+        panel = panels[0] if panels else self.viewer.window.add_plugin_dock_widget("napari-ian", "Predict")[1]
+        panel.refresh_models()
+        panel.image_combo.setCurrentText(self.image_combo.currentText())
+        panel.model_combo.setCurrentText(self.last_result["name"])
+        return panel.run()
+
+    def _selected_model(self):
+        item = self.models_list.currentItem()
+        return item.data(Qt.UserRole) if item is not None else None
+
+    def rename_selected(self):
+        from .trainer.finetune import rename_model
+
+        old = self._selected_model()
+        if not old:
+            show_info("napari-ian: select one of your models first")
+            return
+        new, ok = QInputDialog.getText(self, "Rename model", f"New name for {old}:", text=old)
+        if not ok or not new.strip() or new.strip() == old:
+            return
+        try:
+            rename_model(old, new.strip())
+        except (ValueError, OSError) as exc:
+            show_error(f"napari-ian: {exc}")
+            return
+        from ._hub import hub
+
+        hub.models_changed.emit()
+
+    def delete_selected(self, confirm: bool = True):
+        from .trainer.finetune import delete_model
+
+        name = self._selected_model()
+        if not name:
+            show_info("napari-ian: select one of your models first")
+            return
+        if confirm and QMessageBox.question(self, "Delete model", f"Delete the model {name}? This cannot be "
+                                            "undone.") != QMessageBox.Yes:
+            return
+        try:
+            delete_model(name)
+        except (ValueError, OSError) as exc:
+            show_error(f"napari-ian: {exc}")
+            return
+        from ._hub import hub
+
+        hub.models_changed.emit()
+
+    def delete_store_entry(self, confirm: bool = True):
+        from .trainer.corrections import CorrectionsError, delete_corrections, read_entry
+
+        item = self.store_list.currentItem()
+        if item is None:
+            show_info("napari-ian: select a case in the corrections store first")
+            return
+        if confirm and QMessageBox.question(self, "Corrections store", f"Remove {item.text()} from the "
+                                            "corrections store? Its corrected slices will no longer be "
+                                            "trained on.") != QMessageBox.Yes:
+            return
+        try:
+            delete_corrections(read_entry(item.data(Qt.UserRole)))
+        except CorrectionsError as exc:
+            show_error(f"napari-ian: {exc}")
+        self.refresh_store()
+
+
+class FinetuneFailed(Exception):
+    """A fine-tuning run that failed in the worker (carries the original message)."""
+
+
+__all__ = ["FinetuneWidget"]

@@ -1,0 +1,221 @@
+"""Corrections store, fine-tuning, the versioned registry and `ian finetune` (no GUI)."""
+from __future__ import annotations
+
+import errno
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_ian.sample_data.dataset import phantom_geometry
+from napari_ian.trainer import corrections as store
+from napari_ian.trainer.cli import main
+from napari_ian.trainer.finetune import (FinetuneConfig, build_finetune_data, delete_model, finetune, holdout_block,
+                                         next_model_name, parse_slices, rename_model, save_finetuned)
+from napari_ian.trainer.io import read_volume
+from napari_ian.trainer.io_nifti import write_nifti
+from napari_ian.trainer.modelfile import load_model, read_metadata
+from napari_ian.trainer.predict import predict_volume
+from napari_ian.trainer.registry import list_models, resolve_model, user_models_dir
+from napari_ian.trainer.train import Cancelled
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _trusted(n, slices):
+    t = np.zeros((2, n), bool)
+    t[:, slices] = True
+    return t
+
+
+def _nerve_slices(labels, k):
+    both = np.flatnonzero((labels == 1).any(axis=(1, 2)) & (labels == 2).any(axis=(1, 2)))
+    return both[np.linspace(0, len(both) - 1, k).round().astype(int)]
+
+
+# -- corrections store -------------------------------------------------------------------------
+def test_store_adds_updates_and_never_duplicates(home, phantom):
+    image, labels, sp, _ = phantom
+    n = image.shape[0]
+    e = store.save_corrections("case-a", image, labels, _trusted(n, [40, 41]), sp)
+    assert e.slices == {"right": [40, 41], "left": [40, 41]}
+    # a re-predicted layer (other labels) with other trusted slices: old corrections keep their labels
+    other = np.zeros_like(labels)
+    e2 = store.save_corrections("case-a", image, other, _trusted(n, [60]), sp)
+    assert e2.path == e.path and len(store.list_corrections()) == 1
+    assert e2.slices["right"] == [40, 41, 60]
+    img2, lab2, trusted2, _ = store.load_corrections(e2)
+    np.testing.assert_array_equal(lab2[40], labels[40])          # kept from the first save
+    assert not lab2[60].any()                                    # the new labels of slice 60
+    assert trusted2[:, [40, 41, 60]].all() and trusted2.sum() == 6
+    np.testing.assert_array_equal(img2, image)
+    # the entry's file name and metadata carry hashes only
+    assert "case-a" not in e2.path.name and "case-a" not in json.dumps(e2.slices)
+    store.delete_corrections(e2)
+    assert store.list_corrections() == []
+
+
+def test_store_refuses_another_image_and_nothing_to_store(home, phantom):
+    image, labels, sp, _ = phantom
+    n = image.shape[0]
+    store.save_corrections("case-b", image, labels, _trusted(n, [50]), sp)
+    changed = np.array(image, copy=True)
+    changed[0, 0, 0] += 1
+    with pytest.raises(store.CorrectionsMismatch, match="different image"):
+        store.save_corrections("case-b", changed, labels, _trusted(n, [51]), sp)
+    e = store.save_corrections("case-b", changed, labels, _trusted(n, [51]), sp, replace=True)
+    assert e.slices["right"] == [51]                             # replaced, not merged with the old image's
+    with pytest.raises(ValueError, match="no corrected or accepted slices"):
+        store.save_corrections("case-b", image, labels, np.zeros((2, n), bool), sp)
+
+
+def test_store_full_disk_keeps_the_previous_entry(home, phantom, monkeypatch):
+    image, labels, sp, _ = phantom
+    n = image.shape[0]
+    before = store.save_corrections("case-c", image, labels, _trusted(n, [45]), sp)
+    raw = before.path.read_bytes()
+
+    def full(target, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "atomic_write_bytes", full)
+    with pytest.raises(store.CorrectionsError, match="No space left.*previous entry is unchanged"):
+        store.save_corrections("case-c", image, labels, _trusted(n, [46]), sp)
+    assert before.path.read_bytes() == raw
+    assert store.read_entry(before.path).slices["right"] == [45]
+
+
+def test_a_damaged_store_file_is_reported_by_name(home, phantom):
+    image, labels, sp, _ = phantom
+    e = store.save_corrections("case-d", image, labels, _trusted(image.shape[0], [45]), sp)
+    e.path.write_bytes(b"not a zip")
+    with pytest.raises(store.CorrectionsError, match=e.path.name):
+        store.read_entry(e.path)
+    assert store.list_corrections() == []                        # skipped, not crashing the list
+
+
+# -- slices, hold-out ----------------------------------------------------------------------------
+def test_parse_slices_and_holdout_block():
+    np.testing.assert_array_equal(parse_slices("30:33,55, 31", 100), [30, 31, 32, 55])
+    for bad, words in (("5:200", "outside"), ("a:b", "not a slice"), ("", "no slices")):
+        with pytest.raises(ValueError, match=words):
+            parse_slices(bad, 100)
+    idx = np.array([3, 9, 10, 11, 20, 21, 40, 41])
+    hold = holdout_block(idx, 0.25, seed=1)
+    assert len(hold) == 2
+    pos = np.searchsorted(idx, hold)
+    assert pos[1] - pos[0] == 1                                   # neighbours in the trusted order
+    assert holdout_block(idx[:3], 0.25).size == 0                 # too few to hold any out
+
+
+def test_slice_numbers_follow_the_files_own_ap_axis(tmp_path):
+    # a file stored with its AP axis running anterior (index grows towards A): canonical is reversed
+    aff = np.array([[0.0, -0.5, 0, 0], [0.8, 0, 0, 0], [0, 0, 1.6, 0], [0, 0, 0, 1]])  # axes: A, L, S
+    data = np.zeros((20, 30, 10), np.float32)
+    data[3] = 1.0                                                 # native AP slice 3
+    p = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(data, aff), p)
+    vol = read_volume(p)
+    canon = vol.geometry.canonical_index(0, [3])
+    assert vol.data[int(canon[0])].max() == 1.0 and vol.data.sum() == vol.data[int(canon[0])].sum()
+    assert int(canon[0]) == 20 - 1 - 3
+
+
+# -- fine-tuning -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def base():
+    return load_model(resolve_model("ian-default"))
+
+
+def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home, phantom, base):
+    image, labels, sp, _ = phantom
+    model, meta = base
+    chosen = _nerve_slices(labels, 8)
+    cfg = FinetuneConfig(epochs=2, min_samples=16, device="cpu")
+    data = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], chosen))], meta, cfg)
+    assert data.n_train + data.n_held_out == 16 and data.n_held_out == 4
+    before_state = {k: v.clone() for k, v in model.state_dict().items()}
+    res = finetune(model, meta, data, cfg, parent="ian-default")
+    # the base model is untouched; the new one differs
+    assert all((model.state_dict()[k] == v).all() for k, v in before_state.items())
+    assert any((res.model.state_dict()[k] != v).any() for k, v in before_state.items() if v.is_floating_point())
+    assert len(res.history) == 2 and not np.isnan(res.before["held_out_dsc"])
+    name = next_model_name("ian-default")
+    assert name == "ian-default-ft1"
+    path = save_finetuned(res, name)
+    assert path.parent == user_models_dir() and name in [e.name for e in list_models()]
+    m = read_metadata(path)
+    ft = m["finetune"]
+    assert m["parent"] == "ian-default" and ft["cases"] == ["c1"] and ft["train_slices"] == 12
+    assert ft["settings"]["epochs"] == 2 and ft["settings"]["lr"] == 1e-4 and "date" in ft
+    assert set(ft["before"]) == {"held_out_dsc", "train_dsc"} and "fine-tuned on 12" in m["trained_on"]
+    assert next_model_name("ian-default") == "ian-default-ft2" == next_model_name(name)
+    with pytest.raises(ValueError, match="exists already"):
+        save_finetuned(res, name)                                 # never overwritten
+    with pytest.raises(ValueError, match="bundled"):
+        save_finetuned(res, "ian-default")
+    # predicting with it gives another output than the base model
+    new_model, new_meta = load_model(resolve_model(name))
+    p0 = predict_volume(image, model, meta, sp, device="cpu").probability
+    p1 = predict_volume(image, new_model, new_meta, sp, device="cpu").probability
+    assert np.abs(p1 - p0).max() > 0.05
+    # rename / delete, bundled refused
+    rename_model(name, "site-a")
+    assert {"site-a"} <= {e.name for e in list_models()} and name not in {e.name for e in list_models()}
+    with pytest.raises(ValueError, match="bundled"):
+        delete_model("ian-default")
+    delete_model("site-a")
+    assert [e.source for e in list_models()] == ["bundled"]
+
+
+def test_cancel_and_no_nerve_leave_the_registry_unchanged(home, phantom, base):
+    image, labels, sp, _ = phantom
+    model, meta = base
+    cfg = FinetuneConfig(epochs=3, min_samples=16, device="cpu")
+    data = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], _nerve_slices(labels, 6)))], meta, cfg)
+    with pytest.raises(Cancelled):
+        finetune(model, meta, data, cfg, parent="ian-default", cancel=lambda: True)
+    assert not user_models_dir().exists() or not list(user_models_dir().glob("*.pt"))
+    empty = np.flatnonzero(~(labels > 0).any(axis=(1, 2)))[:6]
+    with pytest.raises(ValueError, match="no nerve"):
+        build_finetune_data([("c1", image, labels, _trusted(image.shape[0], empty))], meta, cfg)
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, capsys):
+    image, labels, sp, _ = phantom
+    g = phantom_geometry(image.shape, sp)
+    img_p, lab_p = tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz"
+    write_nifti(img_p, image, g, dtype=np.float32)
+    write_nifti(lab_p, labels, g)
+    # --slices counts along the file's own AP voxel axis (the phantom's NIfTI is stored RAS, so
+    # anterior first: its numbers run opposite to the canonical ones; the map is its own inverse)
+    vol = read_volume(img_p)
+    chosen = _nerve_slices(labels, 6)
+    native = sorted(int(i) for i in vol.geometry.canonical_index(0, chosen))  # the map is its own inverse
+    spec = ",".join(str(i) for i in native)
+    assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--slices", spec, "--name", "cli-ft",
+                 "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "6 coronal slices -> 8 side slices to train on (8 with nerve), 4 held out" in out and "saved" in out and "ian predict --model cli-ft" in out
+    m = read_metadata(resolve_model("cli-ft"))
+    assert m["finetune"]["train_slices"] + m["finetune"]["held_out_slices"] == 12
+    pred_p = tmp_path / "pred.nii.gz"
+    assert main(["predict", str(img_p), "--out", str(pred_p), "--model", "cli-ft", "--quiet", "--device", "cpu"]) == 0
+    assert nib.load(pred_p).shape == nib.load(img_p).shape
+    # bad input: one line each, exit 2, registry unchanged
+    (user_models_dir() / "broken.pt").write_bytes(b"garbage")
+    for argv, words in (
+            (["--slices", spec, "--name", "cli-ft"], "exists already"),
+            (["--slices", "9999", "--name", "x1"], "outside"),
+            (["--slices", spec, "--name", "x2", "--base", "broken"], "not a readable napari-ian model"),
+            (["--slices", spec, "--name", "x3", "--base", "nope"], "no such model")):
+        assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--quiet", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
+    assert sorted(p.stem for p in user_models_dir().glob("*.pt")) == ["broken", "cli-ft"]

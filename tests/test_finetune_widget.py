@@ -1,0 +1,165 @@
+"""The Fine-tune panel in a real, shown viewer: correct slices, press the button, a new model appears."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def phantom_layer_data():
+    from napari_ian._sample_data import phantom_layers
+
+    return phantom_layers()
+
+
+@pytest.fixture
+def corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtbot):
+    """A shown viewer: phantom, a damaged 'prediction', slices corrected by painting and accepted by key."""
+    from napari.layers import Layer
+    from qtpy.QtCore import Qt
+
+    from napari_ian._finetune_widget import FinetuneWidget
+    from napari_ian._review_widget import ReviewWidget
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
+    viewer = make_napari_viewer(show=True)
+    image, truth = [viewer.add_layer(Layer.create(np.copy(d), dict(m), t)) for d, m, t in phantom_layer_data]
+    t = np.asarray(truth.data)
+    pred_data = t.copy()
+    both = np.flatnonzero((t == 1).any(axis=(1, 2)) & (t == 2).any(axis=(1, 2)))
+    chosen = both[np.linspace(0, len(both) - 1, 8).round().astype(int)]
+    pred_data[chosen] = 0                                      # the model missed these slices
+    pred = viewer.add_labels(pred_data, name="ian-default prediction", scale=truth.scale,
+                             metadata=dict(truth.metadata))
+    review = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(review)
+    review.ref_combo.setCurrentText(truth.name)
+    review.pred_combo.setCurrentText(pred.name)
+    assert review.run()
+    for i in chosen[:5]:                                       # the annotator repaints five slices ...
+        for lab in (1, 2):
+            idx = np.nonzero(t[i] == lab)
+            pred.data_setitem((np.full(idx[0].size, i), *idx), lab)
+    qtbot.waitUntil(lambda: (review.status[:, chosen[:5]] == 2).all(), timeout=5_000)
+    canvas = viewer.window._qt_viewer.canvas.native
+    for i in chosen[5:]:                                       # ... repairs three more and accepts them by key
+        pred.data[i] = t[i]
+        viewer.dims.set_current_step(0, int(i))
+        qtbot.keyClick(canvas, Qt.Key_A, Qt.ShiftModifier)
+    assert (review.status[:, chosen] >= 1).all()
+    w = FinetuneWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.image_combo.setCurrentText(image.name)
+    w.labels_combo.setCurrentText(pred.name)
+    w.refresh_slices()
+    return viewer, w, image, pred, chosen
+
+
+def _user_models():
+    from napari_ian.trainer.registry import user_models_dir
+
+    d = user_models_dir()
+    return sorted(p.name for p in d.glob("*.pt")) if d.exists() else []
+
+
+def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, qtbot):
+    from napari_ian._predict_widget import PredictWidget
+    from napari_ian.trainer.modelfile import read_metadata
+    from napari_ian.trainer.registry import resolve_model
+
+    viewer, w, image, pred, chosen = corrected
+    assert "8 right + 8 left coronal slices" in w.slices_label.text()
+    pw = PredictWidget(viewer)                                 # the model picker of another panel
+    viewer.window.add_dock_widget(pw)
+    assert w.name_edit.text() == "ian-default-ft1"
+    w.epochs_spin.setValue(2)
+    w.device_combo.setCurrentText("cpu")
+    w.run_btn.click()
+    assert w.worker is not None and not w.run_btn.isEnabled()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "saved" in w.result_label.text() and "Held-out corrected slices (4)" in w.result_label.text()
+    assert w.progress.value() == 2 and len(w.curve.loss) == 2
+    meta = read_metadata(resolve_model("ian-default-ft1"))
+    assert meta["parent"] == "ian-default" and meta["finetune"]["train_slices"] == 12
+    assert len(meta["finetune"]["cases"]) == 1 and meta["finetune"]["settings"]["epochs"] == 2
+    # it is in the other panel's picker at once, and in this panel's list of the user's models
+    assert "ian-default-ft1" in [pw.model_combo.itemText(i) for i in range(pw.model_combo.count())]
+    assert w.models_list.count() == 1 and w.store_list.count() == 1
+    assert w.name_edit.text() == "ian-default-ft2"
+    # one click re-predicts the case with it, as a new layer (the corrected one is untouched)
+    before = np.asarray(pred.data).copy()
+    n = len(viewer.layers)
+    w.predict_btn.click()
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 1, timeout=60_000)
+    assert viewer.layers[-1].name == "ian-default-ft1 prediction"
+    np.testing.assert_array_equal(np.asarray(pred.data), before)
+
+
+def test_cancel_leaves_the_registry_and_layers_unchanged(corrected, qtbot):
+    viewer, w, image, pred, chosen = corrected
+    layers = [ly.name for ly in viewer.layers]
+    w.epochs_spin.setValue(50)
+    w.device_combo.setCurrentText("cpu")
+    w.run_btn.click()
+    qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=120_000)   # mid-run
+    w.cancel_btn.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "Cancelled" in w.status.text() and w.progress.value() < 50
+    assert _user_models() == [] and [ly.name for ly in viewer.layers] == layers
+    assert not w.predict_btn.isEnabled()
+
+
+def test_bad_inputs_are_explained(corrected, qtbot, monkeypatch):
+    from napari_ian import _finetune_widget as fw
+    from napari_ian.trainer.registry import user_models_dir
+
+    viewer, w, image, pred, chosen = corrected
+    said = []
+    monkeypatch.setattr(fw, "show_info", said.append)
+    errors = []
+    monkeypatch.setattr(fw, "show_error", errors.append)
+    # labels nobody reviewed: no corrected slices yet
+    viewer.add_labels(np.zeros(pred.data.shape, np.uint8), name="fresh", scale=pred.scale,
+                      metadata=dict(pred.metadata))
+    w.labels_combo.setCurrentText("fresh")
+    assert w.run() is None and "no corrected or accepted slices" in said[-1]
+    # a base model that was damaged after it was listed: one error line naming it, nothing saved
+    import shutil
+
+    from napari_ian.trainer.registry import resolve_model
+
+    w.labels_combo.setCurrentText(pred.name)
+    user_models_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copy(resolve_model("ian-default"), user_models_dir() / "site.pt")
+    w.refresh_models()
+    w.base_combo.setCurrentText("site")
+    (user_models_dir() / "site.pt").write_bytes(b"garbage")
+    w.name_edit.setText("from-site")
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert errors and "site.pt" in errors[-1] and len(errors[-1].splitlines()) == 1
+    assert "No model was saved" in w.status.text() and _user_models() == ["site.pt"]
+    # an existing name is refused before any work
+    w.name_edit.setText("ian-default")
+    assert w.run() is None and "bundled" in said[-1]
+
+
+def test_a_deleted_panel_does_not_break_the_model_list_signal(make_napari_viewer, qtbot):
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    from napari_ian._hub import hub
+    from napari_ian._predict_widget import PredictWidget
+
+    viewer = make_napari_viewer(show=True)
+    gone, kept = PredictWidget(viewer), PredictWidget(viewer)
+    calls = []
+    kept.refresh_models = lambda: calls.append(1)          # instance attribute: what the hub calls
+    gone.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    with pytest.raises(RuntimeError, match="deleted"):
+        gone.isVisible()                                   # its Qt side is gone, the Python object is not
+    hub.models_changed.emit()
+    hub.models_changed.emit()
+    assert calls == [1, 1]
