@@ -101,6 +101,9 @@ class FinetuneWidget(QWidget):
         self.holdout_spin.setSuffix(" %")
         self.holdout_spin.setToolTip("Share of each side's corrected slices held out (a contiguous block) "
                                      "to measure the model before and after; never trained on")
+        self.device_note = QLabel()
+        self.device_combo.currentTextChanged.connect(self._update_device_note)
+        self._update_device_note()
         self.earlier_check = QCheckBox("also train on earlier cases' corrections")
         self.slices_label = QLabel()
         self.slices_label.setWordWrap(True)
@@ -132,6 +135,7 @@ class FinetuneWidget(QWidget):
         form.addRow("Learning rate", self.lr_spin)
         form.addRow("Hold out", self.holdout_spin)
         form.addRow("Device", self.device_combo)
+        form.addRow("", self.device_note)
         lay = scrolling_layout(self, 320)
         lay.addLayout(form)
         lay.addWidget(self.earlier_check)
@@ -177,6 +181,15 @@ class FinetuneWidget(QWidget):
         self._refresh_layers()
         self.refresh_models()
         self.refresh_store()
+
+    def _update_device_note(self, *_):
+        # torch is imported already (the device list needs it)
+        from .trainer.train import cpu_bf16_supported, pick_device
+
+        dev = pick_device(self.device_combo.currentText() or "auto")
+        how = {"cuda": "mixed precision (AMP)", "cpu": "bf16 autocast" if cpu_bf16_supported() else "float32",
+               "mps": "float32"}.get(dev.type, "")
+        self.device_note.setText(f"Runs on: {dev.type.upper()}, {how}")
 
     # -- lists --------------------------------------------------------------------------------
     def _refresh_layers(self, event=None):

@@ -76,6 +76,15 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     assert w.name_edit.text() == "ian-default-ft1"
     w.epochs_spin.setValue(2)
     w.device_combo.setCurrentText("cpu")
+    assert w.device_note.text().startswith("Runs on: CPU")
+    # the base model's prediction, to compare with the new model's
+    pw.image_combo.setCurrentText(image.name)
+    pw.model_combo.setCurrentText("ian-default")
+    pw.prob_check.setChecked(True)
+    n = len(viewer.layers)
+    pw.run_btn.click()
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 2, timeout=60_000)
+    base_prob = np.asarray(viewer.layers["ian-default probability"].data).copy()
     w.run_btn.click()
     assert w.worker is not None and not w.run_btn.isEnabled()
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
@@ -92,8 +101,10 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     before = np.asarray(pred.data).copy()
     n = len(viewer.layers)
     w.predict_btn.click()
-    qtbot.waitUntil(lambda: len(viewer.layers) == n + 1, timeout=60_000)
-    assert viewer.layers[-1].name == "ian-default-ft1 prediction"
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 2, timeout=60_000)
+    assert "ian-default-ft1 prediction" in viewer.layers
+    new_prob = np.asarray(viewer.layers["ian-default-ft1 probability"].data)
+    assert np.abs(new_prob - base_prob).max() > 0.05                  # the new model predicts otherwise
     np.testing.assert_array_equal(np.asarray(pred.data), before)
 
 
