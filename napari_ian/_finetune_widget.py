@@ -104,6 +104,9 @@ class FinetuneWidget(QWidget):
         self.device_note = QLabel()
         self.device_combo.currentTextChanged.connect(self._update_device_note)
         self._update_device_note()
+        self.holdout_case_combo = QComboBox()
+        self.holdout_case_combo.setToolTip("Score before/after on a whole case of the store instead of a block "
+                                           "of each case's slices (needs the earlier cases)")
         self.earlier_check = QCheckBox("also train on earlier cases' corrections")
         self.slices_label = QLabel()
         self.slices_label.setWordWrap(True)
@@ -134,6 +137,7 @@ class FinetuneWidget(QWidget):
         form.addRow("Epochs", self.epochs_spin)
         form.addRow("Learning rate", self.lr_spin)
         form.addRow("Hold out", self.holdout_spin)
+        form.addRow("or hold out", self.holdout_case_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("", self.device_note)
         lay = scrolling_layout(self, 320)
@@ -235,9 +239,15 @@ class FinetuneWidget(QWidget):
         from .trainer.corrections import list_corrections
 
         self.store_list.clear()
+        current = self.holdout_case_combo.currentData()
+        self.holdout_case_combo.clear()
+        self.holdout_case_combo.addItem("a block of each side's corrected slices", None)
         for e in list_corrections():
             self.store_list.addItem(e.describe())
             self.store_list.item(self.store_list.count() - 1).setData(Qt.UserRole, str(e.path))
+            self.holdout_case_combo.addItem(f"the whole {e.describe()}", e.case)
+        i = self.holdout_case_combo.findData(current)
+        self.holdout_case_combo.setCurrentIndex(max(i, 0))
         self.refresh_slices()
 
     def _suggest_name(self, *_):
@@ -305,7 +315,13 @@ class FinetuneWidget(QWidget):
         from .trainer.finetune import FinetuneConfig
 
         cfg = FinetuneConfig(epochs=self.epochs_spin.value(), lr=self.lr_spin.value(),
-                             holdout=self.holdout_spin.value() / 100.0, device=self.device_combo.currentText())
+                             holdout=self.holdout_spin.value() / 100.0, device=self.device_combo.currentText(),
+                             holdout_case=self.holdout_case_combo.currentData())
+        if cfg.holdout_case and not self.earlier_check.isChecked():
+            msg = "holding out a whole case needs the earlier cases: tick 'also train on earlier cases' corrections'"
+            show_info(f"napari-ian: {msg}")
+            self.status.setText(f"{msg[0].upper()}{msg[1:]}.")
+            return None
         base = self.base_combo.currentText()
         img, lab, sp = np.asarray(image.data, dtype=np.float32), np.asarray(labels.data).copy(), tuple(image.scale)
         earlier = self.earlier_check.isChecked()

@@ -186,6 +186,19 @@ def test_cancel_and_no_nerve_leave_the_registry_unchanged(home, phantom, base):
         build_finetune_data([("c1", image, labels, _trusted(image.shape[0], empty))], meta, cfg)
 
 
+def test_a_whole_case_can_be_held_out(phantom, phantom_cache, base):
+    model, meta = base
+    a_img, a_lab, _, _ = phantom
+    b_img, b_lab, _, _ = phantom_cache(5001)
+    cases = [("a", a_img, a_lab, _trusted(a_img.shape[0], _nerve_slices(a_lab, 6))),
+             ("b", b_img, b_lab, _trusted(b_img.shape[0], _nerve_slices(b_lab, 4)))]
+    data = build_finetune_data(cases, meta, FinetuneConfig(holdout_case="b"))
+    assert (data.n_train, data.n_held_out) == (12, 8)
+    assert {s.case_id for s in data.train} == {"a"} and {s.case_id for s in data.held_out} == {"b"}
+    with pytest.raises(ValueError, match="not among"):
+        build_finetune_data(cases, meta, FinetuneConfig(holdout_case="zz"))
+
+
 # -- CLI -------------------------------------------------------------------------------------------
 def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, capsys):
     image, labels, sp, _ = phantom

@@ -155,6 +155,12 @@ def test_bad_inputs_are_explained(corrected, qtbot, monkeypatch):
     # an existing name is refused before any work
     w.name_edit.setText("ian-default")
     assert w.run() is None and "bundled" in said[-1]
+    # the failed run had stored this case: it can be held out whole, but only beside earlier cases
+    w.refresh_store()
+    assert w.store_list.count() == 1 and w.holdout_case_combo.count() == 2
+    w.holdout_case_combo.setCurrentIndex(1)
+    w.name_edit.setText("whole-case")
+    assert w.run() is None and "needs the earlier cases" in said[-1]
 
 
 def test_a_deleted_panel_does_not_break_the_model_list_signal(make_napari_viewer, qtbot):

@@ -144,6 +144,8 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
             progress(i + 1, len(cases))
     n_train = sum(len(s.y) for s in train)
     n_pos = sum(int(s.positive.sum()) for s in train)
+    if cfg.holdout_case is not None and cfg.holdout_case not in [c[0] for c in cases]:
+        raise ValueError(f"the held-out case {cfg.holdout_case[:8]} is not among the cases to fine-tune on")
     if not n_train:
         raise ValueError("no corrected or accepted slices to train on")
     if not n_pos:
