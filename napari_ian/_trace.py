@@ -1,17 +1,20 @@
 """Centreline tracing: click points along the nerve, get a smooth tube of the brush diameter.
 
-The points live in an ordinary napari Points layer, so they stay editable; moving, adding or
-deleting one re-paints the tube (the previous tube's voxels that still hold the side's label
-are cleared first). Each (re)paint is one undo step of the labels layer. With ``image`` given,
-the curve is snapped to the bright nerve: consecutive points are joined by the brightest path
-(:func:`~napari_ian.trainer.annotate.snapped_points`) before the spline is fitted.
+The points live in an ordinary napari Points layer, so they stay editable. The curve is local
+(each span depends on the four points around it), so moving, adding or deleting a point
+re-paints only the stretch it shapes: the spans whose control points changed are recomputed,
+voxels that left the tube are cleared (where they still hold the side's label) and the new
+stretch is painted; the rest of the tube, and any edits made to it by hand, are left alone.
+Each change is one undo step of the labels layer. With ``image`` given, the curve is snapped to
+the bright nerve: consecutive points are joined by the brightest path
+(:func:`~napari_ian.trainer.annotate.snapped_points`), each pair's path computed once.
 """
 from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from .trainer.annotate import snapped_points, tube_indices
+from .trainer.annotate import snap_pair, snapped_points, span_controls, span_tube
 
 
 class CenterlineTracer:
@@ -24,7 +27,10 @@ class CenterlineTracer:
         self.labels = labels_layer
         self.diameter_mm = float(diameter_mm)
         self.label = int(label)
-        self._painted = None
+        self._painted = np.empty(0, np.int64)     # flat indices of the tube as last painted
+        self._spans = {}                          # span key -> flat indices of its tube
+        self._pairs = {}                          # (a, b) -> snapped nodes between two clicks
+        self.last_changed = np.empty(0, np.int64)  # flat indices written by the last paint (for tests)
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(delay_ms)
@@ -38,23 +44,44 @@ class CenterlineTracer:
             return np.empty((0, 3))
         return np.asarray([self.labels.world_to_data(w) for w in world], dtype=float)
 
+    def _span_key(self, controls):
+        return (round(self.diameter_mm, 4),) + tuple(np.round(np.asarray(controls, dtype=float), 4).ravel())
+
+    def _pair(self, a, b):
+        key = tuple(np.round(a, 4)) + tuple(np.round(b, 4))
+        if key not in self._pairs:
+            self._pairs[key] = snap_pair(self.image, a, b, tuple(float(s) for s in self.labels.scale))
+        return self._pairs[key]
+
     def paint(self):
-        """(Re)paint the tube through the current points; returns the number of voxels painted."""
+        """Re-paint the stretches of the tube the points changed; returns the number of voxels written."""
         pts = self.ordered_points()
         data = self.labels.data
+        shape, sp = data.shape, tuple(float(s) for s in self.labels.scale)
+        if self.image is not None and len(pts) >= 2:
+            pts = snapped_points(self.image, pts, sp, pair=self._pair)
+        spans, kept, fresh = {}, [], []
+        for controls in span_controls(pts, sp) if len(pts) >= 2 else []:
+            key = self._span_key(controls)
+            if key in self._spans:
+                spans[key] = self._spans[key]
+                kept.append(spans[key])
+            else:
+                spans[key] = span_tube(controls, self.diameter_mm, sp, shape)
+                fresh.append(spans[key])
+        self._spans = spans
+        empty = np.empty(0, np.int64)
+        new = np.unique(np.concatenate(kept + fresh)) if spans else empty
+        unchanged = np.unique(np.concatenate(kept)) if kept else empty
+        leaving = np.setdiff1d(self._painted, new, assume_unique=True)
+        if leaving.size:   # only voxels that still hold this side's label (the user may have repainted)
+            leaving = leaving[np.asarray(data).ravel()[leaving] == self.label]
+        arriving = np.setdiff1d(np.unique(np.concatenate(fresh)) if fresh else empty, unchanged, assume_unique=True)
         with self.labels.block_history():
-            if self._painted is not None and self._painted[0].size:
-                still = np.asarray(data)[self._painted] == self.label
-                old = tuple(a[still] for a in self._painted)
-                if old[0].size:
-                    self.labels.data_setitem(old, 0)
-            if len(pts) < 2:
-                self._painted = None
-                return 0
-            if self.image is not None:
-                pts = snapped_points(self.image, pts, tuple(float(s) for s in self.labels.scale))
-            idx = tube_indices(pts, self.diameter_mm, tuple(float(s) for s in self.labels.scale), data.shape)
-            if idx[0].size:
-                self.labels.data_setitem(idx, self.label)
-        self._painted = idx
-        return int(idx[0].size)
+            if leaving.size:
+                self.labels.data_setitem(np.unravel_index(leaving, shape), 0)
+            if arriving.size:
+                self.labels.data_setitem(np.unravel_index(arriving, shape), self.label)
+        self._painted = new
+        self.last_changed = np.union1d(leaving, arriving)
+        return int(self.last_changed.size)

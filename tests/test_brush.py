@@ -135,6 +135,41 @@ def test_traced_points_paint_a_tube_that_follows_a_moved_point(make_napari_viewe
     assert np.asarray(labels.data)[70, 42, 88:93].any()
 
 
+def test_moving_one_point_repaints_only_its_stretch(qtbot):
+    """The curve is local: a moved point rewrites the spans it shapes; a hand edit elsewhere stays."""
+    from napari.layers import Labels, Points
+
+    from napari_ian._trace import CenterlineTracer
+    from napari_ian.trainer.annotate import tube_indices
+
+    sp, shape = (0.8, 1.6, 0.43), (120, 40, 200)
+    labels = Labels(np.zeros(shape, np.uint8), scale=sp)
+    clicks = np.array([[10 + 14 * k, 20 + 2 * np.sin(k), 40 + 15 * k] for k in range(8)], float)
+    points = Points(clicks, scale=sp)
+    tracer = CenterlineTracer(points, labels, 2.5, 1, delay_ms=10_000)
+    tracer.paint()
+    first = np.asarray(labels.data) == 1
+    want = np.zeros(shape, bool)
+    want[tube_indices(clicks, 2.5, sp, shape)] = True
+    np.testing.assert_array_equal(first, want)                   # the union of the spans is the tube
+    labels.data[10:14, 18:23, 38:43] = 0                           # the annotator erased a bit near point 0
+    erased = np.asarray(labels.data) == 1
+    moved = clicks.copy()
+    moved[5] += [0, 6, 0]                                         # drag point 5 up by 6 voxels
+    points.data = moved
+    tracer.paint()
+    ap = np.unravel_index(tracer.last_changed, shape)[0]
+    assert ap.size and ap.min() >= clicks[3, 0] - 3 and ap.max() <= clicks[7, 0] + 3   # spans 3..6 only
+    after = np.asarray(labels.data) == 1
+    np.testing.assert_array_equal(after[:clicks[3, 0].astype(int) - 3], erased[:clicks[3, 0].astype(int) - 3])
+    want = np.zeros(shape, bool)
+    want[tube_indices(moved, 2.5, sp, shape)] = True
+    assert after[int(moved[5, 0]), int(moved[5, 1]), int(moved[5, 2])]
+    np.testing.assert_array_equal(after[int(clicks[3, 0]):], want[int(clicks[3, 0]):])   # the new stretch
+    labels.undo()                                                  # one undo step for the whole move
+    np.testing.assert_array_equal(np.asarray(labels.data) == 1, erased)
+
+
 def _canvas_pos(viewer, labels, vox_si_rl):
     """Canvas pixel of a (SI, RL) voxel on the current coronal slice (2D view)."""
     from qtpy.QtCore import QPoint

@@ -49,27 +49,91 @@ def stroke_indices(points, offsets: np.ndarray, shape, step_mm: float | None = N
     return tuple(allpts[:, i] for i in range(3))
 
 
-def centerline_curve(points, spacing, step_mm: float = 0.25) -> np.ndarray:
-    """A smooth curve through ordered voxel points (cubic spline by chord length in mm).
-
-    Two points give a straight segment; the curve passes through every point.
-    """
-    from scipy.interpolate import make_interp_spline
-
+def _dedupe(points, spacing) -> np.ndarray:
     pts = np.atleast_2d(np.asarray(points, dtype=float))
     if len(pts) < 2:
         return pts.copy()
     sp = np.asarray(spacing, dtype=float)
     keep = np.concatenate([[True], np.linalg.norm(np.diff(pts, axis=0) * sp, axis=1) > 1e-6])
-    pts = pts[keep]
+    return pts[keep]
+
+
+def span_controls(points, spacing) -> list:
+    """For each span between consecutive points, the four points that shape it (ends mirrored).
+
+    The curve is a centripetal Catmull-Rom spline: span ``k`` (from point ``k`` to ``k + 1``)
+    depends only on points ``k - 1 .. k + 2``, so moving one point changes only the two spans on
+    each side of it (what lets the tracer re-paint just that stretch).
+    """
+    pts = _dedupe(points, spacing)
+    if len(pts) < 2:
+        return []
+    ext = np.concatenate([[2 * pts[0] - pts[1]], pts, [2 * pts[-1] - pts[-2]]])
+    return [ext[k:k + 4] for k in range(len(pts) - 1)]
+
+
+def span_curve(controls, spacing, step_mm: float = 0.25) -> np.ndarray:
+    """Samples of one span of the centripetal Catmull-Rom spline (both end points included).
+
+    Parameters
+    ----------
+    controls : (4, 3) array
+        ``P0, P1, P2, P3`` in voxel coordinates; the span runs from ``P1`` to ``P2``.
+    spacing : sequence of 3 float
+        Voxel size in mm (the parametrisation uses distances in mm, so anisotropy does not bend it).
+    step_mm : float
+        Sample spacing along the span.
+    """
+    p = np.asarray(controls, dtype=float)
+    sp = np.asarray(spacing, dtype=float)
+    d = np.maximum(np.linalg.norm(np.diff(p, axis=0) * sp, axis=1), 1e-9) ** 0.5   # centripetal: alpha = 1/2
+    t0, t1, t2, t3 = 0.0, d[0], d[0] + d[1], d[0] + d[1] + d[2]
+    n = max(2, int(np.ceil(np.linalg.norm((p[2] - p[1]) * sp) / step_mm)) + 1)
+    t = np.linspace(t1, t2, n)[:, None]
+    a1 = (t1 - t) / (t1 - t0) * p[0] + (t - t0) / (t1 - t0) * p[1]
+    a2 = (t2 - t) / (t2 - t1) * p[1] + (t - t1) / (t2 - t1) * p[2]
+    a3 = (t3 - t) / (t3 - t2) * p[2] + (t - t2) / (t3 - t2) * p[3]
+    b1 = (t2 - t) / (t2 - t0) * a1 + (t - t0) / (t2 - t0) * a2
+    b2 = (t3 - t) / (t3 - t1) * a2 + (t - t1) / (t3 - t1) * a3
+    c = (t2 - t) / (t2 - t1) * b1 + (t - t1) / (t2 - t1) * b2
+    c[0], c[-1] = p[1], p[2]                   # exactly through the clicked points
+    return c
+
+
+def centerline_curve(points, spacing, step_mm: float = 0.25) -> np.ndarray:
+    """A smooth curve through ordered voxel points (centripetal Catmull-Rom, parametrised in mm).
+
+    Two points give a straight segment; the curve passes through every point; it is local (see
+    :func:`span_controls`).
+    """
+    pts = _dedupe(points, spacing)
     if len(pts) < 2:
         return pts.copy()
-    t = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0) * sp, axis=1))])
-    k = min(3, len(pts) - 1)
-    spline = make_interp_spline(t, pts, k=k, bc_type="natural" if k == 3 else None)
-    # sample each span on its own so every clicked point is on the curve exactly
-    tt = [np.linspace(a, b, max(2, int(np.ceil((b - a) / step_mm)) + 1))[:-1] for a, b in zip(t[:-1], t[1:])]
-    return spline(np.concatenate(tt + [t[-1:]]))
+    spans = [span_curve(c, spacing, step_mm) for c in span_controls(pts, spacing)]
+    return np.concatenate([spans[0]] + [s[1:] for s in spans[1:]])
+
+
+def _tube_step(spacing) -> float:
+    return max(0.05, min(np.asarray(spacing, dtype=float)) / 4.0)
+
+
+def _tube_of_curve(curve, diameter_mm: float, spacing, shape) -> np.ndarray:
+    """(N, 3) voxels whose centres lie within ``diameter_mm / 2`` of the sampled ``curve``."""
+    from scipy.spatial import cKDTree
+
+    sp = np.asarray(spacing, dtype=float)
+    diag = float(np.linalg.norm(sp))
+    # candidates: spheres a voxel diagonal wider around curve samples at most a diagonal apart
+    # (every voxel within the radius of the curve is then a candidate); kept: centres within the radius
+    wide = sphere_offsets(diameter_mm + 2 * diag, spacing)
+    step = float(np.median(np.linalg.norm(np.diff(curve, axis=0) * sp, axis=1))) if len(curve) > 1 else diag
+    stride = max(1, int(diag // max(step, 1e-6)))
+    centres = np.concatenate([curve[::stride], curve[-1:]])
+    cand = np.stack(stroke_indices(centres, wide, shape), axis=1)
+    if not len(cand):
+        return np.empty((0, 3), int)
+    dist, _ = cKDTree(curve * sp).query(cand * sp)
+    return cand[dist <= diameter_mm / 2.0 + 1e-9]
 
 
 def tube_indices(points, diameter_mm: float, spacing, shape) -> tuple:
@@ -77,18 +141,15 @@ def tube_indices(points, diameter_mm: float, spacing, shape) -> tuple:
 
     Painted as overlapping spheres along the curve, as the paper's expert did by hand.
     """
-    from scipy.spatial import cKDTree
-
-    sp = np.asarray(spacing, dtype=float)
-    curve = centerline_curve(points, spacing, step_mm=max(0.05, min(sp) / 4.0))
-    # candidates: spheres a voxel wider around the rounded curve; kept: centres within the radius
-    wide = sphere_offsets(diameter_mm + 2 * float(np.linalg.norm(sp)), spacing)
-    cand = np.stack(stroke_indices(curve[:: max(1, len(curve) // 400)], wide, shape), axis=1)
-    if not len(cand):
-        return tuple(np.empty(0, int) for _ in range(3))
-    dist, _ = cKDTree(curve * sp).query(cand * sp)
-    keep = cand[dist <= diameter_mm / 2.0 + 1e-9]
+    curve = centerline_curve(points, spacing, step_mm=_tube_step(spacing))
+    keep = _tube_of_curve(curve, diameter_mm, spacing, shape)
     return tuple(keep[:, i] for i in range(3))
+
+
+def span_tube(controls, diameter_mm: float, spacing, shape) -> np.ndarray:
+    """Sorted flat indices of the tube around one span (the union over spans is :func:`tube_indices`)."""
+    keep = _tube_of_curve(span_curve(controls, spacing, _tube_step(spacing)), diameter_mm, spacing, shape)
+    return np.unique(np.ravel_multi_index(tuple(keep.T), shape)) if len(keep) else np.empty(0, np.int64)
 
 
 def bright_path(image: np.ndarray, start, end, spacing, margin_mm: float = 4.0, power: float = 2.0) -> np.ndarray:
@@ -137,23 +198,29 @@ def bright_path(image: np.ndarray, start, end, spacing, margin_mm: float = 4.0, 
     return path
 
 
-def snapped_points(image: np.ndarray, points, spacing, node_mm: float = 2.0, margin_mm: float = 4.0) -> np.ndarray:
+def snap_pair(image: np.ndarray, a, b, spacing, node_mm: float = 2.0, margin_mm: float = 4.0) -> np.ndarray:
+    """Nodes about ``node_mm`` apart along the brightest path from ``a`` to ``b`` (``b`` included, ``a`` not)."""
+    sp = np.asarray(spacing, dtype=float)
+    path = bright_path(image, a, b, spacing, margin_mm=margin_mm)
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0) * sp, axis=1))])
+    n = int(arc[-1] // node_mm)
+    out = []
+    if n >= 2:
+        targets = np.linspace(0, arc[-1], n + 1)[1:-1]
+        out = [path[int(np.argmin(np.abs(arc - t)))] for t in targets]
+    return np.asarray(out + [np.asarray(b, dtype=float)], dtype=float)
+
+
+def snapped_points(image: np.ndarray, points, spacing, node_mm: float = 2.0, margin_mm: float = 4.0,
+                   pair=None) -> np.ndarray:
     """Clicked points joined by brightest paths, thinned to nodes every ``node_mm`` for smoothing.
 
     The voxel path is a staircase; keeping every clicked point plus nodes about ``node_mm`` apart
-    lets :func:`centerline_curve` pass a smooth spline along the bright nerve.
+    lets :func:`centerline_curve` pass a smooth spline along the bright nerve. ``pair(a, b)``
+    replaces :func:`snap_pair` (the tracer passes a cached one).
     """
     pts = np.atleast_2d(np.asarray(points, dtype=float))
     if len(pts) < 2:
         return pts.copy()
-    sp = np.asarray(spacing, dtype=float)
-    out = [pts[0]]
-    for a, b in zip(pts[:-1], pts[1:]):
-        path = bright_path(image, a, b, spacing, margin_mm=margin_mm)
-        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0) * sp, axis=1))])
-        n = int(arc[-1] // node_mm)
-        if n >= 2:
-            targets = np.linspace(0, arc[-1], n + 1)[1:-1]
-            out += [path[int(np.argmin(np.abs(arc - t)))] for t in targets]
-        out.append(b)
-    return np.asarray(out)
+    pair = pair or (lambda a, b: snap_pair(image, a, b, spacing, node_mm, margin_mm))
+    return np.concatenate([pts[:1]] + [pair(a, b) for a, b in zip(pts[:-1], pts[1:])])
