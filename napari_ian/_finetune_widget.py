@@ -370,7 +370,8 @@ class FinetuneWidget(QWidget):
             return {"cancelled": False, "name": name, "path": str(path), "before": result.before,
                     "after": result.after, "worse": result.worse, "data": (data.n_train, data.n_held_out),
                     "device": result.metadata["finetune"]["device"], "bf16": result.metadata["finetune"]["bf16"],
-                    "seconds": time.perf_counter() - t0, "cases": len(cases)}
+                    "seconds": time.perf_counter() - t0, "cases": len(cases),
+                    "holdout": cfg.holdout or cfg.holdout_case}
 
         self.worker = work()
         self.worker.returned.connect(self._done)
@@ -415,8 +416,10 @@ class FinetuneWidget(QWidget):
                     f"<b>{a:.3f}</b>. Trained on {n_train} side slices of {res['cases']} case(s) on {device} "
                     f"in {res['seconds']:.0f} s.")
         else:
+            why = ("hold-out was set to 0 %" if not res["holdout"] else
+                   "too few corrected slices with nerve to hold some out")
             text = (f"<b>{res['name']}</b> saved, trained on {n_train} side slices on {device} in "
-                    f"{res['seconds']:.0f} s. Too few corrected slices to hold some out: no before/after figure.")
+                    f"{res['seconds']:.0f} s. No before/after figure: {why}.")
         if res["worse"]:
             text += " <span style='color:#ff5f5f'><b>Fine-tuning made the held-out slices worse</b>: keep using " \
                     "the base model, or correct more slices and try again.</span>"
@@ -436,12 +439,9 @@ class FinetuneWidget(QWidget):
         from .trainer.corrections import CorrectionsMismatch
 
         if isinstance(exc, CorrectionsMismatch):
-            answer = QMessageBox.question(self, "napari-ian", f"{exc}.\n\nReplace the stored corrections of this "
-                                          "case with the current ones?")
-            if answer == QMessageBox.Yes:
-                self._restart_replacing = True
-                return
-            self.status.setText("Stopped: the stored corrections of this case were kept.")
+            # asked in _finished: a dialog here runs its own event loop, in which the worker's
+            # `finished` would be handled before the answer is known
+            self._mismatch = exc
             return
         msg = " ".join(str(exc).split())
         show_error(f"napari-ian: fine-tuning failed: {msg}")
@@ -451,9 +451,17 @@ class FinetuneWidget(QWidget):
         self.worker = None
         self.run_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
-        if getattr(self, "_restart_replacing", False):
-            self._restart_replacing = False
-            self.run(replace=True)
+        exc, self._mismatch = getattr(self, "_mismatch", None), None
+        if exc is not None:
+            if self.ask_replace(exc):
+                self.run(replace=True)
+            else:
+                self.status.setText("Stopped: the stored corrections of this case were kept.")
+
+    def ask_replace(self, exc) -> bool:
+        """Ask whether the stored corrections of this case may be replaced (tests replace this)."""
+        return QMessageBox.question(self, "napari-ian", f"{exc}.\n\nReplace the stored corrections of this "
+                                    "case with the current ones?") == QMessageBox.Yes
 
     # -- after ---------------------------------------------------------------------------------------
     def predict_with_new_model(self):

@@ -219,7 +219,7 @@ class PredictWidget(QWidget):
         pred, meta, note = res
         geom_d = (image_layer.metadata or {}).get(GEOMETRY_KEY)
         geom = Geometry.from_dict(geom_d) if geom_d else Geometry(np.eye(4), pred.labels.shape)
-        data, kwargs, _ = labels_layer_data(pred.labels, geom, f"{model_name} prediction")
+        data, kwargs, _ = labels_layer_data(pred.labels, geom, self.fresh_layer_name(f"{model_name} prediction", geom))
         if not geom_d:
             kwargs["metadata"].pop(GEOMETRY_KEY)
         kwargs["scale"] = tuple(image_layer.scale)
@@ -237,6 +237,29 @@ class PredictWidget(QWidget):
         self.status.setText(f"{model_name}: right IAN {n1} voxels, left IAN {n2} voxels "
                             f"({pred.device}{', bf16' if pred.bf16 else ''}). "
                             f"Model trained on: {meta.get('trained_on', 'unknown')}.")
+
+    def fresh_layer_name(self, base: str, geom) -> str:
+        """``base``, or ``base (2)``, ... : a name no open layer has and this case's workspace never saw.
+
+        A new prediction must not pick up an earlier layer's autosave or review status (kept by
+        layer name in the case's workspace), nor overwrite them when it is edited.
+        """
+        from .trainer.review import status_file
+        from .trainer.workspace import list_autosaves
+
+        key = getattr(geom, "case_key", "")
+        used = {ly.name for ly in self.viewer.layers}
+        if key:
+            used |= {a.layer_name for a in list_autosaves(key)}
+        name, k = base, 1
+
+        def seen(n):
+            return n in used or (key and any(status_file(key, n, ax).exists() for ax in range(3)))
+
+        while seen(name):
+            k += 1
+            name = f"{base} ({k})"
+        return name
 
     def _failed(self, exc):
         msg = f"prediction failed: {' '.join(str(exc).split())}"

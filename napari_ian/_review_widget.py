@@ -102,7 +102,7 @@ class ReviewWidget(QWidget):
         self.last_updated = set()
         self._pending = set()
         self._history = {}
-        self._3d_worker, self._3d_dirty = None, False
+        self._3d_worker, self._3d_dirty, self._3d_gen = None, False, 0
         self._3d_timer = QTimer(self)
         self._3d_timer.setSingleShot(True)
         self._3d_timer.setInterval(400)
@@ -272,6 +272,7 @@ class ReviewWidget(QWidget):
             mode = (f"<b>No reference</b>: <i>warnings</i> from {pred.name} alone (gaps, jumps, stray pieces, "
                     "areas, low probability) — likely failures, <i>not DSC</i>.")
         self._layers = (ref, pred)
+        self._3d_gen = getattr(self, "_3d_gen", 0) + 1   # 3D numbers of an earlier review are stale now
         self._load_status(pred)
         self.mode_label.setText(mode + "".join(f"<br>Note: {n}." for n in notes))
         self._fill_filter()
@@ -607,6 +608,7 @@ class ReviewWidget(QWidget):
         if self.review is None or ref is None or pred is None:
             return
         rdata, pdata, sp, axis = np.asarray(ref.data).copy(), np.asarray(pred.data).copy(), tuple(pred.scale), self.axis
+        gen = self._3d_gen
 
         @thread_worker(ignore_errors=True)
         def nerve3d():
@@ -615,7 +617,7 @@ class ReviewWidget(QWidget):
             return {side: nerve_metrics(rdata, pdata, lab, sp, axis) for lab, side in SIDES.items()}
 
         worker = nerve3d()
-        worker.returned.connect(self._show_3d)
+        worker.returned.connect(lambda res: self._show_3d(res, gen))
         worker.errored.connect(lambda exc: self.summary_label.setText(
             self._summary_text + f"<br>3D numbers failed: {exc}"))
         worker.finished.connect(self._3d_finished)
@@ -628,9 +630,9 @@ class ReviewWidget(QWidget):
         if self._3d_dirty:
             self._run_3d()
 
-    def _show_3d(self, res):
-        if self._3d_dirty:  # stale: newer edits are being measured
-            return
+    def _show_3d(self, res, gen=None):
+        if self._3d_dirty or self.review is None or (gen is not None and gen != self._3d_gen):
+            return  # stale: newer edits are being measured, or another review replaced this one
         lines = [f"<b>{side}</b> 3D: DSC {m['dsc_3d']:.3f}, HD95 {m['hd95_mm']:.2f} mm, volumetric similarity "
                  f"{m['volumetric_similarity']:.3f}" for side, m in res.items()]
         self.summary_label.setText(self._summary_text + "<br>" + "<br>".join(lines))
@@ -681,7 +683,8 @@ class ReviewWidget(QWidget):
             show_info(f"napari-ian: {exc}")
             return None
         marker = self.marker_spin.value() if self.marker_spin.value() >= 0 else None
-        pdata, idata, sp, axis = np.asarray(pred.data), np.asarray(image.data), tuple(pred.scale), self.axis
+        # copies: the annotator may paint while the worker reads
+        pdata, idata, sp, axis = np.asarray(pred.data).copy(), np.asarray(image.data), tuple(pred.scale), self.axis
 
         @thread_worker(ignore_errors=True)
         def work():

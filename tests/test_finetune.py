@@ -97,6 +97,10 @@ def test_a_damaged_store_file_is_reported_by_name(home, phantom):
     with pytest.raises(store.CorrectionsError, match=e.path.name):
         store.read_entry(e.path)
     assert store.list_corrections() == []                        # skipped, not crashing the list
+    with pytest.raises(store.CorrectionsMismatch, match="damaged"):
+        store.save_corrections("case-d", image, labels, _trusted(image.shape[0], [46]), sp)
+    e2 = store.save_corrections("case-d", image, labels, _trusted(image.shape[0], [46]), sp, replace=True)
+    assert e2.slices["right"] == [46] and list(e2.path.parent.glob(e2.path.name + ".damaged-*"))
 
 
 # -- slices, hold-out ----------------------------------------------------------------------------
@@ -171,6 +175,26 @@ def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home,
         delete_model("ian-default")
     delete_model("site-a")
     assert [e.source for e in list_models()] == ["bundled"]
+
+
+def test_a_child_model_is_never_scored_on_what_its_parent_trained_on(phantom, base):
+    image, labels, sp, _ = phantom
+    model, meta = base
+    first = _nerve_slices(labels, 8)
+    cfg = FinetuneConfig(epochs=1, min_samples=8, device="cpu")
+    d1 = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], first))], meta, cfg)
+    r1 = finetune(model, meta, d1, cfg, parent="ian-default")
+    parent_trained = r1.metadata["finetune"]["trained_slices"]["c1"]
+    assert len(parent_trained["right"]) == 6 and not r1.metadata["metrics"].get("test_dsc_mean")
+    # more slices corrected later; the child's held-out block avoids the parent's training slices
+    both = np.flatnonzero((labels == 1).any(axis=(1, 2)) & (labels == 2).any(axis=(1, 2)))
+    more = np.union1d(first, both[::3])
+    d2 = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], more))], r1.metadata, cfg)
+    held_right = set(more.tolist()) - set(d2.trained["c1"]["right"])
+    assert held_right and not held_right & set(parent_trained["right"])
+    with pytest.raises(ValueError, match="already fine-tuned on case c1"):
+        build_finetune_data([("c1", image, labels, _trusted(image.shape[0], more))], r1.metadata,
+                            FinetuneConfig(holdout_case="c1"))
 
 
 def test_cancel_and_no_nerve_leave_the_registry_unchanged(home, phantom, base):

@@ -180,3 +180,44 @@ def test_a_deleted_panel_does_not_break_the_model_list_signal(make_napari_viewer
     hub.models_changed.emit()
     hub.models_changed.emit()
     assert calls == [1, 1]
+
+
+def test_stored_corrections_of_another_image_are_replaced_only_after_asking(corrected, qtbot):
+    from napari_ian._layers import geometry_of
+    from napari_ian.trainer.corrections import find_corrections, image_digest, save_corrections
+
+    viewer, w, image, pred, chosen = corrected
+    key = geometry_of(image).case_key
+    other = np.asarray(image.data, dtype=np.float32) + 1.0          # same case key, other voxels
+    trusted = np.zeros((2, other.shape[0]), bool)
+    trusted[:, chosen[:2]] = True
+    save_corrections(key, other, np.asarray(pred.data), trusted, image.scale)
+    asked = []
+    w.ask_replace = lambda exc: asked.append(str(exc)) or len(asked) > 1   # "No" first, then "Yes"
+    w.epochs_spin.setValue(1)
+    w.device_combo.setCurrentText("cpu")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert len(asked) == 1 and "different image" in asked[0] and "kept" in w.status.text()
+    assert find_corrections(key).image_digest == image_digest(other)      # untouched after "No"
+    w.run()
+    qtbot.waitUntil(lambda: w.last_result is not None, timeout=120_000)
+    assert len(asked) == 2 and find_corrections(key).image_digest == image_digest(np.asarray(image.data))
+
+
+def test_a_new_prediction_never_takes_over_an_earlier_layers_review_status(corrected, qtbot):
+    from napari_ian._predict_widget import PredictWidget
+
+    viewer, w, image, pred, chosen = corrected
+    viewer.layers.remove(pred)                 # the corrected layer is gone (closed, or napari restarted)
+    pw = PredictWidget(viewer)
+    viewer.window.add_dock_widget(pw)
+    pw.image_combo.setCurrentText(image.name)
+    pw.model_combo.setCurrentText("ian-default")
+    pw.run_btn.click()
+    qtbot.waitUntil(lambda: any("prediction" in ly.name for ly in viewer.layers), timeout=60_000)
+    new = [ly for ly in viewer.layers if "prediction" in ly.name][0]
+    assert new.name == "ian-default prediction (2)"             # its status file belongs to the old layer
+    w.labels_combo.setCurrentText(new.name)
+    w.refresh_slices()
+    assert "no corrected or accepted slices" in w.slices_label.text()

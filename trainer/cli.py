@@ -133,8 +133,10 @@ def _cmd_finetune(args) -> int:
     model, meta = load_model(base)
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device)
     t0 = time.perf_counter()
-    data = build_finetune_data([(vol.geometry.case_key or "cli", vol.data, lab.data.astype(np.uint8), trusted)],
-                               meta, cfg)
+    from .corrections import case_hash
+
+    case = case_hash(vol.geometry.case_key) if vol.geometry.case_key else "cli"
+    data = build_finetune_data([(case, vol.data, lab.data.astype(np.uint8), trusted)], meta, cfg)
     print(f"{len(native)} coronal slices -> {data.n_train} side slices to train on ({data.n_train_nerve} with "
           f"nerve), {data.n_held_out} held out", flush=True)
 
@@ -160,7 +162,7 @@ def _cmd_finetune(args) -> int:
     path = save_finetuned(result, args.name)
     b, a = result.before["held_out_dsc"], result.after["held_out_dsc"]
     print(f"held-out DSC before {b:.3f}, after {a:.3f}" if data.n_held_out else
-          "no slices held out (fewer than 4 per side): no before/after figure")
+          "no slices held out (--holdout 0, or fewer than 4 slices with nerve per side): no before/after figure")
     if result.worse:
         print("warning: fine-tuning made the held-out slices worse; keep using the base model or correct more slices")
     print(f"saved {path} ({time.perf_counter() - t0:.0f} s); use it with: ian predict --model {args.name}")

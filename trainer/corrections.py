@@ -173,8 +173,18 @@ def save_corrections(case_key: str, image: np.ndarray, labels: np.ndarray, trust
     path = corrections_dir() / f"{case_hash(case_key)}.npz"
     labels = np.where(np.isin(labels, (1, 2)), labels, 0).astype(np.uint8)
     created = time.time()
+    old = None
     if path.exists():
-        old = read_entry(path)
+        try:
+            old = read_entry(path)
+        except CorrectionsError as exc:
+            if not replace:
+                raise CorrectionsMismatch(f"{exc} (the stored corrections of this case are damaged); replace "
+                                          "them to go on") from None
+            # kept beside the new entry, never deleted without asking
+            path.replace(path.with_name(f"{path.name}.damaged-{int(time.time())}"))
+            old = None
+    if path.exists() and old is not None:
         if old.image_digest != digest and not replace:
             raise CorrectionsMismatch(f"{path}: the corrections stored for this case were made on a different "
                                       "image (same case key, other voxels); replace them to go on")

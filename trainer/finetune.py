@@ -49,6 +49,7 @@ class FinetuneData:
     n_held_out: int
     n_train_nerve: int
     cases: list                      # case hashes used
+    trained: dict = dataclasses.field(default_factory=dict)   # {case: {"right": [...], "left": [...]}} slices trained on
 
 
 @dataclasses.dataclass
@@ -110,6 +111,11 @@ def holdout_block(indices, fraction: float, seed: int = 0) -> np.ndarray:
     return indices[start:start + k]
 
 
+def ancestors_trained(metadata: dict) -> dict:
+    """``{case: {"right": [...], "left": [...]}}``: corrected slices the model (and its parents) trained on."""
+    return (metadata.get("finetune") or {}).get("trained_slices", {}) or {}
+
+
 def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=None) -> FinetuneData:
     """Network slices of the trusted slices of each case, split into training and held-out.
 
@@ -125,7 +131,11 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
     """
     pre = metadata["preprocessing"]
     size, k = tuple(pre["size"]), int(pre["context"])
-    train, held = [], []
+    seen = ancestors_trained(metadata)   # never held out: the base model has learnt them already
+    if cfg.holdout_case is not None and cfg.holdout_case in seen:
+        raise ValueError(f"the base model was already fine-tuned on case {cfg.holdout_case[:8]}: hold out "
+                         "another case (or a block of slices)")
+    train, held, trained = [], [], {}
     for i, (case, image, labels, trusted) in enumerate(cases):
         for s in side_slices(image, labels, size, k, case_id=case, patient_id=case):
             idx = np.flatnonzero(trusted[s.side - 1][:len(s.y)])
@@ -134,10 +144,16 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
             if cfg.holdout_case is not None:
                 hold = idx if case == cfg.holdout_case else idx[:0]
             else:
-                hold = holdout_block(idx, cfg.holdout, cfg.seed + 7 * i + s.side)
+                # the block is drawn among slices with nerve (accepted empty slices score nothing)
+                # that the base model has not been trained on
+                side_name = "right" if s.side == 1 else "left"
+                fresh = np.setdiff1d(idx[s.positive[idx]], seen.get(case, {}).get(side_name, []))
+                hold = holdout_block(fresh, cfg.holdout, cfg.seed + 7 * i + s.side)
             keep = np.setdiff1d(idx, hold)
             if keep.size:
                 train.append(_select(s, keep))
+                trained.setdefault(case, {"right": [], "left": []})["right" if s.side == 1 else "left"] = \
+                    keep.tolist()
             if hold.size:
                 held.append(_select(s, hold))
         if progress is not None:
@@ -150,7 +166,7 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
         raise ValueError("no corrected or accepted slices to train on")
     if not n_pos:
         raise ValueError("the corrected/accepted training slices hold no nerve label: nothing to learn from")
-    return FinetuneData(train, held, n_train, sum(len(s.y) for s in held), n_pos, [c[0] for c in cases])
+    return FinetuneData(train, held, n_train, sum(len(s.y) for s in held), n_pos, [c[0] for c in cases], trained)
 
 
 def _repeat(sets, min_samples: int):
@@ -211,13 +227,24 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
     meta["finetune"] = {
         "parent": parent, "cases": data.cases, "train_slices": data.n_train, "train_nerve_slices": data.n_train_nerve,
         "held_out_slices": data.n_held_out, "settings": cfg.to_dict(), "before": before, "after": after,
+        "trained_slices": _merge_trained(ancestors_trained(metadata), data.trained),
         "device": best.get("device"), "bf16": best.get("bf16"), "seconds": best.get("train_seconds"),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     meta["training"] = {**tc.to_dict(), "finetuned_from": parent}
-    meta.setdefault("metrics", {})
-    meta["metrics"] = {**meta["metrics"], "finetune_held_out_dsc_before": before["held_out_dsc"],
-                       "finetune_held_out_dsc_after": after["held_out_dsc"]}
+    # the parent's test figures were not measured on this model: kept, but under the parent's name
+    meta["metrics"] = {"finetune_held_out_dsc_before": before["held_out_dsc"],
+                       "finetune_held_out_dsc_after": after["held_out_dsc"],
+                       "parent_metrics": metadata.get("metrics", {})}
     return FinetuneResult(new, meta, history, before, after)
+
+
+def _merge_trained(a: dict, b: dict) -> dict:
+    out = {c: {side: list(v) for side, v in sides.items()} for c, sides in a.items()}
+    for c, sides in b.items():
+        for side, v in sides.items():
+            have = out.setdefault(c, {"right": [], "left": []}).setdefault(side, [])
+            out[c][side] = sorted(set(have) | set(int(i) for i in v))
+    return out
 
 
 def next_model_name(base: str) -> str:

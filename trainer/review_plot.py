@@ -28,11 +28,13 @@ def measurements_rgba(rows, marker: int | None = None, dpi: int = 100) -> np.nda
         x = [r["distance_mm"] for r in rs]
         ax1.plot(x, [r["area_mm2"] for r in rs], color=colour, label=f"{side} IAN")
         ax2.plot(x, [r["mean_signal"] for r in rs], color=colour)
-        if marker is not None:
-            at = [r["distance_mm"] for r in rs if r["slice"] == marker]
+        slices = [r["slice"] for r in rs]
+        if marker is not None and min(slices) <= marker <= max(slices):
+            # interpolated: the marker may fall on a slice where this side has a gap
+            order = np.argsort(slices)
+            d = float(np.interp(marker, np.asarray(slices)[order], np.asarray(x)[order]))
             for ax in (ax1, ax2):
-                for d in at:
-                    ax.axvline(d, color=colour, linestyle="--", linewidth=0.8)
+                ax.axvline(d, color=colour, linestyle="--", linewidth=0.8)
     ax1.set_ylabel("area (mm²)")
     ax2.set_ylabel("mean signal")
     ax2.set_xlabel("distance along the nerve (mm, from its first slice)")
