@@ -71,6 +71,9 @@ class FinetuneWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
+        from ._threads import ensure_spare_pool_threads
+
+        ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
         from ._predict_widget import _devices
 
         self.viewer = napari_viewer

@@ -38,6 +38,9 @@ class PredictWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
+        from ._threads import ensure_spare_pool_threads
+
+        ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
         self.viewer = napari_viewer
         self.image_combo = QComboBox()
         self.model_combo = QComboBox()

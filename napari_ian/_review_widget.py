@@ -92,6 +92,9 @@ class ReviewWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
+        from ._threads import ensure_spare_pool_threads
+
+        ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
         self.viewer = napari_viewer
         self.review = None            # SliceReview when a reference is chosen
         self.warnings = []            # label-free warnings otherwise
@@ -744,6 +747,8 @@ class MeasurementsWindow(QWidget):
                 text.append(f"{side}, {name}: {g['slices']} slices, area {g['mean_area_mm2']:.2f} mm², "
                             f"signal {g['mean_signal']:.3g}")
         lines = text or ["No nerve in the prediction."]
+        lines.append("<i>Areas are cut by the slices: where the nerve runs steeply through them (the ramus) "
+                     "the cut is oblique and the area larger than the nerve's true cross-section.</i>")
         if marker is None:
             lines.append("<i>Set the loop-region slice to split the nerve into regions.</i>")
         info = QLabel("<br>".join(lines))

@@ -387,6 +387,9 @@ class PhantomWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
+        from ._threads import ensure_spare_pool_threads
+
+        ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
         self.viewer = napari_viewer
         self.seed = QSpinBox()
         self.seed.setRange(0, 10_000_000)

@@ -221,3 +221,20 @@ def test_a_new_prediction_never_takes_over_an_earlier_layers_review_status(corre
     w.labels_combo.setCurrentText(new.name)
     w.refresh_slices()
     assert "no corrected or accepted slices" in w.slices_label.text()
+
+
+def test_panels_leave_spare_threads_for_qt(make_napari_viewer):
+    """Qt's own image conversions share the global pool with napari's workers: panels keep it roomy."""
+    from qtpy.QtCore import QThread, QThreadPool
+
+    from napari_ian._finetune_widget import FinetuneWidget
+    from napari_ian._predict_widget import PredictWidget
+    from napari_ian._review_widget import ReviewWidget
+    from napari_ian._widgets import PhantomWidget
+
+    viewer = make_napari_viewer(show=True)
+    pool = QThreadPool.globalInstance()
+    for panel in (FinetuneWidget, PredictWidget, ReviewWidget, PhantomWidget):
+        pool.setMaxThreadCount(QThread.idealThreadCount())
+        panel(viewer)
+        assert pool.maxThreadCount() >= QThread.idealThreadCount() + 4, panel.__name__
