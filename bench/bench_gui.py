@@ -34,7 +34,7 @@ def rss_mb() -> float:
 
 
 def main():
-    from qtpy.QtCore import QPoint, Qt, QTimer
+    from qtpy.QtCore import Qt, QTimer
     from qtpy.QtTest import QTest
 
     from napari_ian._predict_widget import PredictWidget
@@ -71,13 +71,10 @@ def main():
     case.brush_check.setChecked(True)
     viewer.dims.current_step = (120, 0, 0)
     canvas = viewer.window._qt_viewer.canvas.native
-    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     pump(0.5)
 
     def pos(si, rl):
-        world = np.array([si, rl], float) * np.asarray(labels.scale[1:])
-        px = (world - np.asarray(cam.center)[-2:]) * cam.zoom + np.array([canvas.height(), canvas.width()]) / 2
-        return QPoint(int(round(px[1])), int(round(px[0])))
+        return guikit.canvas_point(viewer, labels, si, rl)
 
     path = [(60 + 20 * np.sin(t), 100 + 180 * t / 6.0) for t in np.linspace(0, 6, 61)]
     # the same moves with the brush off: what one repaint costs on this machine's renderer

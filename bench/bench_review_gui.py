@@ -105,13 +105,10 @@ def main():
     case.brush_diameter.setValue(2.5)
     case.brush_side.setCurrentIndex(0)   # right
     case.brush_check.setChecked(True)
-    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     pump(0.5)
 
     def pos(si, rl):
-        world = np.array([si, rl], float) * np.asarray(layer.scale[1:])
-        px = (world - np.asarray(cam.center)[-2:]) * cam.zoom + np.array([canvas.height(), canvas.width()]) / 2
-        return QPoint(int(round(px[1])), int(round(px[0])))
+        return guikit.canvas_point(viewer, layer, si, rl)
 
     centre = np.argwhere(truth[sl] > 0).mean(axis=0)
 

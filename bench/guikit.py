@@ -22,3 +22,15 @@ def shown_viewer(width: int = 1500, height: int = 1000):
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(width, height)
     return viewer, app
+
+
+def canvas_point(viewer, layer, si: float, rl: float):
+    """The canvas pixel (a QPoint) of voxel (SI, RL) of ``layer`` on the current coronal slice (2D view)."""
+    import numpy as np
+    from qtpy.QtCore import QPoint
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    world = np.array([si, rl], float) * np.asarray(layer.scale[1:])
+    px = (world - np.asarray(cam.center)[-2:]) * cam.zoom + np.array([canvas.height(), canvas.width()]) / 2
+    return QPoint(int(round(px[1])), int(round(px[0])))

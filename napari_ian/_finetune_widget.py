@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, Q
                             QInputDialog, QLabel, QLineEdit, QListWidget, QMessageBox, QProgressBar,
                             QPushButton, QSpinBox, QWidget)
 
+from ._combo import refill_combo
 from ._layers import geometry_of
 from ._scroll import scrolling_layout
 
@@ -201,32 +202,17 @@ class FinetuneWidget(QWidget):
     # -- lists --------------------------------------------------------------------------------
     def _refresh_layers(self, event=None):
         for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
-            current = combo.currentText()
             names = [ly.name for ly in self.viewer.layers if isinstance(ly, kind) and ly.ndim == 3
                      and not getattr(ly, "rgb", False)]
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            elif kind is Labels:
-                preds = [n for n in names if "prediction" in n.lower()]
-                if preds:
-                    combo.setCurrentText(preds[-1])
-            combo.blockSignals(False)
+            preds = [n for n in names if "prediction" in n.lower()] if kind is Labels else []
+            refill_combo(combo, names, fallback=preds[-1] if preds else None)
         self.refresh_slices()
 
     def refresh_models(self):
         from .trainer.registry import list_models
 
         entries = list_models()
-        current = self.base_combo.currentText()
-        self.base_combo.blockSignals(True)
-        self.base_combo.clear()
-        self.base_combo.addItems([e.name for e in entries])
-        if current in [e.name for e in entries]:
-            self.base_combo.setCurrentText(current)
-        self.base_combo.blockSignals(False)
+        refill_combo(self.base_combo, [e.name for e in entries])
         self.models_list.clear()
         for e in entries:
             if e.source == "user":
@@ -301,16 +287,14 @@ class FinetuneWidget(QWidget):
     # -- running -------------------------------------------------------------------------------------
     def run(self, replace: bool = False):
         """Start fine-tuning; returns the worker (None when the input is not usable)."""
-        from .trainer.registry import user_model_path
+        from .trainer.finetune import new_model_path
 
         if self.worker is not None:
             return None
         try:
             image, labels, case_key, trusted = self._case()
             name = self.name_edit.text().strip()
-            target = user_model_path(name)
-            if target.exists():
-                raise ValueError(f"a model called {name!r} exists already; choose another name")
+            new_model_path(name)   # refused before any work: bundled, malformed or taken
         except ValueError as exc:
             show_info(f"napari-ian: {exc}")
             self.status.setText(f"{exc}.")

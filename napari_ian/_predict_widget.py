@@ -13,6 +13,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
                             QVBoxLayout, QWidget)
 
+from ._combo import refill_combo
 from ._layers import GEOMETRY_KEY, labels_layer_data
 from ._widgets import _image_layers
 from .trainer.volume import Geometry
@@ -95,12 +96,7 @@ class PredictWidget(QWidget):
 
     # -- lists ------------------------------------------------------------------------------
     def _refresh_images(self, event=None):
-        current = self.image_combo.currentText()
-        names = [ly.name for ly in _image_layers(self.viewer)]
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
+        refill_combo(self.image_combo, [ly.name for ly in _image_layers(self.viewer)])
 
     def refresh_models(self):
         from .trainer.registry import list_models

@@ -19,11 +19,12 @@ from qtpy.QtGui import QColor, QPainter
 from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView,
                             QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ._combo import refill_combo
 from ._layers import geometry_of
 from ._scroll import scrolling_layout
 from .trainer.metrics import CATEGORY, SIDES
-from .trainer.review import (FLAGGED, STATUS, SliceReview, label_free_warnings, measurements_by_region,
-                             nerve_measurements, new_status, rows_to_csv, status_from_json, status_to_json,
+from .trainer.review import (FLAGGED, STATUS, SliceReview, label_free_warnings, load_status,
+                             measurements_by_region, nerve_measurements, new_status, rows_to_csv, status_to_json,
                              touched_slices)
 
 AXES = {"coronal (AP)": 0, "axial (SI)": 1, "sagittal (RL)": 2}
@@ -203,15 +204,9 @@ class ReviewWidget(QWidget):
     def _refresh_layers(self, event=None):
         labels = [ly.name for ly in self.viewer.layers if isinstance(ly, Labels)]
         images = [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and not ly.rgb]
-        for combo, names, extra in ((self.ref_combo, labels, [NO_REFERENCE]), (self.pred_combo, labels, []),
-                                    (self.image_combo, images, ["(none)"])):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names + extra)
-            if current in names + extra:
-                combo.setCurrentText(current)
-            combo.blockSignals(False)
+        for combo, names in ((self.ref_combo, labels + [NO_REFERENCE]), (self.pred_combo, labels),
+                             (self.image_combo, images + ["(none)"])):
+            refill_combo(combo, names)
         # sensible first choice: a ground truth / reference as reference, a prediction as prediction
         if self.pred_combo.count() and not self._layers[1]:
             preds = [n for n in labels if "prediction" in n.lower()]
@@ -548,12 +543,16 @@ class ReviewWidget(QWidget):
     def _load_status(self, pred):
         n = pred.data.shape[self.axis]
         self.status = new_status(n)
-        path = self._status_path(pred)
-        if path is not None and path.exists():
-            try:
-                self.status = status_from_json(path.read_text(), n)
-            except (OSError, ValueError, KeyError) as exc:
-                show_info(f"napari-ian: review status in {path.name} not used ({exc})")
+        geom = geometry_of(pred)
+        if geom is None or not geom.case_key:
+            return
+        try:
+            saved = load_status(geom.case_key, pred.name, n, self.axis)
+        except ValueError as exc:
+            show_info(f"napari-ian: review status not used ({exc})")
+            return
+        if saved is not None:
+            self.status = saved
 
     def _save_status(self):
         from .trainer.atomic import atomic_write_text

@@ -107,25 +107,18 @@ def _cmd_finetune(args) -> int:
 
     from tqdm import tqdm
 
-    from .finetune import FinetuneConfig, build_finetune_data, finetune, parse_slices, save_finetuned
-    from .io import read_volume
+    from .corrections import case_hash
+    from .data import Case, load_case
+    from .finetune import (FinetuneConfig, build_finetune_data, finetune, new_model_path, parse_slices,
+                           save_finetuned)
     from .modelfile import load_model
-    from .registry import resolve_model, user_model_path
+    from .registry import resolve_model
     from .volume import CORONAL_AXIS
 
-    out = user_model_path(args.name)   # refuses bundled names and bad characters before any work
-    if out.exists():
-        raise FileExistsError(f"{out}: a model called {args.name!r} exists already; choose another --name")
-    vol = read_volume(args.image)
-    lab = read_volume(args.labels)
-    if lab.data.shape != vol.data.shape or not np.allclose(lab.geometry.canonical_affine,
-                                                           vol.geometry.canonical_affine, atol=1e-3):
-        raise ValueError(f"{args.labels}: not on the grid of {args.image} (shape {lab.data.shape} vs {vol.data.shape})")
-    values = set(np.unique(lab.data).tolist())
-    if not values <= {0, 1, 2}:
-        raise ValueError(f"{args.labels}: label values {sorted(values)} (expected 0, 1 = right, 2 = left)")
-    src_axis = int(np.flatnonzero(vol.geometry._to_canonical[:, 0].astype(int) == CORONAL_AXIS)[0])
-    native = parse_slices(args.slices, int(vol.geometry.native_shape[src_axis]))
+    new_model_path(args.name)   # refuses bundled, malformed and taken names before any work
+    # the dataset loader's checks: labels on the image's grid, values 0/1/2 only
+    vol, labels = load_case(Case("cli", "cli", Path(args.image), Path(args.labels)))
+    native = parse_slices(args.slices, vol.data.shape[CORONAL_AXIS])   # as many slices in either numbering
     canon = vol.geometry.canonical_index(CORONAL_AXIS, native)
     trusted = np.zeros((2, vol.data.shape[0]), bool)
     trusted[:, canon] = True
@@ -133,10 +126,8 @@ def _cmd_finetune(args) -> int:
     model, meta = load_model(base)
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device)
     t0 = time.perf_counter()
-    from .corrections import case_hash
-
     case = case_hash(vol.geometry.case_key) if vol.geometry.case_key else "cli"
-    data = build_finetune_data([(case, vol.data, lab.data.astype(np.uint8), trusted)], meta, cfg)
+    data = build_finetune_data([(case, vol.data, labels, trusted)], meta, cfg)
     print(f"{len(native)} coronal slices -> {data.n_train} side slices to train on ({data.n_train_nerve} with "
           f"nerve), {data.n_held_out} held out", flush=True)
 

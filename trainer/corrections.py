@@ -63,6 +63,7 @@ class CorrectionEntry:
     image_digest: str
     slices: dict              # {"right": [...], "left": [...]} trusted coronal slices
     updated: float
+    created: float
 
     @property
     def n_slices(self) -> int:
@@ -77,7 +78,7 @@ class CorrectionEntry:
 def _entry_from_meta(path: Path, meta: dict) -> CorrectionEntry:
     return CorrectionEntry(path, meta["case"], tuple(meta["shape"]), tuple(meta["spacing"]), meta["image_digest"],
                            {"right": list(meta["slices"]["right"]), "left": list(meta["slices"]["left"])},
-                           float(meta["updated"]))
+                           float(meta["updated"]), float(meta.get("created", meta["updated"])))
 
 
 def read_entry(path) -> CorrectionEntry:
@@ -183,8 +184,7 @@ def save_corrections(case_key: str, image: np.ndarray, labels: np.ndarray, trust
                                           "them to go on") from None
             # kept beside the new entry, never deleted without asking
             path.replace(path.with_name(f"{path.name}.damaged-{int(time.time())}"))
-            old = None
-    if path.exists() and old is not None:
+    if old is not None:
         if old.image_digest != digest and not replace:
             raise CorrectionsMismatch(f"{path}: the corrections stored for this case were made on a different "
                                       "image (same case key, other voxels); replace them to go on")
@@ -197,9 +197,7 @@ def save_corrections(case_key: str, image: np.ndarray, labels: np.ndarray, trust
                 keep_old = o_trusted[s] & ~trusted[s]
                 side = np.where(keep_old[:, None, None], side_old, side_new)
                 merged = np.where(side > 0, side, merged)
-            labels, trusted = merged.astype(np.uint8), trusted | o_trusted
-            with np.load(path) as z:
-                created = json.loads(str(z["meta"])).get("created", created)
+            labels, trusted, created = merged.astype(np.uint8), trusted | o_trusted, old.created
     meta = {"case": case_hash(case_key), "shape": list(image.shape), "spacing": [float(s) for s in spacing],
             "image_digest": digest, "slices": {"right": np.flatnonzero(trusted[0]).tolist(),
                                                "left": np.flatnonzero(trusted[1]).tolist()},

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from .data import SideSlices, side_slices
+from .metrics import SIDES
 from .registry import BUNDLED_DIR, list_models, user_model_path
 
 
@@ -135,6 +136,8 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
     if cfg.holdout_case is not None and cfg.holdout_case in seen:
         raise ValueError(f"the base model was already fine-tuned on case {cfg.holdout_case[:8]}: hold out "
                          "another case (or a block of slices)")
+    if cfg.holdout_case is not None and cfg.holdout_case not in [c[0] for c in cases]:
+        raise ValueError(f"the held-out case {cfg.holdout_case[:8]} is not among the cases to fine-tune on")
     train, held, trained = [], [], {}
     for i, (case, image, labels, trusted) in enumerate(cases):
         for s in side_slices(image, labels, size, k, case_id=case, patient_id=case):
@@ -146,22 +149,18 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
             else:
                 # the block is drawn among slices with nerve (accepted empty slices score nothing)
                 # that the base model has not been trained on
-                side_name = "right" if s.side == 1 else "left"
-                fresh = np.setdiff1d(idx[s.positive[idx]], seen.get(case, {}).get(side_name, []))
+                fresh = np.setdiff1d(idx[s.positive[idx]], seen.get(case, {}).get(SIDES[s.side], []))
                 hold = holdout_block(fresh, cfg.holdout, cfg.seed + 7 * i + s.side)
             keep = np.setdiff1d(idx, hold)
             if keep.size:
                 train.append(_select(s, keep))
-                trained.setdefault(case, {"right": [], "left": []})["right" if s.side == 1 else "left"] = \
-                    keep.tolist()
+                trained.setdefault(case, {"right": [], "left": []})[SIDES[s.side]] = keep.tolist()
             if hold.size:
                 held.append(_select(s, hold))
         if progress is not None:
             progress(i + 1, len(cases))
     n_train = sum(len(s.y) for s in train)
     n_pos = sum(int(s.positive.sum()) for s in train)
-    if cfg.holdout_case is not None and cfg.holdout_case not in [c[0] for c in cases]:
-        raise ValueError(f"the held-out case {cfg.holdout_case[:8]} is not among the cases to fine-tune on")
     if not n_train:
         raise ValueError("no corrected or accepted slices to train on")
     if not n_pos:
@@ -257,26 +256,29 @@ def next_model_name(base: str) -> str:
     return f"{stem}-ft{i}"
 
 
+def new_model_path(name: str) -> Path:
+    """Where a new user model ``name`` goes; ValueError when the name is bundled, malformed or taken."""
+    path = user_model_path(name)
+    if path.exists():
+        raise ValueError(f"a model called {name!r} exists already; choose another name")
+    return path
+
+
 def save_finetuned(result: FinetuneResult, name: str) -> Path:
     """Write the new model into the user registry atomically; an existing name is refused."""
     from .modelfile import save_model
 
-    path = user_model_path(name)
-    if path.exists():
-        raise ValueError(f"a model called {name!r} exists already; choose another name")
-    return save_model(path, result.model, {**result.metadata, "name": name})
+    return save_model(new_model_path(name), result.model, {**result.metadata, "name": name})
 
 
 def rename_model(old: str, new: str) -> Path:
     """Rename one of the user's models (bundled models cannot be renamed)."""
-    src = user_model_path(old) if not (BUNDLED_DIR / f"{old}.pt").exists() else None
-    if src is None:
+    if (BUNDLED_DIR / f"{old}.pt").exists():
         raise ValueError(f"{old!r} is a bundled model; it cannot be renamed")
+    src = user_model_path(old)
     if not src.exists():
         raise ValueError(f"no user model called {old!r}")
-    dst = user_model_path(new)
-    if dst.exists():
-        raise ValueError(f"a model called {new!r} exists already")
+    dst = new_model_path(new)
     src.rename(dst)
     return dst
 

@@ -373,5 +373,5 @@ def load_status(case_key: str, layer_name: str, n_slices: int, axis: int = 0) ->
         return None
     try:
         return status_from_json(path.read_text(), n_slices)
-    except (OSError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path.name}: {exc}") from None
