@@ -58,16 +58,28 @@ def _cmd_train(args) -> int:
 
     from tqdm import tqdm
 
-    from .experiment import run_training
+    from .experiment import run_synthetic_training, run_training
     from .registry import user_model_path
     from .train import TrainConfig
 
+    if (args.data is None) == (args.synthetic is None):
+        raise ValueError("ian train: give --data DIR (labelled cases) or --synthetic N (randomised phantom anatomies)")
     net_cfg = json.loads(args.network_config) if args.network_config else (
         {"base": 16, "depth": 4} if args.network == "unet" else {})
+    pipeline = None
+    if args.synthetic is not None:
+        from .pipeline import Patches3D, Slices25D
+
+        patch = tuple(int(v) for v in args.patch.split("x"))
+        pipe = Patches3D(patch=patch) if len(patch) == 3 else Slices25D(context=args.context)
+        pipe.flip_tta = args.flip_tta
+        pipeline = pipe.to_dict()
     cfg = TrainConfig(network=args.network, network_config=net_cfg, context=args.context,
                       size=tuple(int(v) for v in args.size.split("x")), loss=args.loss, lr=args.lr,
                       weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
-                      patience=args.patience, seed=args.seed, device=args.device, augment=not args.no_augment)
+                      patience=args.patience, seed=args.seed, device=args.device, augment=not args.no_augment,
+                      pipeline=pipeline, patch=tuple(int(v) for v in args.patch.split("x")),
+                      steps_per_epoch=args.steps_per_epoch)
     out = Path(args.out) if args.out else user_model_path(args.name)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out}: a model with this name exists; choose another --name or pass --overwrite")
@@ -75,6 +87,12 @@ def _cmd_train(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OSError(f"{out}: model folder cannot be created ({exc.strerror or exc})") from None
+    init = None
+    if args.init:
+        from .modelfile import load_model
+        from .registry import resolve_model
+
+        init = load_model(resolve_model(args.init))[0].state_dict()
 
     class Bars:
         def __init__(self):
@@ -95,8 +113,13 @@ def _cmd_train(args) -> int:
                   f"{info['val_dsc']:.3f}  {info['elapsed_s']:.0f} s (about {info['eta_s']:.0f} s left)",
                   flush=True)
 
-    meta = run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
-                        callbacks=Bars(), log=lambda m: print(m, flush=True))
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if args.synthetic is not None:
+        meta = run_synthetic_training(cfg, out, n_anatomies=args.synthetic, cache_dir=args.anatomy_cache,
+                                      trained_on=args.trained_on, callbacks=Bars(), log=log, init_state=init)
+    else:
+        meta = run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
+                            callbacks=Bars(), log=log)
     if meta is not None:  # rank 0 (or the only process)
         print(f"saved {out}")
     return 0
@@ -107,13 +130,10 @@ def _cmd_finetune(args) -> int:
 
     from tqdm import tqdm
 
-    from .corrections import case_hash
     from .data import Case, load_case
-    from .finetune import (FinetuneConfig, build_finetune_data, finetune, new_model_path, parse_slices,
-                           save_finetuned)
-    from .modelfile import load_model
-    from .registry import resolve_model
+    from .finetune import FinetuneConfig, new_model_path, parse_slices
     from .volume import CORONAL_AXIS
+    from .workflows import finetune_case
 
     new_model_path(args.name)   # refuses bundled, malformed and taken names before any work
     # the dataset loader's checks: labels on the image's grid, values 0/1/2 only
@@ -122,14 +142,8 @@ def _cmd_finetune(args) -> int:
     canon = vol.geometry.canonical_index(CORONAL_AXIS, native)
     trusted = np.zeros((2, vol.data.shape[0]), bool)
     trusted[:, canon] = True
-    base = resolve_model(args.base)
-    model, meta = load_model(base)
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device)
     t0 = time.perf_counter()
-    case = case_hash(vol.geometry.case_key) if vol.geometry.case_key else "cli"
-    data = build_finetune_data([(case, vol.data, labels, trusted)], meta, cfg)
-    print(f"{len(native)} coronal slices -> {data.n_train} side slices to train on ({data.n_train_nerve} with "
-          f"nerve), {data.n_held_out} held out", flush=True)
 
     class Bars:
         bar = None
@@ -149,30 +163,33 @@ def _cmd_finetune(args) -> int:
                       f"{info['val_dsc']:.3f}  {info['elapsed_s']:.0f} s (about {info['eta_s']:.0f} s left)",
                       flush=True)
 
-    result = finetune(model, meta, data, cfg, parent=base.stem, callbacks=Bars())
-    path = save_finetuned(result, args.name)
+    out = finetune_case(vol.geometry.case_key or f"file:{Path(args.image).resolve()}", vol.data, labels, trusted,
+                        vol.spacing, base=args.base, name=args.name, cfg=cfg, earlier=args.earlier,
+                        store=not args.no_store, stage=None if args.quiet else (lambda m: print(m, flush=True)),
+                        callbacks=Bars())
+    data, result = out.data, out.result
+    print(f"{len(native)} coronal slices -> {data.n_train} slice sides trained on ({data.n_train_nerve} with "
+          f"nerve), {data.n_held_out} held out", flush=True)
     b, a = result.before["held_out_dsc"], result.after["held_out_dsc"]
     print(f"held-out DSC before {b:.3f}, after {a:.3f}" if data.n_held_out else
           "no slices held out (--holdout 0, or fewer than 4 slices with nerve per side): no before/after figure")
     if result.worse:
         print("warning: fine-tuning made the held-out slices worse; keep using the base model or correct more slices")
-    print(f"saved {path} ({time.perf_counter() - t0:.0f} s); use it with: ian predict --model {args.name}")
+    print(f"saved {out.path} ({time.perf_counter() - t0:.0f} s); use it with: ian predict --model {args.name}")
     return 0
 
 
 def _cmd_predict(args) -> int:
+    import os
     import time
 
     from tqdm import tqdm
 
-    import os
-
     from .errors import VolumeWriteError
     from .io import read_volume
     from .io_nifti import is_nifti_path, write_nifti
-    from .modelfile import load_model
-    from .predict import parse_roi, predict_volume
-    from .registry import resolve_model
+    from .predict import doubt_line, parse_roi
+    from .workflows import predict_case
 
     if not is_nifti_path(args.out):
         raise ValueError(f"--out {args.out}: must end in .nii or .nii.gz")
@@ -187,17 +204,20 @@ def _cmd_predict(args) -> int:
             raise VolumeWriteError(target, "output folder is not writable")
     t0 = time.perf_counter()
     vol = read_volume(args.input)
-    model, meta = load_model(resolve_model(args.model))
     roi = parse_roi(args.roi, vol.data.shape) if args.roi else None
-    bar = tqdm(total=None, unit="slice", desc="predict", disable=args.quiet)
+    bar = tqdm(total=None, unit="batch", desc="predict", disable=args.quiet)
 
     def progress(done, total):
         bar.total = total
         bar.n = done
         bar.refresh()
 
-    pred = predict_volume(vol.data, model, meta, spacing=vol.spacing, device=args.device, roi=roi, progress=progress)
+    res = predict_case(vol.data, vol.spacing, args.model, device=args.device, roi=roi, progress=progress,
+                       postprocess=not args.no_postprocess)
     bar.close()
+    pred = res.prediction
+    if res.note:
+        print(f"note: {res.note}", file=sys.stderr)
     write_nifti(args.out, pred.labels, vol.geometry, dtype="uint8", description="napari-ian IAN 1=R 2=L")
     if args.probability:
         write_nifti(args.probability, pred.probability, vol.geometry, dtype="float32",
@@ -205,6 +225,7 @@ def _cmd_predict(args) -> int:
     n1, n2 = int((pred.labels == 1).sum()), int((pred.labels == 2).sum())
     print(f"wrote {args.out}: right IAN {n1} voxels, left IAN {n2} voxels "
           f"({pred.device}{', bf16' if pred.bf16 else ''}, {time.perf_counter() - t0:.1f} s)")
+    print(doubt_line(pred))
     return 0
 
 
@@ -273,8 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", default=None, help="SeriesInstanceUID when a folder holds several")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("train", help="train a model on a dataset folder (cases.csv or imagesTr/labelsTr)")
-    p.add_argument("--data", required=True, type=Path)
+    p = sub.add_parser("train", help="train a model on a dataset folder or on randomised synthetic volumes")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (cases.csv or imagesTr/labelsTr)")
+    p.add_argument("--synthetic", type=int, default=None, metavar="N",
+                   help="train on randomised renders of N phantom anatomies instead (domain randomisation)")
+    p.add_argument("--anatomy-cache", type=Path, default=Path("data/anatomy"),
+                   help="where --synthetic keeps its rasterised anatomies (default data/anatomy)")
+    p.add_argument("--patch", default="128x128",
+                   help="--synthetic training crop in working-grid voxels: HxW (2.5D) or DxHxW (3D patches)")
+    p.add_argument("--steps-per-epoch", type=int, default=200, help="--synthetic: batches per epoch")
+    p.add_argument("--flip-tta", action="store_true", help="--synthetic: the model averages with a mirrored pass")
+    p.add_argument("--init", default=None, help="start from this model's weights (same architecture)")
     p.add_argument("--name", default="my-model", help="registry name (saved in the user model folder)")
     p.add_argument("--out", default=None, help="write the model file here instead")
     p.add_argument("--network", default="unet", help="iannet, unet or deeplabv3plus (default unet)")
@@ -310,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the slices held out to score before/after (a contiguous block per side)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA with AMP, MPS, CPU), cpu, cuda")
+    p.add_argument("--earlier", action="store_true", help="also train on the corrections store's other cases")
+    p.add_argument("--no-store", action="store_true",
+                   help="do not add this case to the corrections store (the panel and the CLI share it)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_finetune)
 
@@ -320,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda")
     p.add_argument("--roi", default=None, help="canonical voxel box AP,SI,RL e.g. 20:110,:,:")
     p.add_argument("--probability", type=Path, default=None, help="also write the probability map here")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="threshold the probability only (no one-continuous-nerve-per-side clean-up)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import VolumeReadError
 from .io import read_volume
+from .normalise import normalise
 from .preprocess import find_midline, prepare_slices, split_sides
 
 
@@ -79,7 +80,9 @@ class SideSlices:
 
 
 def side_slices(image: np.ndarray, labels: np.ndarray, out_shape, k: int, case_id="", patient_id=""):
-    """Both sides of a case as preprocessed slices (left mirrored to the right orientation)."""
+    """Both sides of a case as preprocessed slices (left mirrored to the right orientation), after
+    the same robust normalisation as prediction (:mod:`.normalise`)."""
+    image = normalise(image)
     mid = find_midline(image)
     halves = split_sides(image, mid)
     lab_halves = split_sides(labels, mid)

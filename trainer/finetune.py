@@ -51,6 +51,24 @@ class FinetuneData:
     n_train_nerve: int
     cases: list                      # case hashes used
     trained: dict = dataclasses.field(default_factory=dict)   # {case: {"right": [...], "left": [...]}} slices trained on
+    work: list = dataclasses.field(default_factory=list)      # working-grid pipelines: one WorkCase per case
+
+
+@dataclasses.dataclass
+class WorkCase:
+    """One case for a working-grid pipeline: the prepared volume and what may be trained/scored."""
+
+    case: str
+    image: np.ndarray                # canonical, the input grid (scored there)
+    labels: np.ndarray
+    spacing: tuple
+    prepared: object                 # pipeline.Prepared
+    labels_work: np.ndarray          # labels on the working grid (nearest)
+    allowed: np.ndarray              # (2, working slices) bool: trained on
+    midline_work: int
+    train_native: np.ndarray         # (2, input slices) bool
+    held_native: np.ndarray          # (2, input slices) bool
+    held_work: np.ndarray            # (2, working slices) bool
 
 
 @dataclasses.dataclass
@@ -117,55 +135,94 @@ def ancestors_trained(metadata: dict) -> dict:
     return (metadata.get("finetune") or {}).get("trained_slices", {}) or {}
 
 
+def _split_trusted(case_i, case, trusted_side, positive, seen_side, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """Trusted slice indices of one side -> (train, held-out) index arrays."""
+    idx = np.flatnonzero(trusted_side)
+    if cfg.holdout_case is not None:
+        hold = idx if case == cfg.holdout_case else idx[:0]
+    else:
+        # the block is drawn among slices with nerve (accepted empty slices score nothing)
+        # that the base model has not been trained on
+        fresh = np.setdiff1d(idx[positive[idx]], seen_side)
+        hold = holdout_block(fresh, cfg.holdout, cfg.seed + 7 * case_i)
+    return np.setdiff1d(idx, hold), hold
+
+
 def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=None) -> FinetuneData:
-    """Network slices of the trusted slices of each case, split into training and held-out.
+    """Network inputs of the trusted slices of each case, split into training and held-out.
 
     Parameters
     ----------
-    cases : list of ``(case_hash, image, labels, trusted)``
-        Canonical image and labels and the (2, AP) trusted mask of each case.
+    cases : list of ``(case_hash, image, labels, trusted[, spacing])``
+        Canonical image and labels, the (2, AP) trusted mask (right, left) of each case and its
+        voxel spacing in mm (needed by working-grid models; default 1 mm).
     metadata : dict
         The base model's metadata (its preprocessing is used).
     cfg : FinetuneConfig
     progress : callable, optional
         ``progress(done, total)`` after each case.
     """
-    pre = metadata["preprocessing"]
-    size, k = tuple(pre["size"]), int(pre["context"])
+    from .pipeline import HalfSlices, pipeline_for_model
+    from .resample import to_grid
+
+    pipe = pipeline_for_model(metadata)
     seen = ancestors_trained(metadata)   # never held out: the base model has learnt them already
     if cfg.holdout_case is not None and cfg.holdout_case in seen:
         raise ValueError(f"the base model was already fine-tuned on case {cfg.holdout_case[:8]}: hold out "
                          "another case (or a block of slices)")
     if cfg.holdout_case is not None and cfg.holdout_case not in [c[0] for c in cases]:
         raise ValueError(f"the held-out case {cfg.holdout_case[:8]} is not among the cases to fine-tune on")
-    train, held, trained = [], [], {}
-    for i, (case, image, labels, trusted) in enumerate(cases):
-        for s in side_slices(image, labels, size, k, case_id=case, patient_id=case):
-            idx = np.flatnonzero(trusted[s.side - 1][:len(s.y)])
-            if not idx.size:
-                continue
-            if cfg.holdout_case is not None:
-                hold = idx if case == cfg.holdout_case else idx[:0]
-            else:
-                # the block is drawn among slices with nerve (accepted empty slices score nothing)
-                # that the base model has not been trained on
-                fresh = np.setdiff1d(idx[s.positive[idx]], seen.get(case, {}).get(SIDES[s.side], []))
-                hold = holdout_block(fresh, cfg.holdout, cfg.seed + 7 * i + s.side)
-            keep = np.setdiff1d(idx, hold)
-            if keep.size:
-                train.append(_select(s, keep))
-                trained.setdefault(case, {"right": [], "left": []})[SIDES[s.side]] = keep.tolist()
-            if hold.size:
-                held.append(_select(s, hold))
+    if pipe.kind == "patch3d":
+        raise ValueError("this model reads 3D patches: it cannot be fine-tuned on single corrected slices")
+    train, held, trained, work = [], [], {}, []
+    n_train = n_held = n_pos = 0
+    for i, entry in enumerate(cases):
+        case, image, labels, trusted = entry[:4]
+        spacing = tuple(entry[4]) if len(entry) > 4 else (1.0, 1.0, 1.0)
+        if isinstance(pipe, HalfSlices):
+            for s in side_slices(image, labels, pipe.size, pipe.context, case_id=case, patient_id=case):
+                keep, hold = _split_trusted(i, case, trusted[s.side - 1][:len(s.y)], s.positive,
+                                            seen.get(case, {}).get(SIDES[s.side], []), dataclasses.replace(
+                                                cfg, seed=cfg.seed + s.side))
+                if keep.size:
+                    train.append(_select(s, keep))
+                    trained.setdefault(case, {"right": [], "left": []})[SIDES[s.side]] = keep.tolist()
+                    n_pos += int(s.positive[keep].sum())
+                if hold.size:
+                    held.append(_select(s, hold))
+        else:
+            n = image.shape[0]
+            tr_nat, ho_nat = np.zeros((2, n), bool), np.zeros((2, n), bool)
+            for side in (1, 2):
+                positive = (labels == side).any(axis=(1, 2))
+                keep, hold = _split_trusted(i, case, trusted[side - 1][:n], positive,
+                                            seen.get(case, {}).get(SIDES[side], []),
+                                            dataclasses.replace(cfg, seed=cfg.seed + side))
+                tr_nat[side - 1, keep], ho_nat[side - 1, hold] = True, True
+                if keep.size:
+                    trained.setdefault(case, {"right": [], "left": []})[SIDES[side]] = keep.tolist()
+                    n_pos += int(positive[keep].sum())
+            if tr_nat.any() or ho_nat.any():
+                prep = pipe.prepare(image, spacing)
+                lab_w = to_grid(labels, spacing, pipe.spacing_mm, prep.volume.shape, order=0)
+                # a working slice takes the trust of the input slice nearest to it
+                near = np.clip(np.rint(np.arange(prep.volume.shape[0]) * pipe.spacing_mm[0] / spacing[0]).astype(int),
+                               0, n - 1)
+                mid_w = int(round(prep.midline * spacing[2] / pipe.spacing_mm[2]))
+                work.append(WorkCase(case, image, labels, spacing, prep, lab_w, tr_nat[:, near], mid_w, tr_nat, ho_nat,
+                                     ho_nat[:, near]))
+            n_train += int(tr_nat.sum())
+            n_held += int(ho_nat.sum())
         if progress is not None:
             progress(i + 1, len(cases))
-    n_train = sum(len(s.y) for s in train)
-    n_pos = sum(int(s.positive.sum()) for s in train)
+    if train or held:
+        n_train = sum(len(s.y) for s in train)
+        n_held = sum(len(s.y) for s in held)
     if not n_train:
         raise ValueError("no corrected or accepted slices to train on")
     if not n_pos:
         raise ValueError("the corrected/accepted training slices hold no nerve label: nothing to learn from")
-    return FinetuneData(train, held, n_train, sum(len(s.y) for s in held), n_pos, [c[0] for c in cases], trained)
+    return FinetuneData(train, held, n_train, n_held, n_pos, [c[0] for c in cases], trained, work)
 
 
 def _repeat(sets, min_samples: int):
@@ -193,6 +250,79 @@ def score(model, sets, device="cpu") -> float:
         model.to("cpu")
 
 
+def _mean_dsc(values) -> float:
+    v = [x for x in values if not math.isnan(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def score_cases(model, metadata: dict, work: list, device="cpu") -> dict:
+    """Held-out and training DSC of ``model`` on the input's own coronal slices, through the
+    whole prediction (pipeline and post-processing), as a user would get it."""
+    from .metrics import metrics_from_counts
+    from .predict import predict_volume
+
+    held, trained = [], []
+    for w in work:
+        labels = predict_volume(w.image, model, metadata, w.spacing, device=device).labels
+        for side in (1, 2):
+            ref, pred = w.labels == side, labels == side
+            tp = np.count_nonzero(ref & pred, axis=(1, 2))
+            fp = np.count_nonzero(~ref & pred, axis=(1, 2))
+            fn = np.count_nonzero(ref & ~pred, axis=(1, 2))
+            m = metrics_from_counts(tp, fp, fn)
+            for mask, out in ((w.held_native[side - 1], held), (w.train_native[side - 1], trained)):
+                sel = mask & m.reference_positive
+                out += m.dsc[sel].tolist()
+    return {"held_out_dsc": _mean_dsc(held), "train_dsc": _mean_dsc(trained)}
+
+
+class _WorkSampler:
+    """Fine-tuning batches: crops of the trusted sides of trusted working slices."""
+
+    def __init__(self, work, pipe, batch, steps, patch, positive_fraction=0.8):
+        self.work = [w for w in work if w.allowed.any()]
+        self.pipe, self.batch, self.steps, self.patch, self.pf = pipe, batch, steps, patch, positive_fraction
+
+    def batches(self, rng, rank=0, world=1):
+        for _ in range(self.steps):
+            picks = rng.integers(len(self.work), size=self.batch)
+            xs, ys = [], []
+            for wi in np.unique(picks):
+                w = self.work[wi]
+                x, y = self.pipe.sample(w.prepared.volume, w.labels_work, rng, int((picks == wi).sum()), self.patch,
+                                        self.pf, allowed=w.allowed, midline=w.midline_work)
+                xs.append(x)
+                ys.append(y)
+            yield np.concatenate(xs), np.concatenate(ys)
+
+
+def _work_validator(pipe, work):
+    """Per-epoch DSC on the held-out working slices (the live curve; not the before/after)."""
+    from .pipeline import context_index, run_network, _pad_to
+
+    def validate(model, device, bf16, channels_last):
+        scores = []
+        model.eval()
+        for w in work:
+            idx = np.flatnonzero(w.held_work.any(axis=0))
+            if not idx.size:
+                continue
+            vol = w.prepared.volume
+            padded, (h, ww) = _pad_to(vol, pipe.multiple, (1, 2))
+            prob = np.concatenate([run_network(model, padded[context_index(len(vol), idx[i:i + 8], pipe.context)],
+                                               device, bf16, channels_last)[:, :h, :ww]
+                                   for i in range(0, len(idx), 8)])
+            for side, cols in ((1, slice(0, w.midline_work)), (2, slice(w.midline_work, None))):
+                for j, a in enumerate(idx):
+                    ref = w.labels_work[a][:, cols] == side
+                    if not w.held_work[side - 1, a] or not ref.any():
+                        continue
+                    pred = prob[j][:, cols] > 0.5
+                    scores.append(2 * np.count_nonzero(ref & pred) / (ref.sum() + pred.sum()))
+        return float(np.mean(scores)) if scores else float("nan")
+    return validate
+
+
 def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, parent: str,
              callbacks=None, cancel: Callable[[], bool] | None = None) -> FinetuneResult:
     """Fine-tune ``model`` (left unchanged) on ``data``; returns the new model and its metadata.
@@ -200,24 +330,34 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
     Raises :class:`napari_ian.trainer.train.Cancelled` when ``cancel()`` turns True; nothing is
     written in any case (see :func:`save_finetuned`).
     """
-    from .train import TrainConfig, train_model
+    from .pipeline import pipeline_for_model
+    from .train import TrainConfig, build_model, fit, train_model
 
     training = dict(metadata.get("training") or {})
     net_cfg = {k: v for k, v in metadata.get("network_config", {}).items() if k != "in_channels"}
-    pre = metadata["preprocessing"]
-    tc = TrainConfig(network=metadata["network"], network_config=net_cfg, context=int(pre["context"]),
-                     size=tuple(pre["size"]), loss=training.get("loss", "focal_tversky"),
-                     loss_params=training.get("loss_params"), lr=cfg.lr,
-                     weight_decay=training.get("weight_decay", 1e-4), epochs=cfg.epochs,
-                     batch_size=cfg.batch_size or int(training.get("batch_size", 32)),
-                     patience=cfg.epochs + 1, empty_fraction=training.get("empty_fraction", 0.25),
-                     augment=training.get("augment", True), seed=cfg.seed, device=cfg.device,
-                     select="last")
-    before = {"held_out_dsc": score(model, data.held_out, cfg.device), "train_dsc": score(model, data.train, cfg.device)}
+    pipe = pipeline_for_model(metadata)
+    batch = cfg.batch_size or int(training.get("batch_size", 32))
+    common = dict(network=metadata["network"], network_config=net_cfg, loss=training.get("loss", "focal_tversky"),
+                  loss_params=training.get("loss_params"), lr=cfg.lr, weight_decay=training.get("weight_decay", 1e-4),
+                  epochs=cfg.epochs, batch_size=batch, patience=cfg.epochs + 1,
+                  empty_fraction=training.get("empty_fraction", 0.25), augment=training.get("augment", True),
+                  seed=cfg.seed, device=cfg.device, select="last")
     init = copy.deepcopy(model.state_dict())
-    new, history, best = train_model(_repeat(data.train, cfg.min_samples), data.held_out, tc, callbacks=callbacks,
-                                     cancel=cancel, init_state=init)
-    after = {"held_out_dsc": score(new, data.held_out, cfg.device), "train_dsc": score(new, data.train, cfg.device)}
+    if data.work:
+        tc = TrainConfig(**common, context=getattr(pipe, "context", 1), pipeline=pipe.to_dict(),
+                         patch=tuple(training.get("patch") or (128, 128)),
+                         steps_per_epoch=max(1, math.ceil(cfg.min_samples / batch)))
+        before = score_cases(model, metadata, data.work, cfg.device)
+        new, history, best = fit(build_model(tc, init), _WorkSampler(data.work, pipe, batch, tc.steps_per_epoch,
+                                                                     tc.patch), _work_validator(pipe, data.work),
+                                 tc, callbacks=callbacks, cancel=cancel)
+        after = score_cases(new, metadata, data.work, cfg.device)
+    else:
+        tc = TrainConfig(**common, context=int(pipe.context), size=tuple(pipe.size))
+        before = {"held_out_dsc": score(model, data.held_out, cfg.device), "train_dsc": score(model, data.train, cfg.device)}
+        new, history, best = train_model(_repeat(data.train, cfg.min_samples), data.held_out, tc, callbacks=callbacks,
+                                         cancel=cancel, init_state=init)
+        after = {"held_out_dsc": score(new, data.held_out, cfg.device), "train_dsc": score(new, data.train, cfg.device)}
     meta = copy.deepcopy(metadata)
     meta.pop("created", None)
     meta["parent"] = parent

@@ -215,7 +215,50 @@ class DeepLabV3Plus(nn.Module):
         return F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
 
 
-NETWORKS = {"iannet": IANNet, "unet": UNet, "deeplabv3plus": DeepLabV3Plus}
+# ------------------------------------------------------------------------------------------
+def _cin3(cin, cout):
+    return nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.InstanceNorm3d(cout, affine=True),
+                         nn.LeakyReLU(0.01, inplace=True))
+
+
+class UNet3D(nn.Module):
+    """A small 3D U-Net (Cicek et al., MICCAI 2016) with instance norm and leaky ReLU as in
+    nnU-Net (Isensee et al., Nat Methods 2021): (B, 1, D, H, W) in, (B, 1, D, H, W) logits out.
+    Instance norm because 3D batches are small. D, H and W must be multiples of ``2 ** depth``."""
+
+    def __init__(self, in_channels: int = 1, base: int = 12, depth: int = 3):
+        super().__init__()
+        self.config = {"in_channels": in_channels, "base": base, "depth": depth}
+        widths = [base * 2 ** i for i in range(depth + 1)]
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for w in widths:
+            self.down.append(nn.Sequential(_cin3(cin, w), _cin3(w, w)))
+            cin = w
+        self.up = nn.ModuleList([nn.ConvTranspose3d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth)])
+        self.dec = nn.ModuleList([nn.Sequential(_cin3(widths[i] * 2, widths[i]), _cin3(widths[i], widths[i]))
+                                  for i in range(depth)])
+        self.head = nn.Conv3d(widths[0], 1, 1)
+
+    def forward(self, x):
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x)
+            if i < len(self.down) - 1:
+                skips.append(x)
+                x = F.max_pool3d(x, 2)
+        for i in reversed(range(len(self.up))):
+            x = self.dec[i](torch.cat([self.up[i](x), skips[i]], dim=1))
+        return self.head(x)
+
+
+NETWORKS = {"iannet": IANNet, "unet": UNet, "deeplabv3plus": DeepLabV3Plus, "unet3d": UNet3D}
+THREE_D = {"unet3d"}
+
+
+def is_3d(name: str) -> bool:
+    """Whether a network reads 3D patches (B, 1, D, H, W) instead of 2D slices."""
+    return name.lower() in THREE_D
 
 
 def build_network(name: str, **config) -> nn.Module:

@@ -1,9 +1,12 @@
 """Fully automatic whole-volume prediction: both nerves, no manual crop, labels on the input grid.
 
-The head's symmetry plane splits the volume into its right and left halves (the left mirrored),
-every coronal slice of each half is preprocessed as in training, the network's probabilities are
-mapped back by the exact inverse transform, thresholded at 0.5, and specks smaller than
-``min_component_mm3`` are removed. Labels: 1 = right IAN, 2 = left IAN.
+The model's pipeline (:mod:`.pipeline`) prepares the volume (robust normalisation, the working
+grid), runs the network and maps its nerve probability back onto the input's own grid; the
+head's symmetry plane tells the patient's right half from the left; nerve-path post-processing
+(:mod:`.postprocess`) keeps one continuous nerve per side (or, without it, the probability is
+thresholded at 0.5 and specks smaller than ``min_component_mm3`` are removed). Labels:
+1 = right IAN, 2 = left IAN. :func:`doubts` says in a few words when the result does not look
+like one nerve per side.
 """
 from __future__ import annotations
 
@@ -14,17 +17,20 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .preprocess import find_midline, merge_sides, prepare_slices, split_sides, unfit
-from .train import Cancelled, autocast_context, cpu_bf16_supported, pick_device, predict_probabilities
+from .device import Cancelled, pick_device, use_bf16  # noqa: F401 (Cancelled re-exported)
+from .pipeline import pipeline_for_model
+from .postprocess import PathSettings, SideReport, nerve_path
 
 
 @dataclasses.dataclass
 class Prediction:
     labels: np.ndarray         # (AP, SI, RL) uint8
-    probability: np.ndarray    # (AP, SI, RL) float32, max over sides
+    probability: np.ndarray    # (AP, SI, RL) float32, nerve (either side)
     device: str
     bf16: bool
     midline: int
+    reports: dict = dataclasses.field(default_factory=dict)   # {1: SideReport, 2: SideReport}
+    doubts: list = dataclasses.field(default_factory=list)    # short phrases; empty = looks like one nerve per side
 
 
 def parse_roi(text: str, shape) -> tuple:
@@ -98,9 +104,10 @@ def roi_from_vertices(vertices, shape) -> tuple:
 def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, spacing=(1.0, 1.0, 1.0),
                    device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
                    progress: Callable[[int, int], None] | None = None,
-                   cancel: Callable[[], bool] | None = None, batch: int = 64) -> Prediction:
+                   cancel: Callable[[], bool] | None = None, batch: int | None = None,
+                   postprocess: bool | PathSettings = True) -> Prediction:
     """Segment both IANs in a canonical volume (see :func:`predict_steps` for the parameters)."""
-    steps = predict_steps(image, model, metadata, spacing, device, roi, min_component_mm3, cancel, batch)
+    steps = predict_steps(image, model, metadata, spacing, device, roi, min_component_mm3, cancel, batch, postprocess)
     while True:
         try:
             done, total = next(steps)
@@ -112,65 +119,104 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
 
 def predict_steps(image: np.ndarray, model: torch.nn.Module, metadata: dict, spacing=(1.0, 1.0, 1.0),
                   device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
-                  cancel: Callable[[], bool] | None = None, batch: int = 64):
-    """Generator form of :func:`predict_volume`: yields ``(done, total)`` slices, returns a Prediction.
-
-    A GUI worker can stop it between batches (nothing is returned then).
+                  cancel: Callable[[], bool] | None = None, batch: int | None = None,
+                  postprocess: bool | PathSettings = True):
+    """Generator form of :func:`predict_volume`: yields ``(done, total)`` network batches' work,
+    returns a :class:`Prediction`. A GUI worker can stop it between batches.
 
     Parameters
     ----------
     image : (AP, SI, RL) ndarray
+        NaN and Inf voxels are allowed (ignored by the normalisation, then 0).
     model, metadata : from :func:`napari_ian.trainer.modelfile.load_model`
-    spacing : voxel size in mm (for the speck filter)
+    spacing : voxel size in mm
     device : ``auto`` (CUDA, MPS, CPU), ``cpu``, ``cuda``...
     roi : tuple of slices, optional
-        Only this box (canonical voxel slices AP, SI, RL) is predicted; outside it labels are 0.
+        Only this box (canonical voxel slices AP, SI, RL) is labelled; outside it labels are 0.
+    min_component_mm3 : float
+        Without post-processing: pieces smaller than this are removed.
     cancel : callable, optional
         Polled between batches; raises :class:`Cancelled`.
+    batch : int, optional
+        Slices (or patches) per network call.
+    postprocess : bool or PathSettings
+        One continuous nerve per side (:func:`napari_ian.trainer.postprocess.nerve_path`).
     """
     if image.ndim != 3:
         raise ValueError(f"prediction needs a 3D volume, got shape {image.shape}")
-    pre = metadata["preprocessing"]
-    size, k = tuple(pre["size"]), int(pre["context"])
+    pipe = pipeline_for_model(metadata)
     dev = pick_device(device)
-    bf16 = dev.type == "cpu" and bool(metadata.get("inference_bf16", True)) and cpu_bf16_supported()
-    model = model.to(dev).eval()
+    bf16 = use_bf16(dev, "auto" if metadata.get("inference_bf16", True) else False)
     channels_last = dev.type == "cpu"
+    model = model.to(dev).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    full_shape = image.shape
-    mid = find_midline(image)  # on the whole volume: a box need not be centred on the head
-    ap = roi[0] if roi is not None else slice(None)
-    sub = image[ap]            # only the box's coronal slices are run through the network
-    halves = split_sides(np.asarray(sub, dtype=np.float32), mid)
-    total = sum(h.shape[0] for h in halves.values())
-    done = 0
-    probs = {}
-    for side, half in halves.items():
-        x, _, tf = prepare_slices(half, size, k)
-        p = np.empty(half.shape, dtype=np.float32)
-        for i in range(0, x.shape[0], batch):
-            p_net = predict_probabilities(model, x[i:i + batch], dev, bf16, channels_last, batch, cancel)
-            for j, pn in enumerate(p_net):
-                p[i + j] = unfit(pn, tf)
-            done += len(p_net)
-            yield done, total
-        probs[side] = p
-    prob_sub = merge_sides(probs, mid, sub.shape)
-    lab_sub = merge_sides({s: (p > 0.5).astype(np.uint8) * s for s, p in probs.items()}, mid, sub.shape, np.uint8)
-    if roi is not None:  # the box first, so the speck filter sees what will be kept
-        keep = np.zeros(sub.shape, bool)
-        keep[:, roi[1], roi[2]] = True
-        lab_sub[~keep] = 0
-        prob_sub[~keep] = 0.0
-    if min_component_mm3 > 0:
-        remove_specks(lab_sub, float(np.prod(spacing)), min_component_mm3)
-    labels = np.zeros(full_shape, np.uint8)
-    prob = np.zeros(full_shape, np.float32)
-    labels[ap], prob[ap] = lab_sub, prob_sub
+    batch = batch or {"halfslice": 64, "slices25d": 16, "patch3d": 2}[pipe.kind]
+    prep = pipe.prepare(image, spacing, box=roi)
+    prob_work = yield from pipe.infer_steps(prep, model, dev, bf16, channels_last, batch, cancel)
+    prob = pipe.invert(prob_work, prep, image.shape)
     if roi is not None:
-        outside = np.ones(full_shape, bool)
+        outside = np.ones(image.shape, bool)
         outside[roi] = False
-        labels[outside] = 0
         prob[outside] = 0.0
-    return Prediction(labels, prob, str(dev), bf16, mid)
+    mid = prep.midline
+    if postprocess:
+        settings = postprocess if isinstance(postprocess, PathSettings) else PathSettings()
+        labels, reports = nerve_path(prob, spacing, mid, settings)
+    else:
+        labels = np.zeros(image.shape, np.uint8)
+        labels[:, :, :mid] = (prob[:, :, :mid] > 0.5) * np.uint8(1)
+        labels[:, :, mid:] = (prob[:, :, mid:] > 0.5) * np.uint8(2)
+        if min_component_mm3 > 0:
+            remove_specks(labels, float(np.prod(spacing)), min_component_mm3)
+        reports = {}
+    return Prediction(labels, prob, str(dev), bf16, mid, reports, doubts(labels, prob, spacing, reports))
+
+
+# What one nerve per side looks like (phantom anatomy and the source study's description):
+# an IAN from the skull base to the mental foramen is 60-110 mm long.
+PLAUSIBLE_MIN_LENGTH_MM = 40.0
+DOUBTFUL_MEAN_PROBABILITY = 0.7
+DOUBTFUL_BRIDGE_MM = 8.0
+
+
+def doubts(labels: np.ndarray, probability: np.ndarray, spacing, reports: dict | None = None) -> list[str]:
+    """Short phrases naming what makes a prediction look unlike one nerve per side (empty = none).
+
+    Checked per side: no nerve at all; a course shorter than :data:`PLAUSIBLE_MIN_LENGTH_MM`;
+    a mean probability inside the nerve below :data:`DOUBTFUL_MEAN_PROBABILITY`; gaps the
+    post-processing bridged over more than :data:`DOUBTFUL_BRIDGE_MM` (with their slices); pieces
+    left unconnected (without post-processing).
+    """
+    from .postprocess import _course_length
+
+    sp = np.asarray(spacing, dtype=float)
+    out = []
+    for code, side in ((1, "right"), (2, "left")):
+        mask = labels == code
+        if not mask.any():
+            out.append(f"no {side} nerve found")
+            continue
+        rep = (reports or {}).get(code)
+        pts = np.argwhere(mask)
+        length = rep.length_mm if isinstance(rep, SideReport) else _course_length(pts * sp)
+        if length < PLAUSIBLE_MIN_LENGTH_MM:
+            out.append(f"{side} nerve only {length:.0f} mm long")
+        mp = float(probability[mask].mean())
+        if mp < DOUBTFUL_MEAN_PROBABILITY:
+            out.append(f"{side} nerve faint (mean probability {mp:.2f})")
+        if isinstance(rep, SideReport) and rep.bridged_mm > DOUBTFUL_BRIDGE_MM:
+            s = rep.bridge_slices
+            out.append(f"{side} nerve bridged over {rep.bridged_mm:.0f} mm (coronal slices {min(s)}–{max(s)})")
+        if not isinstance(rep, SideReport):
+            _, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+            if n > 1:
+                out.append(f"{side} nerve in {n} pieces")
+    return out
+
+
+def doubt_line(pred: Prediction) -> str:
+    """One line for the CLI and the Predict panel."""
+    if not pred.doubts:
+        return "looks like one continuous nerve per side"
+    return "doubtful: " + "; ".join(pred.doubts) + " - review these before trusting the labels"

@@ -73,7 +73,10 @@ def find_midline(volume: np.ndarray) -> int:
     The mean coronal image is cross-correlated with its mirror image; the best shift gives the
     mirror axis. Searched within the middle 40 % of the field of view.
     """
-    img = np.asarray(volume, dtype=np.float32).mean(axis=0)          # (SI, RL)
+    img = np.asarray(volume, dtype=np.float32)
+    if not np.isfinite(img).all():   # a NaN or Inf voxel must not move the midline
+        img = np.nan_to_num(img, nan=0.0, posinf=0.0, neginf=0.0)
+    img = img.mean(axis=0)                                            # (SI, RL)
     img = img - img.mean(axis=1, keepdims=True)
     n = img.shape[1]
     f = np.fft.rfft(img, n=2 * n, axis=1)

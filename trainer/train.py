@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .augment import augment_batch
+from .device import Cancelled, autocast_context, cpu_bf16_supported, pick_device, use_bf16  # noqa: F401 (re-exported)
 from .losses import DEFAULT_LOSS_PARAMS, get_loss
 from .metrics import metrics_from_counts
 from .nets import build_network
@@ -46,42 +47,16 @@ class TrainConfig:
     bf16: str = "auto"               # CPU bf16 autocast: auto = on where supported (CUDA uses fp16 AMP)
     channels_last: str = "auto"
     select: str = "best"             # weights kept: "best" validation epoch, or "last" (fine-tuning)
+    pipeline: dict | None = None     # working-grid pipeline (trainer.pipeline); None: the paper's half-slice fit
+    patch: tuple = (128, 128)        # training crop of the working-grid pipelines (voxels)
+    steps_per_epoch: int = 200       # batches per epoch when samples are drawn, not listed
+    positive_fraction: float = 0.7   # share of drawn crops centred near the nerve
 
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["size"] = list(self.size)
+        d["patch"] = list(self.patch)
         return d
-
-
-class Cancelled(Exception):
-    """Raised inside the loop when the cancel flag is set; nothing is saved."""
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA, then Apple MPS, then CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def cpu_bf16_supported() -> bool:
-    try:
-        return bool(torch.backends.mkldnn.is_available()) and (
-            torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        return False
-
-
-def autocast_context(device: torch.device, bf16: bool):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    if device.type == "cpu" and bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
 
 
 def _dist():
@@ -124,29 +99,79 @@ def slice_dsc(prob: np.ndarray, y: np.ndarray) -> float:
     return float(d.mean()) if d.size else float("nan")
 
 
-def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
-                cancel: Callable[[], bool] | None = None, init_state: dict | None = None):
-    """Train a network on preprocessed side slices; returns ``(model, history, best)``.
+class ArraySampler:
+    """Batches from preprocessed slices held in memory (each epoch: every nerve slice once plus
+    ``empty_fraction`` as many nerve-free ones, shuffled; the last short batch dropped for
+    BatchNorm; under DDP each process takes its share)."""
+
+    def __init__(self, sets, batch_size: int, empty_fraction: float):
+        self.x, self.y, pos = _stack(sets, "x"), _stack(sets, "y"), _stack(sets, "positive")
+        if self.x is None or not pos.any():
+            raise ValueError("the training cases hold no nerve label (1 = right, 2 = left): nothing to learn from")
+        self.pos_idx, self.neg_idx = np.flatnonzero(pos), np.flatnonzero(~pos)
+        self.batch_size, self.empty_fraction = batch_size, empty_fraction
+
+    def batches(self, rng, rank=0, world=1):
+        n_neg = int(round(self.empty_fraction * len(self.pos_idx)))
+        idx = np.concatenate([self.pos_idx, rng.choice(self.neg_idx, size=min(n_neg, len(self.neg_idx)), replace=False)])
+        idx = rng.permutation(idx)
+        batch = min(self.batch_size, len(idx) // world)
+        if batch < 2:
+            raise ValueError(f"{len(idx)} training slices: too few for a batch of 2 per process")
+        per_rank = (len(idx) // (batch * world)) * batch
+        mine = idx[rank::world][:per_rank]
+        return _Batches(self.x, self.y, [np.sort(mine[b:b + batch]) for b in range(0, per_rank, batch)])
+
+
+class _Batches:
+    """One epoch of index groups, materialised one batch at a time (``len`` is known)."""
+
+    def __init__(self, x, y, groups):
+        self.x, self.y, self.groups = x, y, groups
+
+    def __len__(self):
+        return len(self.groups)
+
+    def __iter__(self):
+        for sel in self.groups:
+            yield self.x[sel].astype(np.float32), self.y[sel]
+
+
+def build_model(cfg: TrainConfig, init_state: dict | None = None) -> torch.nn.Module:
+    """The network a config describes (2D networks get ``context`` input channels)."""
+    from .nets import is_3d
+
+    extra = {} if is_3d(cfg.network) else {"in_channels": cfg.context}
+    model = build_network(cfg.network, **{**cfg.network_config, **extra})
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    return model
+
+
+def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Callable[[], bool] | None = None):
+    """The training loop: AdamW, cosine annealing, the configured loss, augmentation of 2D batches,
+    early stopping on ``validate`` (a DSC; NaN when there is nothing to score).
 
     Parameters
     ----------
-    train_sets, val_sets : list of :class:`napari_ian.trainer.data.SideSlices`
+    model : torch.nn.Module
+    sampler : object
+        ``sampler.batches(rng, rank, world)`` yields one epoch of ``(x, y)`` numpy batches:
+        ``x`` (B, C, ...) float32, ``y`` (B, ...) 0/1.
+    validate : callable
+        ``validate(model, device, bf16, channels_last) -> float``.
     cfg : TrainConfig
     callbacks : object, optional
         With optional ``on_step(info)`` and ``on_epoch(info)`` methods (info is a dict).
     cancel : callable, optional
         Polled between steps; when it returns True the run stops with :class:`Cancelled`.
-    init_state : dict, optional
-        Weights to start from (fine-tuning).
 
     Returns
     -------
     model : torch.nn.Module
-        The best model (by validation DSC), on CPU, eval mode.
+        The best model (by validation DSC, or the last one with ``select="last"``), CPU, eval.
     history : list of dict
-        One entry per epoch.
     best : dict
-        Best epoch and its validation DSC.
     """
     world, rank = _dist()
     device = pick_device(cfg.device)
@@ -156,14 +181,10 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(cfg.seed)
-    np_rng = np.random.default_rng(cfg.seed)
+    np_rng = np.random.default_rng([cfg.seed, rank])
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1000 * rank)
-    bf16 = device.type == "cpu" and (cfg.bf16 is True or (cfg.bf16 == "auto" and cpu_bf16_supported()))
+    bf16 = use_bf16(device, cfg.bf16)
     channels_last = device.type != "mps" and (cfg.channels_last is True or cfg.channels_last == "auto")
-
-    model = build_network(cfg.network, in_channels=cfg.context, **cfg.network_config)
-    if init_state is not None:
-        model.load_state_dict(init_state)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -175,37 +196,24 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
     loss_fn = get_loss(cfg.loss, **(cfg.loss_params if cfg.loss_params is not None
                                     else DEFAULT_LOSS_PARAMS.get(cfg.loss, {})))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-
-    x_tr, y_tr, pos_tr = _stack(train_sets, "x"), _stack(train_sets, "y"), _stack(train_sets, "positive")
-    x_va, y_va = _stack(val_sets, "x"), _stack(val_sets, "y")
-    if x_tr is None or not pos_tr.any():
-        raise ValueError("the training cases hold no nerve label (1 = right, 2 = left): nothing to learn from")
-    pos_idx, neg_idx = np.flatnonzero(pos_tr), np.flatnonzero(~pos_tr)
     history, best = [], {"epoch": -1, "val_dsc": -1.0}
     best_state = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
     step = 0
     for epoch in range(cfg.epochs):
-        n_neg = int(round(cfg.empty_fraction * len(pos_idx))) if len(pos_idx) else len(neg_idx)
-        idx = np.concatenate([pos_idx, np_rng.choice(neg_idx, size=min(n_neg, len(neg_idx)), replace=False)])
-        idx = np_rng.permutation(idx)
-        batch = min(cfg.batch_size, len(idx) // world)
-        if batch < 2:
-            raise ValueError(f"{len(idx)} training slices: too few for a batch of 2 per process")
-        per_rank = (len(idx) // (batch * world)) * batch  # drop the last short batch (BatchNorm)
-        mine = idx[rank::world][:per_rank]
+        batches = sampler.batches(np_rng, rank, world)
+        n_batches = len(batches) if hasattr(batches, "__len__") else cfg.steps_per_epoch
         net.train()
         losses = []
-        for b in range(0, per_rank, batch):
+        for b, (x, y) in enumerate(batches):
             if cancel is not None and cancel():
                 raise Cancelled()
-            sel = np.sort(mine[b:b + batch])
-            xb = torch.from_numpy(x_tr[sel].astype(np.float32))
-            yb = torch.from_numpy(y_tr[sel].astype(np.float32))[:, None]
-            if cfg.augment:
+            xb = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            yb = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[:, None]
+            if cfg.augment and xb.ndim == 4:
                 xb, yb = augment_batch(xb, yb, gen)
             xb, yb = xb.to(device), yb.to(device)
-            if channels_last:
+            if channels_last and xb.ndim == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             with autocast_context(device, bf16):
@@ -221,15 +229,15 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
             step += 1
             losses.append(float(loss.item()))
             if callbacks is not None and hasattr(callbacks, "on_step") and rank == 0:
-                callbacks.on_step({"epoch": epoch, "step": step, "batch": b // batch + 1,
-                                   "batches": per_rank // batch, "loss": losses[-1]})
+                callbacks.on_step({"epoch": epoch, "step": step, "batch": b + 1, "batches": n_batches,
+                                   "loss": losses[-1]})
         sched.step()
-        val = slice_dsc(predict_probabilities(model, x_va, device, bf16, channels_last, cancel=cancel), y_va) \
-            if x_va is not None and len(x_va) else float("nan")
+        val = validate(model, device, bf16, channels_last) if validate is not None else float("nan")
+        if cancel is not None and cancel():
+            raise Cancelled()
         elapsed = time.perf_counter() - t0
-        info = {"epoch": epoch + 1, "epochs": cfg.epochs, "loss": float(np.mean(losses)), "val_dsc": val,
-                "batches": per_rank // batch,
-                "lr": sched.get_last_lr()[0], "elapsed_s": elapsed,
+        info = {"epoch": epoch + 1, "epochs": cfg.epochs, "loss": float(np.mean(losses)) if losses else float("nan"),
+                "val_dsc": val, "batches": len(losses), "lr": sched.get_last_lr()[0], "elapsed_s": elapsed,
                 "eta_s": elapsed / (epoch + 1) * (cfg.epochs - epoch - 1)}
         history.append(info)
         if not math.isnan(val) and val > best["val_dsc"]:
@@ -247,3 +255,27 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
     model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
     return model, history, {**best, "device": str(device), "bf16": bf16, "world_size": world,
                             "train_seconds": time.perf_counter() - t0}
+
+
+def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
+                cancel: Callable[[], bool] | None = None, init_state: dict | None = None):
+    """Train a network on preprocessed slices held in memory; returns ``(model, history, best)``.
+
+    Parameters
+    ----------
+    train_sets, val_sets : list of objects with ``x`` (N, k, H, W), ``y`` (N, H, W), ``positive`` (N,)
+        e.g. :class:`napari_ian.trainer.data.SideSlices`.
+    cfg : TrainConfig
+    callbacks, cancel : see :func:`fit`
+    init_state : dict, optional
+        Weights to start from (fine-tuning).
+    """
+    sampler = ArraySampler(train_sets, cfg.batch_size, cfg.empty_fraction)
+    x_va, y_va = _stack(val_sets, "x"), _stack(val_sets, "y")
+
+    def validate(model, device, bf16, channels_last):
+        if x_va is None or not len(x_va):
+            return float("nan")
+        return slice_dsc(predict_probabilities(model, x_va, device, bf16, channels_last), y_va)
+
+    return fit(build_model(cfg, init_state), sampler, validate, cfg, callbacks, cancel)

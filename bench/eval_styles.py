@@ -1,0 +1,158 @@
+"""In-style and out-of-style accuracy of models on phantom data they never saw (issue 7's protocol).
+
+Test sets (each made once, deterministically, and cached in ``bench/out/eval_sets``):
+
+* ``in-style``: randomised renders (the training generator: random contrasts, voxel sizes,
+  artefacts, pose, field of view) of test-range anatomies no model trained on;
+* ``sample``: the sample phantom (the new generator's fixed nerve-selective look on its
+  0.8 x 1.6 x 0.43 mm acquisition grid with partial volume), seeds 2000-;
+* ``v1``: phantoms of the project's previous generator (``bench/phantom_v1.py``: another anatomy
+  code and intensity model, soft partial-volume blending) - a style no current model trained on;
+* ``unseen-artefacts``: the sample phantom with artefacts outside every training range: k-space
+  truncation (Gibbs ringing), a spike (herringbone), ghosting 2-3 times stronger than trained,
+  3.2 mm thick slices, low SNR.
+
+Every model runs through the real prediction path (``predict_volume``, with and without the
+nerve-path post-processing) and is scored with the project's metric definitions (coronal-slice
+DSC, failure rates, 3D DSC, HD95). Phantom figures, not clinical ones.
+
+Run: ``.venv/bin/python bench/eval_styles.py --model ian-default --model bench/out/models/x.pt``
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from napari_ian.sample_data.phantom import make_phantom
+from napari_ian.trainer.evaluation import evaluate_volume, pooled_summary
+from napari_ian.trainer.modelfile import load_model
+from napari_ian.trainer.predict import predict_volume
+from napari_ian.trainer.registry import resolve_model
+
+HERE = Path(__file__).resolve().parent
+SETS = ("in-style", "sample", "v1", "unseen-artefacts")
+
+
+def _v1():
+    spec = importlib.util.spec_from_file_location("phantom_v1", HERE / "phantom_v1.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def unseen_artefacts(image, spacing, rng):
+    """Artefacts no training volume had: Gibbs ringing, a k-space spike, strong ghosts, thick
+    slices, low SNR (see the module docstring)."""
+    from scipy import ndimage
+
+    from napari_ian.sample_data.render import add_noise, motion_ghosts
+
+    img = image.astype(np.float32)
+    # 3.2 mm slices along SI (the acquisition grid keeps its 1.6 mm spacing: averaged pairs)
+    img = ndimage.uniform_filter1d(img, 2, axis=1, mode="nearest")
+    # k-space truncation along RL: keep the central 45 % (Gibbs ringing)
+    F = np.fft.fftshift(np.fft.fft(img, axis=2), axes=2)
+    n = img.shape[2]
+    keep = np.zeros(n, bool)
+    keep[int(n * 0.275):int(n * 0.725)] = True
+    F[:, :, ~keep] = 0
+    # a spike: one bright k-space point (herringbone stripes)
+    F[img.shape[0] // 3, :, int(n * 0.6)] += np.abs(F).max() * 0.03
+    img = np.abs(np.fft.ifft(np.fft.ifftshift(F, axes=2), axis=2)).astype(np.float32)
+    img = motion_ghosts(img, 0.8, rng, axis=0)
+    top = float(np.percentile(img, 99.5))
+    return add_noise(img, top / 8.0, 1, rng)
+
+
+def make_set(name: str, n: int):
+    """Yield ``(case_id, image, labels, spacing)`` of a test set."""
+    from napari_ian.sample_data.synth import SEED_BASE, anatomy_on_grid, random_volume
+
+    if name == "in-style":
+        for i in range(n):
+            a = anatomy_on_grid(SEED_BASE["test"] + i // 2)
+            rng = np.random.default_rng([777, i])
+            img, lab, st = random_volume(a, rng, family=("mrn", "random")[i % 2])
+            yield f"test{i}-{st.family}", img, lab, a.spacing
+    elif name in ("sample", "unseen-artefacts"):
+        for i in range(n):
+            img, lab, sp, _ = make_phantom(2000 + i)
+            if name == "unseen-artefacts":
+                img = unseen_artefacts(img, sp, np.random.default_rng([888, i]))
+            yield f"{name}{2000 + i}", img, lab, sp
+    elif name == "v1":
+        v1 = _v1()
+        for i in range(n):
+            img, lab, sp, _ = v1.make_phantom(2000 + i)
+            yield f"v1-{2000 + i}", img, lab, sp
+    else:
+        raise ValueError(name)
+
+
+def cached_set(name: str, n: int, folder: Path):
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        path = folder / f"{name}_{i}.npz"
+        if not path.exists():
+            break
+        with np.load(path) as z:
+            out.append((str(z["case"]), z["image"], z["labels"], tuple(z["spacing"])))
+    if len(out) == n:
+        return out
+    out = []
+    for i, (case, img, lab, sp) in enumerate(make_set(name, n)):
+        np.savez_compressed(folder / f"{name}_{i}.npz", case=case, image=img.astype(np.float32), labels=lab,
+                            spacing=np.asarray(sp))
+        out.append((case, img, lab, sp))
+    return out
+
+
+def score(model_ref: str, cases, postprocess: bool):
+    model, meta = load_model(resolve_model(model_ref))
+    results, times = [], []
+    for case, img, lab, sp in cases:
+        t0 = time.perf_counter()
+        pred = predict_volume(img, model, meta, sp, device="cpu", postprocess=postprocess)
+        times.append(time.perf_counter() - t0)
+        results.append(evaluate_volume(lab, pred.labels, sp))
+    pooled = pooled_summary(results)
+    d3 = [s["dsc_3d"] for r in results for s in r["sides"].values()]
+    hd = [s["hd95_mm"] for r in results for s in r["sides"].values()]
+    fp = sum(s["false_positive_slices"] for r in results for s in r["sides"].values())
+    return {"dsc": pooled["dsc"], "failures": pooled["failure_rates"], "slices": pooled["n_slices"],
+            "dsc_3d": float(np.mean(d3)), "hd95_mm": float(np.nanmedian(hd)), "fp_slices": int(fp),
+            "seconds_per_volume": float(np.median(times))}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", action="append", required=True, help="registry name or .pt path (repeatable)")
+    ap.add_argument("--set", action="append", choices=SETS, help="default: all")
+    ap.add_argument("--n", type=int, default=6, help="volumes per set")
+    ap.add_argument("--no-raw", action="store_true", help="only with post-processing")
+    ap.add_argument("--json", type=Path, default=None, help="append results here (one JSON line each)")
+    a = ap.parse_args()
+    folder = HERE / "out" / "eval_sets"
+    for name in a.set or SETS:
+        cases = cached_set(name, a.n, folder)
+        for m in a.model:
+            for pp in ((True,) if a.no_raw else (False, True)):
+                r = score(m, cases, pp)
+                d, f = r["dsc"], r["failures"]
+                print(f"{name:<17} {Path(m).stem:<22} {'post' if pp else 'raw ':<4} DSC {d['mean']:.3f} ± {d['sd']:.3f} "
+                      f"({d['median']:.3f})  fail {f['complete']:.1%}/{f['tracking']:.1%}/{f['boundary']:.1%}  "
+                      f"3D {r['dsc_3d']:.3f}  HD95 {r['hd95_mm']:.1f} mm  FP slices {r['fp_slices']}  "
+                      f"{r['seconds_per_volume']:.1f} s/vol  n={r['slices']}", flush=True)
+                if a.json:
+                    with open(a.json, "a") as fh:
+                        fh.write(json.dumps({"set": name, "model": m, "post": pp, **r}, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Nerve-path post-processing on constructed probability maps: fragments joined, far blobs
+dropped, true branches kept, sides kept apart."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_ian.trainer.postprocess import PathSettings, nerve_path, one_nerve
+
+SP = (0.8, 0.5, 0.5)
+
+
+def _tube(shape, pts_vox, radius_mm, value=0.9, sp=SP, out=None):
+    """Paint a tube of ``radius_mm`` around a polyline of voxel points into a float map."""
+    out = np.zeros(shape, np.float32) if out is None else out
+    grid = np.indices(shape).reshape(3, -1).T * np.asarray(sp)
+    pts = np.asarray(pts_vox, float)
+    dense = np.concatenate([np.linspace(a, b, 60) for a, b in zip(pts[:-1], pts[1:])]) * np.asarray(sp)
+    from scipy.spatial import cKDTree
+    d, _ = cKDTree(dense).query(grid, distance_upper_bound=radius_mm)
+    flat = out.reshape(-1)
+    flat[np.isfinite(d)] = np.maximum(flat[np.isfinite(d)], value)
+    return out
+
+
+def _nerve(shape=(90, 40, 40)):
+    # a nerve running along AP, dipping a little in SI
+    return [(5, 12, 20), (45, 20, 20), (85, 24, 22)]
+
+
+def test_fragment_is_joined_across_a_gap_along_the_probable_path():
+    shape = (90, 40, 40)
+    prob = _tube(shape, _nerve(), 1.2)
+    prob[40:48] = np.minimum(prob[40:48], 0.3)   # a faint stretch of 8 slices (6.4 mm): below 0.5
+    mask, rep = one_nerve(prob, SP)
+    assert rep.pieces == 2 and rep.bridges == 1 and rep.dropped == 0
+    # the gap is filled: every coronal slice along the nerve has nerve voxels
+    assert all(mask[i].any() for i in range(6, 85))
+    # and the bridge follows the faint nerve, not a straight shortcut elsewhere
+    faint = (prob > 0.2) & (prob < 0.5)
+    assert (mask[40:48] & faint[40:48]).sum() >= 0.5 * mask[40:48].sum()
+
+
+def test_far_blob_is_dropped_and_a_near_branch_is_kept():
+    shape = (90, 40, 40)
+    prob = _tube(shape, _nerve(), 1.2)
+    # a bright blob 12 mm away from the nerve (a lymph node), not along its course
+    prob[48:52, 4:8, 34:38] = 0.95
+    # a branch touching the nerve (a bifid canal) leaving it at slice 60
+    prob = _tube(shape, [(60, 21, 21), (75, 14, 30)], 0.8, out=prob)
+    mask, rep = one_nerve(prob, SP)
+    assert not mask[48:52, 4:8, 34:38].any(), "the far blob must be dropped"
+    assert rep.dropped == 1
+    assert mask[74, 13:16, 29:32].any(), "the branch must be kept"
+
+
+def test_far_piece_ahead_of_the_nerve_is_joined_but_one_beside_it_is_not():
+    shape = (120, 40, 40)
+    prob = _tube(shape, [(5, 20, 20), (60, 20, 20)], 1.2)
+    prob = _tube(shape, [(78, 20, 20), (115, 20, 20)], 1.2, out=prob)    # 14 mm ahead, in line
+    prob = _tube(shape, [(30, 4, 38), (45, 4, 38)], 1.0, out=prob)      # 13 mm aside, parallel
+    mask, rep = one_nerve(prob, SP)
+    assert mask[100, 18:23, 18:23].any(), "the piece in line with the nerve is joined"
+    assert not mask[35, 3:6, 36:40].any(), "the parallel piece beside the nerve is dropped"
+    assert rep.bridges == 1 and rep.dropped == 1
+    assert all(mask[i].any() for i in range(6, 115))
+
+
+def test_sides_are_split_at_the_midline_and_each_side_is_cleaned_alone():
+    shape = (90, 40, 80)
+    right = [(p[0], p[1], p[2]) for p in _nerve()]
+    left = [(p[0], p[1], 80 - p[2]) for p in _nerve()]
+    prob = _tube(shape, right, 1.2)
+    prob = _tube(shape, left, 1.2, out=prob)
+    prob[10:12, 35:37, 50:52] = 0.9        # a speck on the left, far from the left nerve
+    labels, reps = nerve_path(prob, SP, midline=40)
+    assert set(np.unique(labels[:, :, :40]).tolist()) == {0, 1}
+    assert set(np.unique(labels[:, :, 40:]).tolist()) == {0, 2}
+    assert reps[2].dropped == 1 and reps[1].dropped == 0
+    assert reps[1].length_mm > 60
+
+
+def test_empty_probability_gives_empty_labels():
+    labels, reps = nerve_path(np.zeros((10, 10, 10), np.float32), SP, midline=5)
+    assert not labels.any() and reps[1].pieces == 0 and reps[2].pieces == 0
+
+
+def test_settings_are_honoured():
+    shape = (90, 40, 40)
+    prob = _tube(shape, _nerve(), 1.2)
+    prob[40:48] = np.minimum(prob[40:48], 0.3)
+    mask, rep = one_nerve(prob, SP, PathSettings(bridge_mm=3.0, far_mm=4.0))
+    assert rep.bridges == 0 and rep.dropped == 1

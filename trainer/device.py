@@ -1,0 +1,59 @@
+"""Where networks run and at what precision: one policy for training, prediction and fine-tuning.
+
+``auto`` picks CUDA, then Apple MPS, then the CPU. On CUDA, mixed precision (fp16 autocast with a
+gradient scaler when training); on CPUs that support it, bf16 autocast and channels-last
+memory, which make these convolutional networks 1.5-5x faster on a laptop CPU
+(``BENCHMARKS.md``); otherwise float32.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+class Cancelled(Exception):
+    """Raised inside long work when its cancel flag is set; nothing is returned or saved."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA, then Apple MPS, then CPU; otherwise the named device."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs bf16 convolutions natively (oneDNN)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available()) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+def use_bf16(device: torch.device, setting="auto") -> bool:
+    """bf16 autocast on the CPU: ``True``/``False``, or ``"auto"`` (where supported)."""
+    return device.type == "cpu" and (setting is True or (setting == "auto" and cpu_bf16_supported()))
+
+
+def autocast_context(device: torch.device, bf16: bool):
+    """fp16 autocast on CUDA, bf16 on the CPU when asked, nothing elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    if device.type == "cpu" and bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def describe(device: torch.device, bf16: bool) -> str:
+    """One phrase for users: where and how a run computes."""
+    if device.type == "cuda":
+        return f"CUDA ({torch.cuda.get_device_name(device)}), mixed precision (AMP)"
+    if device.type == "cpu":
+        return "CPU, bf16 autocast" if bf16 else "CPU, float32"
+    return str(device)

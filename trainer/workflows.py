@@ -1,0 +1,149 @@
+"""The user-facing flows, written once: the CLI and the napari panels are thin adapters over these.
+
+Progress and cancel follow one convention everywhere: long steps are generators that yield
+``(done, total)`` and return their result (a napari worker can ``yield from`` them), and
+:func:`drive` runs such a generator with a ``progress(done, total)`` callback; ``cancel`` is a
+callable polled between batches that ends the work with :class:`~.device.Cancelled`. Training
+loops report through ``callbacks`` objects (``on_step``/``on_epoch``) as well.
+
+* :func:`predict_case_steps` / :func:`predict_case`: load a model, predict both nerves, fall back
+  to the CPU when the GPU runs out of memory (and say so);
+* :func:`finetune_case`: store a case's corrections, gather earlier cases if asked, fine-tune,
+  save the new model exclusively under a free name.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Generator
+
+import numpy as np
+
+
+def drive(steps: Generator, progress: Callable[[int, int], None] | None = None):
+    """Run a ``(done, total)``-yielding generator to its return value, reporting to ``progress``."""
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(done, total)
+
+
+@dataclasses.dataclass
+class PredictResult:
+    prediction: object        # predict.Prediction
+    metadata: dict
+    model_path: Path
+    note: str | None = None   # e.g. the CPU fallback
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, (RuntimeError, MemoryError)) and "out of memory" in str(exc).lower()
+
+
+def predict_case_steps(image: np.ndarray, spacing, model: str | Path | None = None, device: str = "auto",
+                       roi=None, cancel: Callable[[], bool] | None = None, postprocess=True):
+    """Predict both IANs in a canonical volume with a registry model (name or path).
+
+    Yields ``(done, total)``; returns a :class:`PredictResult`. When the GPU runs out of memory
+    the prediction is repeated on the CPU and ``note`` says so.
+    """
+    from .device import pick_device
+    from .modelfile import load_model
+    from .predict import predict_steps
+    from .registry import resolve_model
+
+    path = resolve_model(model)
+    net, meta = load_model(path)
+    try:
+        pred = yield from predict_steps(image, net, meta, spacing, device=device, roi=roi, cancel=cancel,
+                                        postprocess=postprocess)
+        return PredictResult(pred, meta, path)
+    except (RuntimeError, MemoryError) as exc:
+        if not _out_of_memory(exc) or pick_device(device).type == "cpu":
+            raise
+    try:
+        import torch
+
+        torch.cuda.empty_cache()
+    except Exception:
+        pass
+    pred = yield from predict_steps(image, net, meta, spacing, device="cpu", roi=roi, cancel=cancel,
+                                    postprocess=postprocess)
+    return PredictResult(pred, meta, path, f"{device} ran out of memory; predicted on the CPU instead")
+
+
+def predict_case(image, spacing, model=None, device="auto", roi=None, progress=None, cancel=None,
+                 postprocess=True) -> PredictResult:
+    """:func:`predict_case_steps` run to the end, reporting ``progress(done, total)``."""
+    return drive(predict_case_steps(image, spacing, model, device, roi, cancel, postprocess), progress)
+
+
+@dataclasses.dataclass
+class FinetuneOutcome:
+    result: object            # finetune.FinetuneResult
+    path: Path                # the new model file
+    name: str
+    data: object              # finetune.FinetuneData
+    cases: int
+
+
+def finetune_case(case_key: str, image: np.ndarray, labels: np.ndarray, trusted: np.ndarray, spacing, *,
+                  base: str | None, name: str, cfg, earlier: bool = False, store: bool = True,
+                  replace_store: bool = False, stage: Callable[[str], None] | None = None, callbacks=None,
+                  cancel: Callable[[], bool] | None = None) -> FinetuneOutcome:
+    """Fine-tune ``base`` on one case's trusted slices (and, with ``earlier``, the store's other
+    cases) and save it as ``name``; the one flow behind ``ian finetune`` and the Fine-tune panel.
+
+    Parameters
+    ----------
+    case_key : str
+        The image's case key (stores the corrections under its hash).
+    image, labels : canonical arrays on one grid
+    trusted : (2, AP) bool
+        Right and left coronal slices a person corrected or accepted.
+    spacing : 3 floats, mm
+    base : model name or path (default ``ian-default``)
+    name : the new model's registry name (saved exclusively; an existing name is refused)
+    cfg : :class:`napari_ian.trainer.finetune.FinetuneConfig`
+    earlier : also train on the other cases of the corrections store
+    store : add this case to the corrections store first (the flow trains on what the store holds)
+    replace_store : replace a stored entry made on another image of the same case key
+    stage : callable, optional
+        ``stage(message)`` at each phase.
+    callbacks, cancel : the training loop's (see :func:`napari_ian.trainer.train.fit`)
+    """
+    from .corrections import case_hash, list_corrections, load_corrections, save_corrections
+    from .device import Cancelled
+    from .finetune import build_finetune_data, finetune, new_model_path, save_finetuned
+    from .modelfile import load_model
+    from .registry import resolve_model
+
+    say = stage or (lambda m: None)
+    new_model_path(name)   # a taken, bundled or malformed name is refused before any work
+    if store:
+        say("Saving the corrections to the store...")
+        entry = save_corrections(case_key, image, labels, trusted, spacing, replace=replace_store)
+        im, lab, tr, sp = load_corrections(entry)
+        cases = [(entry.case, im, lab, tr, sp)]
+    else:
+        entry = None
+        cases = [(case_hash(case_key) if case_key else "case", image, labels, trusted, tuple(spacing))]
+    if earlier:
+        for other in list_corrections():
+            if entry is None or other.path != entry.path:
+                cases.append((other.case, *load_corrections(other)))
+    say("Loading the model and preparing slices...")
+    base_path = resolve_model(base)
+    model, meta = load_model(base_path)
+    data = build_finetune_data(cases, meta, cfg)
+    if cancel is not None and cancel():
+        raise Cancelled()
+    say(f"Training on {data.n_train} slice sides ({data.n_held_out} held out)...")
+    result = finetune(model, meta, data, cfg, parent=base_path.stem, callbacks=callbacks, cancel=cancel)
+    if cancel is not None and cancel():
+        raise Cancelled()
+    path = save_finetuned(result, name)
+    return FinetuneOutcome(result, path, name, data, len(cases))
