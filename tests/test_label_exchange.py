@@ -268,3 +268,112 @@ def test_plain_label_nrrd_and_bad_files_say_what_is_wrong(nifti_case, tmp_path, 
     assert err.startswith(f"ian: {scanner}: space 'scanner-xyz'") and len(err.splitlines()) == 1
     assert main(["convert", str(labels_path), "--out", str(tmp_path / "x.mha")]) == 2
     assert "unknown label format" in capsys.readouterr().err
+
+
+# -- the plugin: reader onto an open image, writers, the Case panel's save -------------------------
+def _answer_dialogs(monkeypatch, answers, asked):
+    """QInputDialog.getItem answered from ``answers`` (question substring -> item), questions recorded."""
+    from qtpy.QtWidgets import QInputDialog
+
+    def get_item(parent, title, question, items, current=0, editable=False):
+        asked.append((question, list(items)))
+        for key, item in answers.items():
+            if key in question:
+                return item, True
+        return "", False
+
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(get_item))
+
+
+@pytest.mark.gui
+def test_plugin_opens_a_slicer_file_onto_the_chosen_image_and_saves_for_slicer(
+        make_napari_viewer, qtbot, nifti_case, tmp_path, monkeypatch):
+    import slicerio
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFileDialog
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
+    labels_path, image_path, g, lab = nifti_case
+    other = tmp_path / "other.nii.gz"
+    og = _oblique_geometry((30, 30, 30))
+    write_nifti(other, np.zeros(og.canonical_shape, np.float32), og, dtype=np.float32)
+    data, header = _slicer_style(lab, g)
+    slicer_file = tmp_path / "slicer.seg.nrrd"
+    nrrd.write(str(slicer_file), data, header, index_order="F")
+    viewer = make_napari_viewer(show=True)
+    _, w = viewer.window.add_plugin_dock_widget("napari-ian", "Case")
+    viewer.open(str(image_path), plugin="napari-ian")
+    viewer.open(str(other), plugin="napari-ian")
+    asked = []
+    _answer_dialogs(monkeypatch, {"onto which image": "image", "'Mandible'": "ignored"}, asked)
+    [layer] = viewer.open(str(slicer_file), plugin="napari-ian")
+    # the user chose among the open images (or the file's own grid), then the side of 'Mandible'
+    assert asked[0][1] == ["other", "image", "(its own grid, no image)"]
+    assert "Which side is segment 'Mandible'?" in asked[1][0] and len(asked) == 2
+    assert np.array_equal(layer.data, lab) and layer.scale == pytest.approx(viewer.layers["image"].scale)
+    # saved from the Case panel as a Slicer segmentation: the same patient-space positions
+    out = tmp_path / "exports" / "for_slicer"
+
+    def fake_dialog(parent, caption, start, filters):
+        return str(out), next(f for f in filters.split(";;") if f.startswith("3D Slicer"))
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake_dialog))
+    viewer.layers.selection.active = layer
+    qtbot.mouseClick(w.save_btn, Qt.LeftButton)
+    written = out.with_name("for_slicer.seg.nrrd")
+    seg = slicerio.read_segmentation(str(written))
+    nii = nib.load(labels_path)
+    for value in (1, 2):
+        assert np.allclose(_world_points(seg["voxels"], LPS @ seg["ijkToLPS"], value),
+                           _world_points(np.asarray(nii.dataobj), nii.affine, value), atol=1e-4)
+    # File > Save Selected Layers routes .seg.nrrd to the Slicer writer too
+    again = tmp_path / "again.seg.nrrd"
+    viewer.layers.save(str(again), selected=True, plugin="napari-ian")
+    assert np.array_equal(slicerio.read_segmentation(str(again))["voxels"], seg["voxels"])
+
+
+@pytest.mark.gui
+def test_case_panel_dicom_seg_asks_first_then_round_trips_in_the_plugin(
+        make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFileDialog, QMessageBox
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
+    folder, _, vol, lab = _dicom_case(tmp_path)
+    viewer = make_napari_viewer(show=True)
+    _, w = viewer.window.add_plugin_dock_widget("napari-ian", "Case")
+    [image] = viewer.open(str(folder), plugin="napari-ian")
+    labels = w.new_labels()
+    labels.data = lab.copy()
+    target = tmp_path / "exports" / "nerves.dcm"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda parent, caption, start, filters: (str(target), filters.split(";;")[-1])))
+    questions = []
+
+    def question(parent, title, text, buttons, default):
+        questions.append(text)
+        return QMessageBox.Cancel if len(questions) == 1 else QMessageBox.Save
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    viewer.layers.selection.active = labels
+    qtbot.mouseClick(w.save_btn, Qt.LeftButton)          # cancelled: nothing written
+    assert "patient's identifiers" in questions[0] and not target.exists()
+    qtbot.mouseClick(w.save_btn, Qt.LeftButton)
+    assert target.exists() and pydicom.dcmread(target).PatientID == "PID-4711"
+    # opened again in the plugin: onto the series it references, the same voxels
+    [back] = viewer.open(str(target), plugin="napari-ian")
+    assert back.name == f"{image.name} IAN labels (DICOM SEG)" and np.array_equal(back.data, lab)
+
+
+def test_writer_records_the_model_of_a_prediction_layer_in_the_dicom_seg(tmp_path):
+    from napari_ian._layers import labels_layer_data
+    from napari_ian._writer import write_labels
+
+    folder, _, vol, lab = _dicom_case(tmp_path)
+    _, kwargs, _ = labels_layer_data(lab, vol.geometry, "ian-default prediction")
+    kwargs["metadata"]["ian_model"] = {"name": "ian-default"}
+    write_labels(str(tmp_path / "pred.dcm"), lab, kwargs)
+    item = pydicom.dcmread(tmp_path / "pred.dcm").SegmentSequence[1]
+    assert item.SegmentLabel == "left IAN" and item.SegmentAlgorithmType == "AUTOMATIC"
+    assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "ian-default"
+    assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion != "unknown"

@@ -104,7 +104,8 @@ def write_labels(path, canonical: np.ndarray, geometry, algorithm: dict | None =
     except ValueError as exc:
         raise VolumeWriteError(path, str(exc).split(": ", 1)[-1]) from None
     if kind == "nifti":
-        return write_nifti(path, canonical, geometry, description="napari-ian IAN labels 1=R 2=L")
+        dtype = np.uint8 if np.asarray(canonical).max(initial=0) < 256 else np.uint16
+        return write_nifti(path, canonical, geometry, dtype=dtype, description="napari-ian IAN labels 1=R 2=L")
     if kind == "nrrd":
         return write_seg_nrrd(path, canonical, geometry)
     return write_dicom_seg(path, canonical, geometry, algorithm=algorithm)

@@ -98,6 +98,14 @@ def parse_side_map(items) -> dict:
     return out
 
 
+class UnknownSideError(ValueError):
+    """Segments whose side nothing tells; ``names`` lists them (the GUI asks for each)."""
+
+    def __init__(self, message: str, names: list):
+        super().__init__(message)
+        self.names = list(names)
+
+
 @dataclasses.dataclass
 class SegmentInfo:
     """One segment of a segmentation file, as far as its side is concerned."""
@@ -129,9 +137,11 @@ def assign_sides(segments, side_map: dict | None, where) -> tuple[dict, list[str
 
     Raises
     ------
-    ValueError
+    UnknownSideError
         One line naming the file and every segment whose side is unknown, with the option that
-        sets it; or a ``--map`` key that names no segment.
+        sets it.
+    ValueError
+        A ``--map`` key that names no segment.
     """
     side_map = dict(side_map or {})
     used, sides, report, unknown = set(), {}, [], []
@@ -158,6 +168,6 @@ def assign_sides(segments, side_map: dict | None, where) -> tuple[dict, list[str
     if unknown:
         quoted = ", ".join(f"'{u}'" for u in unknown)
         example = unknown[0] if "'" not in unknown[0] else unknown[0].replace("'", "")
-        raise ValueError(f"{where}: which side is segment {quoted}? Its name does not say; rename it "
-                         f"(e.g. 'right IAN') or map it: --map \"{example}=right\" (or =left, =ignore)")
+        raise UnknownSideError(f"{where}: which side is segment {quoted}? Its name does not say; rename it "
+                               f"(e.g. 'right IAN') or map it: --map \"{example}=right\" (or =left, =ignore)", unknown)
     return sides, report
