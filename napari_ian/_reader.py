@@ -104,16 +104,22 @@ def _ask(title: str, question: str, items: list) -> str | None:
 
 
 def _reference_layer(path: Path, needs_dicom: bool):
-    """The open image the labels go onto: the only one, or the user's choice; OWN_GRID or None (cancelled)."""
+    """The open image the labels go onto: the only one, or the user's choice; OWN_GRID or None (cancelled).
+
+    A DICOM SEG can only go onto a DICOM series in its own frame of reference.
+    """
     import napari
+    import pydicom
     from napari.layers import Image
 
     from ._layers import geometry_of
 
+    frame_uid = str(pydicom.dcmread(path, stop_before_pixels=True).get("FrameOfReferenceUID", "")) if needs_dicom else ""
     viewer = napari.current_viewer()
     images = [ly for ly in (viewer.layers if viewer is not None else []) if isinstance(ly, Image)
               and ly.ndim == 3 and geometry_of(ly) is not None
-              and (not needs_dicom or geometry_of(ly).kind == "dicom")]
+              and (not needs_dicom or (geometry_of(ly).kind == "dicom"
+                                       and geometry_of(ly).frame_of_reference_uid in ("", frame_uid)))]
     if not images:
         return OWN_GRID
     if len(images) == 1 and needs_dicom:
@@ -147,7 +153,8 @@ def read_label_file(path):
     if ref_layer is None:
         return []
     if ref_layer == OWN_GRID and is_seg:
-        show_error(f"{p}: a DICOM SEG goes onto the DICOM series it references: open that series first")
+        show_error(f"{p}: a DICOM SEG goes onto the DICOM series it references, which is not open: open that "
+                   "series first")
         return []
     reference = None if ref_layer == OWN_GRID else Volume(data=ref_layer.data, geometry=geometry_of(ref_layer))
     side_map = {}

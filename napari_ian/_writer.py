@@ -31,7 +31,7 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     if arr.ndim != 3:
         raise VolumeWriteError(path, f"labels must be 3D, got shape {arr.shape}")
     model = (layer_meta.get("ian_model") or {}).get("name")
-    algorithm = algorithm_of_model(model) if model and is_dicom_seg_path(path) else None
+    algorithm = algorithm_of_model(model, strict=False) if model and is_dicom_seg_path(path) else None
     write_any(path, arr, geometry, algorithm=algorithm)
     if geometry.case_key:
         try:  # so the Case panel offers this place next time; the export itself already succeeded

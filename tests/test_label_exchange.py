@@ -5,6 +5,8 @@ NIfTI, LPS for NRRD and DICOM), not only as arrays.
 """
 from __future__ import annotations
 
+import gzip
+
 import nibabel as nib
 import nrrd
 import numpy as np
@@ -161,6 +163,27 @@ def test_slicer_file_in_another_axis_order_lands_on_the_same_voxels(nifti_case, 
     assert np.allclose(got.geometry.native_affine, g.native_affine)
 
 
+def test_oversampled_slicer_segmentation_lands_on_the_image_voxels(nifti_case, tmp_path):
+    """Slicer often segments on a finer grid than the image: twice finer along every axis here."""
+    from napari_ian.trainer.label_io import read_labels
+
+    _, image_path, g, lab = nifti_case
+    native = g.to_native(lab)
+    fine = native.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    aff = g.native_affine.copy()
+    aff[:3, 3] = (aff @ [-0.25, -0.25, -0.25, 1])[:3]     # centre of the first sub-voxel
+    aff[:3, :3] /= 2
+    aff_lps = LPS @ aff
+    names = {"Segment0_Name": "nerve right", "Segment0_LabelValue": "1", "Segment1_Name": "nerve left",
+             "Segment1_LabelValue": "2"}
+    path = tmp_path / "fine.seg.nrrd"
+    nrrd.write(str(path), fine, {"space": "left-posterior-superior", "space directions": aff_lps[:3, :3].T,
+                                 "space origin": aff_lps[:3, 3], **names}, index_order="F")
+    got, report = read_labels(path, read_volume(image_path))
+    assert np.array_equal(got.data, lab)
+    assert "'nerve right' -> right IAN (1) (from its name)" in report
+
+
 def _dicom_case(tmp_path):
     """An oblique, anisotropic DICOM series (identified patient), its labels as NIfTI on its grid."""
     g = _oblique_geometry((40, 24, 36))
@@ -224,7 +247,16 @@ def test_nifti_dicom_seg_nifti_round_trip_and_model_as_algorithm(tmp_path, capsy
     assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "ian-default"
     assert main(["convert", str(out), "--reference", str(folder), "--out", str(back)]) == 0
     assert np.array_equal(read_volume(back).data, lab)
+    # only the SEG carries the patient: NIfTI and Slicer outputs of the same series do not
+    assert b"PID-4711" in out.read_bytes()
+    slicer = tmp_path / "from_dicom.seg.nrrd"
+    assert main(["convert", str(back), "--reference", str(folder), "--out", str(slicer)]) == 0
+    assert b"PID-4711" not in gzip.decompress(back.read_bytes())
+    assert b"PID-4711" not in slicer.read_bytes().split(b"\n\n", 1)[0]     # the header; the rest is voxels
     assert np.array_equal(np.asarray(nib.load(back).dataobj), np.asarray(nib.load(labels_path).dataobj))
+    assert main(["convert", str(labels_path), "--reference", str(folder), "--out", str(tmp_path / "y.dcm"),
+                 "--model", "no-such-model"]) == 2
+    assert "no such model" in capsys.readouterr().err and not (tmp_path / "y.dcm").exists()
     # a SEG needs the series it references
     assert main(["convert", str(labels_path), "--out", str(tmp_path / "x.dcm")]) == 2
     assert "needs --reference" in capsys.readouterr().err
@@ -363,6 +395,13 @@ def test_case_panel_dicom_seg_asks_first_then_round_trips_in_the_plugin(
     # opened again in the plugin: onto the series it references, the same voxels
     [back] = viewer.open(str(target), plugin="napari-ian")
     assert back.name == f"{image.name} IAN labels (DICOM SEG)" and np.array_equal(back.data, lab)
+    # without its series open there is nothing to put it on: one line says so, no layer
+    errors = []
+    monkeypatch.setattr("napari_ian._reader.show_error", lambda m: errors.append(m))
+    viewer.layers.clear()
+    with pytest.raises(ValueError):   # napari's own "returned no data" after our notification
+        viewer.open(str(target), plugin="napari-ian")
+    assert len(viewer.layers) == 0 and "not open: open that series first" in errors[-1]
 
 
 def test_writer_records_the_model_of_a_prediction_layer_in_the_dicom_seg(tmp_path):

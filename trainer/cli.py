@@ -272,11 +272,12 @@ def _cmd_convert(args) -> int:
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out}: exists; pass --overwrite to replace it")
     side_map = parse_side_map(args.map)
+    algorithm = algorithm_of_model(args.model) if args.model else None   # a wrong name fails before the work
     reference = read_volume(args.reference) if args.reference else None
     labels, report = read_labels(args.input, reference, side_map)
     for line in report:
         print(line)
-    write_labels(args.out, labels.data, labels.geometry, algorithm_of_model(args.model) if args.model else None)
+    write_labels(args.out, labels.data, labels.geometry, algorithm)
     n1, n2 = int((labels.data == 1).sum()), int((labels.data == 2).sum())
     print(f"wrote {args.out}: right IAN {n1} voxels, left IAN {n2} voxels")
     return 0

@@ -95,14 +95,20 @@ def _source_slices(geometry: Geometry, where) -> tuple[list, list]:
     return dss, ks
 
 
-def algorithm_of_model(name: str) -> dict:
-    """``{"name": ..., "version": ...}`` of a registry model (version: its creation time), for :func:`write_dicom_seg`."""
+def algorithm_of_model(name: str, strict: bool = True) -> dict:
+    """``{"name": ..., "version": ...}`` of a registry model (version: its creation time), for :func:`write_dicom_seg`.
+
+    An unknown or unreadable model raises the registry's one-line error when ``strict``; otherwise
+    (a prediction layer whose model has since been deleted) its version is recorded as unknown.
+    """
     from .modelfile import read_metadata
     from .registry import resolve_model
 
     try:
         meta = read_metadata(resolve_model(name))
     except (OSError, ValueError):
+        if strict:
+            raise
         return {"name": str(name), "version": "unknown"}
     return {"name": str(name), "version": str(meta.get("created", "unknown"))}
 
@@ -264,16 +270,15 @@ def read_dicom_seg(path, reference: Volume, side_map: dict | None = None) -> tup
     sides, report = assign_sides(infos, side_map, path)
     pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=numbers,
                                                assert_missing_frames_are_empty=True)
-    native = np.zeros(g.native_shape, np.uint8)
-    for j, info in enumerate(infos):
-        side = sides[j]
+    frames = np.zeros(pixels.shape[:3], np.uint8)   # frame i: source file i
+    for j, side in sides.items():
         if side == IGNORE:
             continue
         hit = pixels[..., j] > 0
-        clash = hit & (native[ks] != 0) & (native[ks] != side)
+        clash = hit & (frames != 0) & (frames != side)
         if clash.any():
             raise ValueError(f"{path}: {int(clash.sum())} voxels are in both a right and a left segment")
-        frames = native[ks]
         frames[hit] = side
-        native[ks] = frames
+    native = np.zeros(g.native_shape, np.uint8)
+    native[ks] = frames
     return np.ascontiguousarray(g.to_canonical(native)), report

@@ -137,7 +137,9 @@ def read_nrrd_segmentation(path) -> NrrdSegmentation:
                                     "(need right-anterior-superior, left-anterior-superior or left-posterior-superior)")
     if not np.issubdtype(data.dtype, np.integer) and data.dtype != bool:
         raise VolumeReadError(path, f"voxels are {data.dtype}, not labels (whole numbers)")
-    dirs = np.asarray(header.get("space directions"), dtype=float)
+    if "space directions" not in header:
+        raise VolumeReadError(path, "no 'space directions': its voxel size and axis directions are unknown")
+    dirs = np.asarray(header["space directions"], dtype=float)
     spatial = [i for i in range(data.ndim) if i < len(dirs) and np.all(np.isfinite(dirs[i]))]
     if len(spatial) != 3 or data.ndim not in (3, 4):
         raise VolumeReadError(path, f"a {len(spatial)}D image with {data.ndim} axes, not a 3D label volume "
