@@ -416,3 +416,29 @@ def test_writer_records_the_model_of_a_prediction_layer_in_the_dicom_seg(tmp_pat
     assert item.SegmentLabel == "left IAN" and item.SegmentAlgorithmType == "AUTOMATIC"
     assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "ian-default"
     assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion != "unknown"
+
+
+@pytest.mark.slow
+def test_phantom_labels_to_dicom_seg_of_the_phantom_dicom_series(tmp_path, capsys, monkeypatch, phantom_cache):
+    """The issue's check on `ian phantom` output: NIfTI labels (coronal grid) -> SEG of the axial DICOM series."""
+    import highdicom as hd
+
+    from napari_ian.sample_data import dataset as dataset_mod
+
+    monkeypatch.setattr(dataset_mod, "make_phantom", phantom_cache)  # reuse the session's phantom
+    assert main(["phantom", "--out", str(tmp_path / "ph"), "--patients", "1", "--seed", "5", "--quiet"]) == 0
+    labels_path = tmp_path / "ph" / "labelsTr" / "ianph_0005000.nii.gz"
+    series = tmp_path / "ph" / "dicom" / "ianph_0005000"
+    out = tmp_path / "seg.dcm"
+    assert main(["convert", str(labels_path), "--reference", str(series), "--out", str(out)]) == 0
+    seg = hd.seg.segread(out)
+    numbers = {str(seg.get_segment_description(n).SegmentLabel): n for n in seg.segment_numbers}
+    ref = read_volume(series)
+    native = ref.geometry.to_native(read_volume(labels_path).data)   # the labels in the series' own slices
+    files = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in series.iterdir()}
+    for uid, f in files.items():
+        k = int(pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber) - 1   # the writer numbers slices in order
+        frames = seg.get_pixels_by_source_instance([uid], segment_numbers=[numbers["right IAN"], numbers["left IAN"]],
+                                                   assert_missing_frames_are_empty=True)[0]
+        assert np.array_equal(frames[..., 0] > 0, native[k] == 1) and np.array_equal(frames[..., 1] > 0, native[k] == 2)
+    assert (native == 1).any() and (native == 2).any()
