@@ -57,9 +57,10 @@ class CaseWidget(QWidget):
         lay.addWidget(self.new_labels_btn)
         lay.addWidget(self.restore_btn)
         lay.addWidget(self.autosave_info)
-        self.save_btn = QPushButton("Save labels as NIfTI...")
-        self.save_btn.setToolTip("The selected IAN labels layer, on the source image's grid and affine; "
-                                 "the file dialog opens where this case was saved last")
+        self.save_btn = QPushButton("Save labels...")
+        self.save_btn.setToolTip("The selected IAN labels layer, on the source image's grid and affine, as NIfTI, "
+                                 "a 3D Slicer segmentation (.seg.nrrd) or a DICOM SEG (asks first: it carries the "
+                                 "patient's identifiers); the file dialog opens where this case was saved last")
         self.save_btn.clicked.connect(self.save_labels_dialog)
         self.save_info = QLabel()
         self.save_info.setWordWrap(True)
@@ -294,16 +295,33 @@ class CaseWidget(QWidget):
         if layer is None:
             show_info("napari-ian: no IAN labels layer to save (select one, or press 'New IAN labels')")
             return None
-        path, _ = QFileDialog.getSaveFileName(self, f"Save {layer.name}", self.default_save_path(layer),
-                                              "NIfTI (*.nii.gz *.nii)")
+        from .trainer.label_io import LABEL_FORMATS, LABEL_SUFFIXES
+
+        filters = [f"{name} ({' '.join('*' + s for s in suffixes)})" for name, suffixes in LABEL_FORMATS]
+        path, chosen = QFileDialog.getSaveFileName(self, f"Save {layer.name}", self.default_save_path(layer),
+                                                   ";;".join(filters))
         if not path:
             return None
-        if not path.lower().endswith((".nii", ".nii.gz")):
-            path += ".nii.gz"
+        if not path.lower().endswith(LABEL_SUFFIXES):
+            path += dict(zip(filters, (s[0] for _, s in LABEL_FORMATS))).get(chosen, ".nii.gz")
+        if path.lower().endswith(".dcm") and not self._confirm_identifiers(path):
+            return None
         return self.save_labels_to(path, layer)
 
+    def _confirm_identifiers(self, path) -> bool:
+        """A DICOM SEG is the one export with patient identifiers: say so and let the user choose."""
+        from qtpy.QtWidgets import QMessageBox
+
+        from .trainer.dicom_seg import IDENTIFIERS_NOTE
+
+        answer = QMessageBox.question(self, "napari-ian: DICOM SEG with patient identifiers",
+                                      f"{Path(path).name}: {IDENTIFIERS_NOTE[0].upper()}{IDENTIFIERS_NOTE[1:]}.\n\n"
+                                      "Save it with the identifiers?", QMessageBox.Save | QMessageBox.Cancel,
+                                      QMessageBox.Cancel)
+        return answer == QMessageBox.Save
+
     def save_labels_to(self, path, layer):
-        """Write ``layer`` to ``path`` through the plugin's writer (atomic, source grid); remember it."""
+        """Write ``layer`` to ``path`` through the plugin's writer (format by name, atomic, source grid); remember it."""
         from napari.utils.notifications import show_error
 
         from ._writer import write_labels

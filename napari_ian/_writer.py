@@ -1,23 +1,28 @@
-"""npe2 writer: a labels layer to NIfTI on its source image's own grid and affine."""
+"""npe2 writers: a labels layer to NIfTI, a 3D Slicer segmentation or a DICOM SEG, on its source image's grid."""
 from __future__ import annotations
 
 import numpy as np
 
 from ._layers import GEOMETRY_KEY
 from .trainer.errors import VolumeWriteError
-from .trainer.io_nifti import write_nifti
 from .trainer.volume import Geometry
 from .trainer.workspace import remember_export
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
-    """Save labels (0 background, 1 right IAN, 2 left IAN) as NIfTI on the source grid.
+    """Save labels (0 background, 1 right IAN, 2 left IAN) on the source grid, in the format of the name.
 
-    The layer must carry the geometry of the image it belongs to (layers opened or created
-    with napari-ian do); without it the mask's position in the patient is unknown, and it is
-    refused rather than written with a made-up affine.
+    ``.nii.gz``/``.nii``: NIfTI; ``.seg.nrrd``/``.nrrd``: a 3D Slicer segmentation; ``.dcm``: a
+    DICOM SEG of the source DICOM series, which carries the patient's identifiers (the only
+    output that does; the Case panel asks first). The layer must carry the geometry of the image
+    it belongs to (layers opened or created with napari-ian do); without it the mask's position
+    in the patient is unknown, and it is refused rather than written with a made-up affine.
     """
-    geom_d = (meta.get("metadata") or {}).get(GEOMETRY_KEY)
+    from .trainer.dicom_seg import algorithm_of_model, is_dicom_seg_path
+    from .trainer.label_io import write_labels as write_any
+
+    layer_meta = meta.get("metadata") or {}
+    geom_d = layer_meta.get(GEOMETRY_KEY)
     if not geom_d:
         raise VolumeWriteError(path, "this labels layer has no source-image geometry; create it with "
                                      "napari-ian's 'New IAN labels' on the image, or open it with napari-ian")
@@ -25,11 +30,28 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     arr = np.asarray(data)
     if arr.ndim != 3:
         raise VolumeWriteError(path, f"labels must be 3D, got shape {arr.shape}")
-    write_nifti(path, arr, geometry, dtype=np.uint8 if arr.max(initial=0) < 256 else np.uint16,
-                description="napari-ian IAN labels 1=R 2=L")
+    model = (layer_meta.get("ian_model") or {}).get("name")
+    algorithm = algorithm_of_model(model, strict=False) if model and is_dicom_seg_path(path) else None
+    write_any(path, arr, geometry, algorithm=algorithm)
     if geometry.case_key:
         try:  # so the Case panel offers this place next time; the export itself already succeeded
             remember_export(geometry.case_key, path)
         except OSError:
             pass
     return [str(path)]
+
+
+def write_slicer_labels(path: str, data, meta: dict) -> list[str]:
+    """Save labels as a 3D Slicer segmentation (``.seg.nrrd``) on the source grid."""
+    return write_labels(path, data, meta)
+
+
+def write_dicom_seg_labels(path: str, data, meta: dict) -> list[str]:
+    """Save labels as a DICOM SEG of the source series; the file carries the patient's identifiers."""
+    from napari.utils.notifications import show_warning
+
+    from .trainer.dicom_seg import IDENTIFIERS_NOTE
+
+    out = write_labels(path, data, meta)
+    show_warning(f"napari-ian: {path}: {IDENTIFIERS_NOTE}")
+    return out

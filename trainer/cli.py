@@ -1,4 +1,4 @@
-"""The ``ian`` command line: phantom, info, train, finetune, predict, evaluate, cv, models.
+"""The ``ian`` command line: phantom, info, train, finetune, predict, evaluate, cv, models, convert.
 
 Every failure the user can cause prints one line, ``ian: <path>: <problem>``, and exits with
 status 2; no traceback.
@@ -276,6 +276,34 @@ def _cmd_cv(args) -> int:
     return 0
 
 
+def _cmd_convert(args) -> int:
+    from .dicom_seg import IDENTIFIERS_NOTE, algorithm_of_model
+    from .io import read_volume
+    from .label_io import label_format, read_labels, write_labels
+    from .segment_sides import parse_side_map
+
+    label_format(args.input)
+    if label_format(args.out) == "dicom-seg":
+        if args.reference is None:
+            raise ValueError(f"--out {args.out}: a DICOM SEG needs --reference, the DICOM series folder the labels "
+                             "belong to")
+        print(f"note: {args.out}: {IDENTIFIERS_NOTE}")
+    if args.out.resolve() == args.input.resolve():
+        raise ValueError(f"--out {args.out}: is the input; choose another file")
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out}: exists; pass --overwrite to replace it")
+    side_map = parse_side_map(args.map)
+    algorithm = algorithm_of_model(args.model) if args.model else None   # a wrong name fails before the work
+    reference = read_volume(args.reference) if args.reference else None
+    labels, report = read_labels(args.input, reference, side_map)
+    for line in report:
+        print(line)
+    write_labels(args.out, labels.data, labels.geometry, algorithm)
+    n1, n2 = int((labels.data == 1).sum()), int((labels.data == 2).sum())
+    print(f"wrote {args.out}: right IAN {n1} voxels, left IAN {n2} voxels")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ian", description="napari-ian: the inferior alveolar nerve on MR neurography.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -382,6 +410,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list bundled and user models")
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("convert", help="IAN labels between NIfTI, 3D Slicer (.seg.nrrd) and DICOM SEG")
+    p.add_argument("input", type=Path, help="labels: .nii/.nii.gz, .seg.nrrd/.nrrd, or a DICOM SEG (.dcm)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="format by extension: .nii.gz/.nii, .seg.nrrd/.nrrd, .dcm (DICOM SEG: carries the "
+                        "patient identifiers of the reference series)")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="the image (NIfTI file or DICOM folder) whose grid the output takes; required for DICOM SEG")
+    p.add_argument("--map", action="append", default=[], metavar="SEGMENT=SIDE",
+                   help="the side of a segment whose name does not say it (repeatable): 'Segment_1=right', "
+                        "'3=left' (a label value), 'mandible=ignore'")
+    p.add_argument("--model", default=None,
+                   help="DICOM SEG: the model that made the labels (registry name), recorded as the algorithm; "
+                        "default: manual labels")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_cmd_convert)
     return ap
 
 
