@@ -126,7 +126,7 @@ def score(model_ref: str, cases, postprocess: bool):
     hd = [s["hd95_mm"] for r in results for s in r["sides"].values()]
     fp = sum(s["false_positive_slices"] for r in results for s in r["sides"].values())
     return {"dsc": pooled["dsc"], "failures": pooled["failure_rates"], "slices": pooled["n_slices"],
-            "dsc_3d": float(np.mean(d3)), "hd95_mm": float(np.nanmedian(hd)), "fp_slices": int(fp),
+            "dsc_3d": float(np.nanmean(d3)), "hd95_mm": float(np.nanmedian(hd)), "fp_slices": int(fp),
             "seconds_per_volume": float(np.median(times))}
 
 

@@ -107,8 +107,12 @@ def random_style(rng: np.random.Generator, family: str | None = None, grid_spaci
                 means[T[v]] = means[T["nerve"]] * rng.uniform(0.6, 1.3)
     else:
         means = rng.uniform(0, 1, n).astype(np.float32)
-        if abs(means[T["nerve"]] - means[T["canal"]]) < 0.15:
-            means[T["nerve"]] = np.clip(means[T["canal"]] + rng.choice([-1, 1]) * rng.uniform(0.15, 0.5), 0, 1)
+        canal = float(means[T["canal"]])
+        if abs(means[T["nerve"]] - canal) < 0.15:
+            up, down = 1.0 - canal, canal          # room above and below the canal's intensity
+            sign = 1 if (up >= 0.15 and (down < 0.15 or rng.random() < 0.5)) else -1
+            room = up if sign > 0 else down
+            means[T["nerve"]] = canal + sign * rng.uniform(0.15, max(0.15, min(0.5, room)))
     means[T["background"]] = 0.0
     if rng.random() < 0.8:
         means[T["air"]] = 0.0

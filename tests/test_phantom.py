@@ -58,13 +58,15 @@ def test_right_nerve_on_patient_right_left_on_left(phantom):
 
 @pytest.mark.parametrize("value,name", SIDES)
 def test_each_nerve_is_one_tube_from_cranial_base_to_mental_foramen(phantom, value, name):
-    _image, labels, spacing, _info = phantom
+    _image, labels, spacing, info = phantom
     mask = labels == value
     _, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
     assert n == 1, f"{name} nerve label has {n} 26-connected components"
     idx = np.argwhere(mask)
-    # cranial base: the nerve starts within a few mm of the top of the volume
-    assert idx[:, 1].min() * spacing[1] <= 3.5
+    # cranial base: the label starts where the nerve leaves the skull base (within a slice), with
+    # the skull base and the brain above it inside the field of view
+    assert abs(idx[:, 1].min() - info["skull_base_index"]) <= 1.5
+    assert info["skull_base_index"] * spacing[1] > 5.0
     top = idx[idx[:, 1] == idx[:, 1].min()]
     front = idx[idx[:, 0] == idx[:, 0].min()]
     # mental foramen: the most anterior point is far in front of where it leaves the skull ...

@@ -304,6 +304,40 @@ def _cmd_convert(args) -> int:
     return 0
 
 
+def _cmd_interactive(args) -> int:
+    import time
+
+    from .errors import VolumeWriteError
+    from .interactive import InteractiveSession, read_clicks_csv
+    from .io import read_volume
+    from .io_nifti import is_nifti_path, write_nifti
+    from .workflows import predict_case
+
+    if not is_nifti_path(args.out):
+        raise ValueError(f"--out {args.out}: must end in .nii or .nii.gz")
+    if Path(args.out).resolve() in (Path(args.image).resolve(), Path(args.clicks).resolve()):
+        raise ValueError(f"--out {args.out}: is an input; choose another file")
+    try:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VolumeWriteError(args.out, f"output folder cannot be created ({exc.strerror or exc})") from None
+    t0 = time.perf_counter()
+    vol = read_volume(args.image)
+    clicks = read_clicks_csv(args.clicks, vol.geometry.canonical_affine, vol.data.shape)
+    prob = None
+    if not args.no_model:
+        prob = predict_case(vol.data, vol.spacing, args.model, device=args.device).prediction.probability
+    session = InteractiveSession(vol.data, vol.spacing, prob)
+    session.set_clicks(clicks)
+    labels = session.labels()
+    write_nifti(args.out, labels, vol.geometry, dtype="uint8", description="napari-ian IAN 1=R 2=L (clicks)")
+    n = {lab: sum(1 for _, c in clicks if c == lab) for lab in (0, 1, 2)}
+    print(f"wrote {args.out}: right IAN {int((labels == 1).sum())} voxels ({n[1]} clicks), left IAN "
+          f"{int((labels == 2).sum())} voxels ({n[2]} clicks), {n[0]} negative clicks "
+          f"({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ian", description="napari-ian: the inferior alveolar nerve on MR neurography.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -410,6 +444,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list bundled and user models")
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("interactive", help="segment the nerves from a few clicks on them (CSV of world points)")
+    p.add_argument("image", type=Path, help="NIfTI file or DICOM folder")
+    p.add_argument("--clicks", required=True, type=Path,
+                   help="CSV with header x,y,z,label: mm in NIfTI RAS+ (for DICOM: its LPS with x and y negated); "
+                        "label 1 right nerve, 2 left nerve, 0 not nerve")
+    p.add_argument("--out", required=True, type=Path, help="labels .nii.gz on the input's grid (1 = right, 2 = left)")
+    p.add_argument("--model", default=None, help="model whose probability guides the paths (default: ian-default)")
+    p.add_argument("--no-model", action="store_true", help="follow the image's brightness only")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_interactive)
 
     p = sub.add_parser("convert", help="IAN labels between NIfTI, 3D Slicer (.seg.nrrd) and DICOM SEG")
     p.add_argument("input", type=Path, help="labels: .nii/.nii.gz, .seg.nrrd/.nrrd, or a DICOM SEG (.dcm)")

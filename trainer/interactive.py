@@ -121,19 +121,21 @@ class InteractiveSession:
     def set_clicks(self, clicks) -> set:
         """Replace all clicks (``[(voxel (ap, si, rl), label)]``); returns the sides that changed."""
         old = {s: self._side_clicks(s) for s in (1, 2)}
-        self.clicks = [(np.asarray(v, float), int(lab)) for v, lab in clicks]
-        for v, lab in self.clicks:
+        old_negatives = self._negatives_key()
+        new = [(np.asarray(v, float), int(lab)) for v, lab in clicks]
+        for v, lab in new:
             if lab not in (0, 1, 2):
                 raise ValueError(f"click label {lab}: use 1 (right nerve), 2 (left nerve) or 0 (not nerve)")
             if np.any(v < -0.5) or np.any(v > np.asarray(self.shape) - 0.5):
                 raise ValueError(f"click at voxel {tuple(np.round(v, 1))} lies outside the image {self.shape}")
-        negs_changed = self._negatives_key(old) != self._negatives_key()
+        self.clicks = new
+        negs_changed = old_negatives != self._negatives_key()
         return {s for s in (1, 2) if negs_changed or not _same(old[s], self._side_clicks(s))}
 
     def _side_clicks(self, side):
         return [v for v, lab in self.clicks if lab == side]
 
-    def _negatives_key(self, _old=None):
+    def _negatives_key(self):
         return tuple(tuple(np.round(v, 3)) for v, lab in self.clicks if lab == 0)
 
     # -- one side --------------------------------------------------------------------------
@@ -188,11 +190,17 @@ class InteractiveSession:
         near = _near(shape, local, st.max_radius_mm, self.sp)
         core = _near(shape, local, st.core_radius_mm, self.sp)
         b = self.bright[box]
-        # the nerve's own width: the model where it sees the nerve, else the half-way brightness
-        on_path = float(np.median(b[tuple(local.T)]))
+        # the nerve's own width: the model where it sees the nerve, else the level half-way between
+        # the path's brightness nearby (the nearest path voxel's, smoothed along the path) and
+        # the surroundings'
+        path_mask = np.zeros(shape, bool)
+        path_mask[tuple(local.T)] = True
+        smooth = ndimage.uniform_filter(b, size=3)
+        _, nearest = ndimage.distance_transform_edt(~path_mask, sampling=self.sp, return_indices=True)
+        on_path = smooth[tuple(nearest)]
         shell = _near(shape, local, st.max_radius_mm + 1.5, self.sp) & ~near
         around = float(np.median(b[shell])) if shell.any() else 0.0
-        bright_enough = b >= 0.5 * (on_path + around) if on_path > around else np.zeros(shape, bool)
+        bright_enough = (b >= 0.5 * (on_path + around)) & (on_path > around)
         if self.prob is not None:
             p = self.prob[box]
             width = near & ((p > 0.5) | ((p > 0.2) & bright_enough))

@@ -1,0 +1,104 @@
+"""Click-prompted segmentation: DSC against clicks per side, and the time per click (issue 8).
+
+Clicks are placed as an annotator following the ToothFairy-style protocol would: on the true
+nerve centre, evenly spaced along its labelled course ((i + 0.5) / n of its length). The model's
+probability map is computed once per case (as the panel does when the interactive mode starts);
+the per-click time is the update after adding one more click. Phantom figures, not clinical.
+
+Run: ``.venv/bin/python bench/bench_clicks.py --model ian-default --set v1 --set unseen-artefacts``
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_styles import cached_set  # noqa: E402
+
+from napari_ian.trainer.evaluation import evaluate_volume, pooled_summary  # noqa: E402
+from napari_ian.trainer.interactive import InteractiveSession  # noqa: E402
+from napari_ian.trainer.modelfile import load_model  # noqa: E402
+from napari_ian.trainer.predict import predict_volume  # noqa: E402
+from napari_ian.trainer.registry import resolve_model  # noqa: E402
+
+
+def centreline(labels, side, spacing):
+    """Ordered centre points (voxels) of a labelled nerve: a skeleton walked end to end."""
+    from skimage.morphology import skeletonize
+    from scipy.sparse.csgraph import shortest_path
+    from scipy.spatial import cKDTree
+
+    mask = labels == side
+    skel = np.argwhere(skeletonize(mask))
+    if len(skel) < 2:
+        return np.argwhere(mask).astype(float)
+    mm = skel * np.asarray(spacing)
+    tree = cKDTree(mm)
+    pairs = tree.query_pairs(r=np.linalg.norm(spacing) * 1.01, output_type="ndarray")
+    from scipy.sparse import coo_matrix
+    w = np.linalg.norm(mm[pairs[:, 0]] - mm[pairs[:, 1]], axis=1)
+    g = coo_matrix((w, (pairs[:, 0], pairs[:, 1])), shape=(len(mm), len(mm)))
+    d0 = shortest_path(g, directed=False, indices=[0])[0]
+    d0[~np.isfinite(d0)] = -1
+    a = int(np.argmax(d0))
+    da, pred = shortest_path(g, directed=False, indices=[a], return_predecessors=True)
+    da = da[0]
+    da[~np.isfinite(da)] = -1
+    b = int(np.argmax(da))
+    path = [b]
+    while path[-1] != a and pred[0, path[-1]] >= 0:
+        path.append(int(pred[0, path[-1]]))
+    return skel[path].astype(float)
+
+
+def clicks_along(cl, n, spacing):
+    arc = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(cl * np.asarray(spacing), axis=0), axis=1))])
+    targets = (np.arange(n) + 0.5) / n * arc[-1]
+    return [cl[int(np.argmin(np.abs(arc - t)))] for t in targets]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="ian-default")
+    ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--set", action="append", default=None)
+    ap.add_argument("--n", type=int, default=6)
+    ap.add_argument("--clicks", default="1,2,3,5,8")
+    a = ap.parse_args()
+    counts = [int(c) for c in a.clicks.split(",")]
+    model, meta = (None, None) if a.no_model else load_model(resolve_model(a.model))
+    folder = Path(__file__).resolve().parent / "out" / "eval_sets"
+    for name in a.set or ["v1", "unseen-artefacts"]:
+        cases = cached_set(name, a.n, folder)
+        res = {k: [] for k in counts}
+        click_t, prep_t = [], []
+        for case, img, lab, sp in cases:
+            t0 = time.perf_counter()
+            prob = None if model is None else predict_volume(img, model, meta, sp, device="cpu").probability
+            sess = InteractiveSession(img, sp, prob)
+            prep_t.append(time.perf_counter() - t0)
+            lines = {s: centreline(lab, s, sp) for s in (1, 2) if (lab == s).any()}
+            for k in counts:
+                clicks = [(p, s) for s, cl in lines.items() for p in clicks_along(cl, k, sp)]
+                sess.set_clicks(clicks[:-1])
+                # one click = the update of the side it changed (what the panel recomputes)
+                t2 = time.perf_counter()
+                changed = sess.set_clicks(clicks)
+                for s in changed:
+                    sess.side_mask(s)
+                click_t.append(time.perf_counter() - t2)
+                res[k].append(evaluate_volume(lab, sess.labels(), sp))
+        for k in counts:
+            d = pooled_summary(res[k])["dsc"]
+            print(f"{name:<17} {'no model' if model is None else Path(a.model).stem:<20} {k} clicks/side: "
+                  f"DSC {d['mean']:.3f} ± {d['sd']:.3f} ({d['median']:.3f})", flush=True)
+        print(f"{name:<17} probability map {np.median(prep_t):.1f} s/case; one click update median "
+              f"{np.median(click_t):.2f} s, max {np.max(click_t):.2f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Click-prompted segmentation: clicks in world coordinates, paths along the nerve, negative
+clicks, and ``ian interactive``'s bad input."""
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_ian.trainer import cli
+from napari_ian.trainer.interactive import InteractiveSession, order_clicks, read_clicks_csv, world_to_voxel
+from napari_ian.trainer.io import read_volume
+
+SP = (0.8, 0.8, 0.5)
+
+
+def _curved_nerve(shape=(80, 40, 60), radius_mm=1.2, with_vein=False):
+    """A bright curved tube (an L: down, then forward) in a noisy dark volume, and its labels."""
+    rng = np.random.default_rng(0)
+    img = rng.normal(100, 10, shape).astype(np.float32)
+    lab = np.zeros(shape, np.uint8)
+    a, s, r = np.indices(shape)
+    pts = np.concatenate([np.stack([np.full(40, 70.0), np.linspace(5, 30, 40), np.full(40, 20.0)], 1),
+                          np.stack([np.linspace(70, 10, 80), np.full(80, 30.0), np.full(80, 20.0)], 1)])
+    from scipy.spatial import cKDTree
+    grid = np.stack([a, s, r], -1).reshape(-1, 3) * np.asarray(SP)
+    d, _ = cKDTree(pts * np.asarray(SP)).query(grid)
+    d = d.reshape(shape)
+    img[d <= radius_mm] = 400
+    lab[d <= radius_mm - 0.2] = 1
+    if with_vein:   # a bright parallel tube 4 mm beside the horizontal stretch
+        d2, _ = cKDTree((pts[40:] + [0, 0, 8]) * np.asarray(SP)).query(grid)
+        img[d2.reshape(shape) <= 1.0] = 420
+    return img, lab, pts
+
+
+def test_clicks_are_ordered_along_a_curve_whatever_order_they_come_in():
+    t = np.linspace(0, np.pi, 7)
+    pts = np.stack([np.cos(t) * 30, np.sin(t) * 30, np.zeros(7)], 1)
+    perm = np.array([3, 0, 6, 2, 5, 1, 4])
+    order = order_clicks(pts[perm])
+    assert list(perm[order]) in (list(range(7)), list(range(7))[::-1])
+
+
+def test_three_clicks_give_the_whole_tube_and_a_negative_click_removes_what_it_points_at():
+    img, lab, pts = _curved_nerve()
+    sess = InteractiveSession(img, SP)
+    clicks = [(pts[0], 1), (pts[40], 1), (pts[-1], 1)]
+    assert sess.set_clicks(clicks) == {1}
+    m = sess.side_mask(1)
+    ref = lab == 1
+    dsc = 2 * (m & ref).sum() / (m.sum() + ref.sum())
+    assert dsc > 0.75
+    assert not sess.side_mask(2).any()
+    # a negative click on the nerve's middle cuts it there
+    neg = pts[80]
+    changed = sess.set_clicks(clicks + [(neg, 0)])
+    assert changed == {1, 2}
+    m2 = sess.side_mask(1)
+    near = np.linalg.norm((np.argwhere(m2) - neg) * np.asarray(SP), axis=1)
+    assert near.min() > 2.0
+    # far from the negative click the nerve is (almost) as it was: the path between the two clicks
+    # around it is found again, so it may shift by a voxel inside the tube
+    far = np.linalg.norm((np.indices(m.shape).reshape(3, -1).T - neg) * np.asarray(SP), axis=1).reshape(m.shape) > 8
+    assert 2 * (m2[far] & m[far]).sum() / (m2[far].sum() + m[far].sum()) > 0.9
+
+
+def test_paths_follow_the_model_not_a_brighter_vessel_beside_it():
+    img, lab, pts = _curved_nerve(with_vein=True)
+    prob = (lab > 0).astype(np.float32) * 0.9      # a model that knows the nerve
+    sess = InteractiveSession(img, SP, probability=prob)
+    sess.set_clicks([(pts[0], 2), (pts[60], 2), (pts[-1], 2)])
+    m = sess.side_mask(2)
+    ref = lab == 1
+    assert 2 * (m & ref).sum() / (m.sum() + ref.sum()) > 0.8
+
+
+def _write(tmp_path, img, affine, name="img.nii.gz"):
+    p = tmp_path / name
+    nib.save(nib.Nifti1Image(img, affine), p)
+    return p
+
+
+@pytest.mark.parametrize("affine", [
+    np.diag([-0.5, -0.8, 0.8, 1.0]),                                        # LPS-like storage
+    np.array([[0, 0, 0.5, -10], [0.8, 0, 0, 5], [0, -0.8, 0, 20], [0, 0, 0, 1.0]]),   # permuted axes
+])
+def test_clicks_in_world_mm_land_on_the_right_voxels_for_nifti(tmp_path, affine):
+    data = np.zeros((30, 20, 25), np.float32)
+    p = _write(tmp_path, data, affine)
+    vol = read_volume(p)
+    native = np.array([7, 11, 13])
+    world = (affine @ np.r_[native, 1.0])[:3]
+    csv = tmp_path / "c.csv"
+    csv.write_text(f"x,y,z,label\n{world[0]},{world[1]},{world[2]},1\n")
+    (v, lab), = read_clicks_csv(csv, vol.geometry.canonical_affine, vol.data.shape)
+    # the canonical voxel holds the same native voxel
+    marked = np.zeros_like(data)
+    marked[tuple(native)] = 1
+    canon = vol.geometry.to_canonical(marked)
+    assert tuple(np.rint(v).astype(int)) == tuple(np.argwhere(canon)[0]) and lab == 1
+
+
+def test_clicks_land_on_the_right_voxels_for_dicom(tmp_path, phantom):
+    from napari_ian.sample_data.dataset import phantom_geometry
+    from napari_ian.sample_data.phantom import INTENSITY_SLOPE
+    from napari_ian.trainer.dicom_write import write_dicom_series
+
+    image, labels, sp, info = phantom
+    crop = image[:40, :30, :60]
+    geom = phantom_geometry(crop.shape, sp)
+    folder = tmp_path / "dcm"
+    write_dicom_series(folder, crop, geom.canonical_affine, slope=INTENSITY_SLOPE, patient_id="X",
+                       series_description="t")
+    vol = read_volume(folder)
+    target = np.array([12, 7, 41])
+    # a DICOM viewer shows LPS; the CSV takes RAS (x and y negated)
+    lps = vol.geometry.canonical_affine @ np.r_[target, 1.0]
+    lps = lps[:3] * [-1, -1, 1]
+    csv = tmp_path / "c.csv"
+    csv.write_text(f"x,y,z,label\n{-lps[0]},{-lps[1]},{lps[2]},2\n")
+    (v, lab), = read_clicks_csv(csv, vol.geometry.canonical_affine, vol.data.shape)
+    assert tuple(np.rint(v).astype(int)) == tuple(target) and lab == 2
+
+
+def test_world_to_voxel_inverts_the_affine():
+    aff = np.array([[0.4, 0.1, 0, 3], [0, 0.8, 0.2, -4], [0.1, 0, 1.6, 9], [0, 0, 0, 1]])
+    v = np.array([[3.0, 4.0, 5.0]])
+    np.testing.assert_allclose(world_to_voxel((aff @ np.r_[v[0], 1])[:3], aff), v, atol=1e-9)
+
+
+def test_ian_interactive_end_to_end_and_its_bad_input(tmp_path, capsys):
+    img, lab, pts = _curved_nerve()
+    aff = np.diag([-0.8, -0.8, 0.5, 1.0])     # stored (AP?, ...) any way: read_volume reorients
+    # store the canonical (AP, SI, RL) arrays in a file whose affine says exactly that
+    from napari_ian.trainer.volume import canonical_affine_from_spacing
+    aff = canonical_affine_from_spacing(SP)
+    p = _write(tmp_path, img, aff)
+    world = [(aff @ np.r_[q, 1.0])[:3] for q in (pts[0], pts[40], pts[-1])]
+    csv = tmp_path / "clicks.csv"
+    csv.write_text("x,y,z,label\n" + "".join(f"{w[0]},{w[1]},{w[2]},1\n" for w in world))
+    out = tmp_path / "out.nii.gz"
+    assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(out), "--no-model"]) == 0
+    res = read_volume(out).data
+    assert res.shape == img.shape and set(np.unique(res).tolist()) == {0, 1}
+    ref = lab == 1
+    assert 2 * ((res == 1) & ref).sum() / ((res == 1).sum() + ref.sum()) > 0.75
+    capsys.readouterr()
+    bad_cases = {
+        "x,y,z\n1,2,3\n": "header x,y,z,label",
+        "x,y,z,label\n1,2,abc,1\n": "line 2",
+        "x,y,z,label\n0,0,0,7\n": "label '7'",
+        "x,y,z,label\n9999,0,0,1\n": "outside the image",
+    }
+    for text, words in bad_cases.items():
+        csv.write_text(text)
+        assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(tmp_path / "o2.nii.gz"),
+                         "--no-model"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and str(csv) in err and "\n" not in err
+        assert not (tmp_path / "o2.nii.gz").exists()
+    assert cli.main(["interactive", str(p), "--clicks", str(tmp_path / "none.csv"), "--out",
+                     str(tmp_path / "o3.nii.gz"), "--no-model"]) == 2

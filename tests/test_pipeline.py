@@ -1,0 +1,134 @@
+"""The prepare -> infer -> invert seam: robust normalisation, the working grid and back, crops."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ian.trainer.normalise import count_nonfinite, normalise, robust_range
+from napari_ian.trainer.pipeline import HalfSlices, Patches3D, Slices25D, pipeline_for_model, pipeline_from_dict
+from napari_ian.trainer.resample import to_grid, working_shape
+
+
+def _volume(seed=0, shape=(40, 30, 50)):
+    rng = np.random.default_rng(seed)
+    v = rng.gamma(2.0, 50.0, shape).astype(np.float32)
+    v[18:22, 10:14, 20:24] += 2000.0           # a bright nerve-like blob (normalised: 3, the clip)
+    return v
+
+
+def test_normalisation_ignores_nan_inf_and_a_hot_voxel():
+    v = _volume()
+    ref = normalise(v)
+    bad = v.copy()
+    bad[0, 0, 0] = np.nan
+    bad[0, 0, 1] = np.inf
+    bad[0, 0, 2] = -np.inf
+    bad[0, 0, 3] = 1e9                          # one hot metal voxel
+    out = normalise(bad)
+    assert np.isfinite(out).all() and out.dtype == np.float32
+    assert out[0, 0, 0] == 0.0
+    # everything else is scaled as before: the statistics did not move
+    keep = np.ones(v.shape, bool)
+    keep[0, 0, :4] = False
+    np.testing.assert_allclose(out[keep], ref[keep], atol=5e-3)
+    assert count_nonfinite(bad) == 3 and count_nonfinite(v) == 0
+    # per-slice min-max (the old way) would have squashed that slice to almost nothing
+    assert out[0].std() > 0.1
+
+
+def test_normalisation_of_degenerate_volumes():
+    assert robust_range(np.full((3, 3, 3), np.nan)) == (0.0, 1.0)
+    assert np.all(normalise(np.full((3, 3, 3), 7.0)) == 0)
+    assert np.isfinite(normalise(np.full((3, 3, 3), np.inf))).all()
+
+
+def test_working_grid_round_trip_keeps_geometry():
+    sp, work = (0.8, 1.6, 0.43), (0.8, 0.5, 0.5)
+    shape = (30, 20, 70)
+    assert working_shape(shape, sp, work) == (30, 62, 61)   # covers (n - 1) * spacing, rounded up
+    # a smooth field survives the round trip; labels (order 0) stay labels
+    a, s, r = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij")
+    f = np.sin(a * sp[0] / 9) + np.cos(s * sp[1] / 11) + np.sin(r * sp[2] / 7)
+    w = to_grid(f, sp, work)
+    back = to_grid(w, work, sp, shape)
+    assert back.shape == shape
+    assert np.abs(back - f)[:, :-2, :-2].max() < 0.05
+    lab = (f > 1.2).astype(np.uint8) * 2
+    lw = to_grid(lab, sp, work, order=0)
+    assert lw.dtype == np.uint8 and set(np.unique(lw)) <= {0, 2}
+    # the first voxel centres coincide: a value at voxel 0 stays at voxel 0
+    assert to_grid(f, sp, work)[0, 0, 0] == pytest.approx(f[0, 0, 0])
+
+
+class _Constant(torch.nn.Module):
+    """A fake network: logit +10 where the centre channel is very bright, -10 elsewhere."""
+
+    def forward(self, x):
+        c = x[:, x.shape[1] // 2: x.shape[1] // 2 + 1]
+        return (c > 2.0).float() * 20 - 10
+
+
+def test_slices25d_maps_probability_back_onto_the_input_grid():
+    v = _volume(1, (30, 24, 60))
+    pipe = Slices25D(context=3, spacing_mm=(0.8, 0.5, 0.5))
+    prep = pipe.prepare(v, (0.8, 1.0, 0.43))
+    assert prep.volume.shape == working_shape(v.shape, (0.8, 1.0, 0.43), pipe.spacing_mm)
+    prob = pipe.invert(pipe.infer(prep, _Constant(), torch.device("cpu")), prep)
+    assert prob.shape == v.shape
+    # the bright blob is found where it is on the input grid (edges interpolated)
+    assert prob[18:22, 11:13, 21:23].min() > 0.9 and prob[:10].max() < 0.1
+    found = np.argwhere(prob > 0.5)
+    assert found.min(axis=0).tolist() >= [18, 9, 19] and found.max(axis=0).tolist() <= [21, 14, 24]
+    flipped = Slices25D(context=3, flip_tta=True).infer(prep, _Constant(), torch.device("cpu"))
+    np.testing.assert_allclose(flipped, pipe.infer(prep, _Constant(), torch.device("cpu")), atol=1e-6)
+
+
+def test_patches3d_covers_the_volume_and_blends_patches():
+    v = _volume(2, (20, 40, 50))
+    pipe = Patches3D(patch=(8, 16, 16), spacing_mm=(1.0, 1.0, 1.0))
+    prep = pipe.prepare(v, (1.0, 1.0, 1.0))
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return (x > 2.0).float() * 20 - 10
+
+    prob = pipe.invert(pipe.infer(prep, Net(), torch.device("cpu")), prep)
+    assert prob.shape == v.shape
+    assert prob[18:20, 10:14, 20:24].mean() > 0.9 and prob[:, :5, :5].max() < 0.1
+
+
+def test_box_is_prepared_with_context_and_pasted_back():
+    v = _volume(3, (30, 24, 60))
+    pipe = Slices25D(context=3)
+    box = (slice(10, 25), slice(0, 24), slice(15, 45))
+    prep = pipe.prepare(v, (0.8, 1.0, 0.5), box=box)
+    assert prep.box[0].start < 10 and prep.box[2].start < 15          # widened by the margin
+    prob = pipe.invert(pipe.infer(prep, _Constant(), torch.device("cpu")), prep, v.shape)
+    assert prob.shape == v.shape
+
+
+def test_crops_for_training_target_the_allowed_side_only():
+    rng = np.random.default_rng(0)
+    vol = np.zeros((20, 40, 100), np.float32)
+    lab = np.zeros(vol.shape, np.uint8)
+    lab[:, 18:22, 20:24] = 1                   # right nerve (left of the midline column 50)
+    lab[:, 18:22, 76:80] = 2
+    pipe = Slices25D(context=3)
+    allowed = np.zeros((2, 20), bool)
+    allowed[1, 5:8] = True                     # only the left side of slices 5-7 is trusted
+    x, y = pipe.sample(vol, lab, rng, 40, (16, 32), positive_fraction=0.9, allowed=allowed, midline=50)
+    assert x.shape == (40, 3, 16, 32) and y.shape == (40, 16, 32)
+    assert y.any() and y.max() == 1
+    # synthetic training: any nerve voxel is a target
+    x, y = pipe.sample(vol, lab, rng, 10, (16, 32))
+    assert y.max() == 1
+
+
+def test_pipelines_round_trip_through_model_metadata():
+    for p in (Slices25D(context=5, flip_tta=True), Patches3D(patch=(16, 32, 32)), HalfSlices(size=(64, 160))):
+        assert pipeline_from_dict(p.to_dict()) == p
+    old = pipeline_for_model({"preprocessing": {"size": [64, 160], "context": 3, "intensity": "min-max"}})
+    assert isinstance(old, HalfSlices) and old.size == (64, 160)
+    with pytest.raises(ValueError, match="not one this napari-ian knows"):
+        pipeline_from_dict({"pipeline": "transformer9d"})
