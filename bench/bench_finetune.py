@@ -7,7 +7,7 @@ slices spread along the nerve (their ground truth becomes the labels, both sides
 model is fine-tuned with the defaults of the panel and ``ian finetune`` and the whole case is
 predicted again. Reported:
 
-* per-slice DSC (SPEC.md, coronal, reference-positive slices) on the case's *other* slices, before
+* per-slice DSC (docs/definitions.md: coronal, reference-positive slices) on the case's *other* slices, before
   and after, per side and both together (goal: +0.15);
 * wall time of the fine-tuning (data preparation + training + before/after scoring; goal <= 120 s
   on the 2-core CPU);

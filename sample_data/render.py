@@ -186,8 +186,8 @@ def metal_artifacts(img, labels, centres_vox, spacing, susceptibility=1.0, reado
         reach = np.ceil(R * 4.0 / sp).astype(int)
         c = np.rint(centre).astype(int)
         box = tuple(slice(max(c[i] - reach[i], 0), min(c[i] + reach[i] + 1, img.shape[i])) for i in range(3))
-        if any(b.stop <= b.start for b in box):
-            continue
+        if any(b.stop - b.start < 3 for b in box):
+            continue   # the metal lies (almost) outside this field of view
         d = [(np.arange(b.start, b.stop, dtype=np.float32) - centre[i]) * sp[i] for i, b in enumerate(box)]
         Ya, Zs, Xr = np.meshgrid(*d, indexing="ij", sparse=True)
         if kind == "implant":

@@ -1,4 +1,4 @@
-"""SPEC.md metric definitions on masks with known per-slice results."""
+"""The metric definitions of docs/definitions.md on masks with known per-slice results."""
 from __future__ import annotations
 
 import numpy as np

@@ -44,7 +44,7 @@ def test_fragment_is_joined_across_a_gap_along_the_probable_path():
 def test_far_blob_is_dropped_and_a_near_branch_is_kept():
     shape = (90, 40, 40)
     prob = _tube(shape, _nerve(), 1.2)
-    # a bright blob 12 mm away from the nerve (a lymph node), not along its course
+    # a bright blob about 9 mm beside the nerve (a lymph node), not along its course
     prob[48:52, 4:8, 34:38] = 0.95
     # a branch touching the nerve (a bifid canal) leaving it at slice 60
     prob = _tube(shape, [(60, 21, 21), (75, 14, 30)], 0.8, out=prob)
@@ -91,3 +91,25 @@ def test_settings_are_honoured():
     prob[40:48] = np.minimum(prob[40:48], 0.3)
     mask, rep = one_nerve(prob, SP, PathSettings(bridge_mm=3.0, far_mm=4.0))
     assert rep.bridges == 0 and rep.dropped == 1
+
+
+def test_doubts_name_what_looks_unlike_one_nerve_per_side():
+    from napari_ian.trainer.predict import doubts
+
+    shape = (90, 40, 80)
+    prob = _tube(shape, _nerve(), 1.2)
+    prob = _tube(shape, [(p[0], p[1], 80 - p[2]) for p in _nerve()], 1.2, out=prob)
+    labels, reps = nerve_path(prob, SP, midline=40)
+    assert doubts(labels, prob, SP, reps) == []
+    # a short, faint left nerve and no right one
+    faint = np.zeros(shape, np.float32)
+    faint = _tube(shape, [(40, 20, 60), (50, 20, 60)], 1.2, value=0.6, out=faint)
+    labels, reps = nerve_path(faint, SP, midline=40)
+    d = doubts(labels, faint, SP, reps)
+    assert "no right nerve found" in d
+    assert any(x.startswith("left nerve only") for x in d) and any("faint" in x for x in d)
+    # a long gap bridged: named with its slices
+    gap = _tube(shape, _nerve(), 1.2)
+    gap[30:44] = np.minimum(gap[30:44], 0.3)
+    labels, reps = nerve_path(gap, SP, midline=40)
+    assert any("bridged over" in x and "coronal slices" in x for x in doubts(labels, gap, SP, reps))

@@ -104,3 +104,13 @@ def test_anatomy_labels_are_the_nerve_from_the_skull_base_to_the_mental_foramen(
         ai = np.rint(above[inside]).astype(int)
         assert (tissue[tuple(ai.T)] == T["nerve"]).mean() > 0.8 and not labels[tuple(ai.T)].any()
     assert set(np.unique(ian_labels(paths, g)).tolist()) == {0, 1, 2}
+
+
+def test_metal_at_the_edge_of_a_field_of_view_is_skipped_not_fatal():
+    from napari_ian.sample_data.render import metal_artifacts
+
+    img = np.ones((10, 10, 10), np.float32)
+    lab = np.zeros(img.shape, np.uint8)
+    for centre in ([0, 5, 5], [9.6, 5, 5], [-3, 5, 5], [5, 5, 5]):
+        out, _ = metal_artifacts(img, lab, [(np.array(centre, float), 3.0, "crown")], (0.8, 0.5, 0.5))
+        assert out.shape == img.shape and np.isfinite(out).all()

@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("evaluate", help="SPEC.md metrics of a prediction against a reference")
+    p = sub.add_parser("evaluate", help="the metrics of docs/definitions.md for a prediction against a reference")
     p.add_argument("--reference", required=True, type=Path)
     p.add_argument("--prediction", required=True, type=Path)
     p.add_argument("--csv", type=Path, default=None, help="write the per-slice table here")

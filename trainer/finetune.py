@@ -34,6 +34,8 @@ class FinetuneConfig:
     holdout: float = 0.25            # share of each side's trusted slices held out (a contiguous block)
     holdout_case: str | None = None  # or: hold out this whole case (its case hash) instead
     min_samples: int = 64            # few trusted slices are repeated (with fresh augmentation) to this many per epoch
+    pseudo_labels: bool = True       # label the slices between corrected ones along the nerve they pin (working-grid models)
+    pseudo_share: float = 0.35       # share of crops drawn from pseudo-labelled slices (below the real corrections)
     batch_size: int | None = None    # None: the base model's
     seed: int = 0
     device: str = "auto"
@@ -69,6 +71,8 @@ class WorkCase:
     train_native: np.ndarray         # (2, input slices) bool
     held_native: np.ndarray          # (2, input slices) bool
     held_work: np.ndarray            # (2, working slices) bool
+    pseudo_work: np.ndarray | None = None    # (2, working slices) bool: pseudo-labelled, trained on with less weight
+    n_pseudo: int = 0                # input slices given pseudo-labels
 
 
 @dataclasses.dataclass
@@ -148,7 +152,51 @@ def _split_trusted(case_i, case, trusted_side, positive, seen_side, cfg) -> tupl
     return np.setdiff1d(idx, hold), hold
 
 
-def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=None) -> FinetuneData:
+def pseudo_label(image, labels, spacing, train, held, model, metadata, device="cpu"):
+    """Labels for the slices between corrected ones, from the course the corrections pin.
+
+    The nerve is one tube: each side's corrected slices with nerve act as clicks on its centre
+    (:mod:`.interactive`: minimal paths through the base model's probability and the image's
+    brightness, the nerve's own width), and the tube they give labels that side on the slices
+    between the first and the last corrected one that nobody corrected, except held-out slices.
+
+    Returns ``(pseudo (2, AP) bool, labels with the pseudo-labels added)``.
+    """
+    from .interactive import InteractiveSession
+    from .predict import predict_volume
+
+    n = image.shape[0]
+    pseudo = np.zeros((2, n), bool)
+    clicks = []
+    for side in (1, 2):
+        idx = [i for i in np.flatnonzero(train[side - 1]) if (labels[i] == side).any()]
+        if len(idx) < 2:
+            continue
+        for i in idx:
+            c = np.argwhere(labels[i] == side).mean(axis=0)
+            clicks.append((np.array([i, c[0], c[1]]), side))
+        span = np.zeros(n, bool)
+        span[min(idx):max(idx) + 1] = True
+        pseudo[side - 1] = span & ~train[side - 1] & ~held[side - 1]
+    if not pseudo.any():
+        return pseudo, labels
+    prob = predict_volume(image, model, metadata, spacing, device=device).probability
+    session = InteractiveSession(image, spacing, prob)
+    session.set_clicks(clicks)
+    out = np.array(labels, copy=True)
+    for side in (1, 2):
+        if not pseudo[side - 1].any():
+            continue
+        tube = session.side_mask(side)
+        rows = pseudo[side - 1]
+        sub = out[rows]
+        sub[sub == side] = 0                      # the slice's old (untrusted) labels of this side go
+        sub[tube[rows] & (sub == 0)] = side
+        out[rows] = sub
+    return pseudo, out
+
+
+def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=None, base_model=None) -> FinetuneData:
     """Network inputs of the trusted slices of each case, split into training and held-out.
 
     Parameters
@@ -161,6 +209,8 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
     cfg : FinetuneConfig
     progress : callable, optional
         ``progress(done, total)`` after each case.
+    base_model : torch.nn.Module, optional
+        The base model; with ``cfg.pseudo_labels`` it guides the pseudo-labels (:func:`pseudo_label`).
     """
     from .pipeline import HalfSlices, pipeline_for_model
     from .resample import to_grid
@@ -203,14 +253,18 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
                     trained.setdefault(case, {"right": [], "left": []})[SIDES[side]] = keep.tolist()
                     n_pos += int(positive[keep].sum())
             if tr_nat.any() or ho_nat.any():
+                pseudo_nat, train_labels = np.zeros((2, n), bool), labels
+                if cfg.pseudo_labels and base_model is not None:
+                    pseudo_nat, train_labels = pseudo_label(image, labels, spacing, tr_nat, ho_nat, base_model, metadata,
+                                                            cfg.device)
                 prep = pipe.prepare(image, spacing)
-                lab_w = to_grid(labels, spacing, pipe.spacing_mm, prep.volume.shape, order=0)
+                lab_w = to_grid(train_labels, spacing, pipe.spacing_mm, prep.volume.shape, order=0)
                 # a working slice takes the trust of the input slice nearest to it
                 near = np.clip(np.rint(np.arange(prep.volume.shape[0]) * pipe.spacing_mm[0] / spacing[0]).astype(int),
                                0, n - 1)
                 mid_w = int(round(prep.midline * spacing[2] / pipe.spacing_mm[2]))
                 work.append(WorkCase(case, image, labels, spacing, prep, lab_w, tr_nat[:, near], mid_w, tr_nat, ho_nat,
-                                     ho_nat[:, near]))
+                                     ho_nat[:, near], pseudo_nat[:, near], int(pseudo_nat.sum())))
             n_train += int(tr_nat.sum())
             n_held += int(ho_nat.sum())
         if progress is not None:
@@ -277,22 +331,29 @@ def score_cases(model, metadata: dict, work: list, device="cpu") -> dict:
 
 
 class _WorkSampler:
-    """Fine-tuning batches: crops of the trusted sides of trusted working slices."""
+    """Fine-tuning batches: crops of the trusted sides of trusted working slices, and a share
+    ``pseudo_share`` of crops of pseudo-labelled slices (weighted below the real corrections)."""
 
-    def __init__(self, work, pipe, batch, steps, patch, positive_fraction=0.8):
-        self.work = [w for w in work if w.allowed.any()]
+    def __init__(self, work, pipe, batch, steps, patch, positive_fraction=0.8, pseudo_share=0.35):
+        self.sources = [(w, w.allowed) for w in work if w.allowed.any()]
+        self.pseudo = [(w, w.pseudo_work) for w in work if w.pseudo_work is not None and w.pseudo_work.any()]
         self.pipe, self.batch, self.steps, self.patch, self.pf = pipe, batch, steps, patch, positive_fraction
+        self.share = pseudo_share if self.pseudo else 0.0
 
     def batches(self, rng, rank=0, world=1):
         for _ in range(self.steps):
-            picks = rng.integers(len(self.work), size=self.batch)
+            n_pseudo = int(rng.binomial(self.batch, self.share))
             xs, ys = [], []
-            for wi in np.unique(picks):
-                w = self.work[wi]
-                x, y = self.pipe.sample(w.prepared.volume, w.labels_work, rng, int((picks == wi).sum()), self.patch,
-                                        self.pf, allowed=w.allowed, midline=w.midline_work)
-                xs.append(x)
-                ys.append(y)
+            for pool, count in ((self.sources, self.batch - n_pseudo), (self.pseudo, n_pseudo)):
+                if not count:
+                    continue
+                picks = rng.integers(len(pool), size=count)
+                for wi in np.unique(picks):
+                    w, allowed = pool[wi]
+                    x, y = self.pipe.sample(w.prepared.volume, w.labels_work, rng, int((picks == wi).sum()),
+                                            self.patch, self.pf, allowed=allowed, midline=w.midline_work)
+                    xs.append(x)
+                    ys.append(y)
             yield np.concatenate(xs), np.concatenate(ys)
 
 
@@ -349,7 +410,8 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                          steps_per_epoch=max(1, math.ceil(cfg.min_samples / batch)))
         before = score_cases(model, metadata, data.work, cfg.device)
         new, history, best = fit(build_model(tc, init), _WorkSampler(data.work, pipe, batch, tc.steps_per_epoch,
-                                                                     tc.patch), _work_validator(pipe, data.work),
+                                                                     tc.patch, pseudo_share=cfg.pseudo_share),
+                                 _work_validator(pipe, data.work),
                                  tc, callbacks=callbacks, cancel=cancel)
         after = score_cases(new, metadata, data.work, cfg.device)
     else:
@@ -365,7 +427,8 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                           f"slices of {len(data.cases)} case(s)")
     meta["finetune"] = {
         "parent": parent, "cases": data.cases, "train_slices": data.n_train, "train_nerve_slices": data.n_train_nerve,
-        "held_out_slices": data.n_held_out, "settings": cfg.to_dict(), "before": before, "after": after,
+        "held_out_slices": data.n_held_out, "pseudo_labelled_slices": sum(w.n_pseudo for w in data.work),
+        "settings": cfg.to_dict(), "before": before, "after": after,
         "trained_slices": _merge_trained(ancestors_trained(metadata), data.trained),
         "device": best.get("device"), "bf16": best.get("bf16"), "seconds": best.get("train_seconds"),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

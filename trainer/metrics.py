@@ -1,4 +1,4 @@
-"""Evaluation metrics of SPEC.md, vectorised over slices: one module for the CLI and the plugin.
+"""Evaluation metrics (defined in docs/definitions.md), vectorised over slices: one module for the CLI and the plugin.
 
 Slice-wise numbers compare a reference mask R with a prediction P, per side (label 1 = right
 IAN, 2 = left IAN), on slices along one axis (coronal, axis 0, by default):
@@ -63,7 +63,7 @@ def slice_counts(reference: np.ndarray, prediction: np.ndarray, label: int, axis
 
 
 def metrics_from_counts(tp, fp, fn) -> SliceMetrics:
-    """Scores and categories from per-slice counts (the empty-slice policy of SPEC.md)."""
+    """Scores and categories from per-slice counts (the empty-slice policy of docs/definitions.md)."""
     tp, fp, fn = (np.asarray(a, dtype=np.int64) for a in (tp, fp, fn))
     ref_pos = (tp + fn) > 0
     pred_pos = (tp + fp) > 0

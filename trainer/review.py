@@ -1,4 +1,4 @@
-"""Per-slice review of a prediction: with a reference (SPEC.md metrics) or without one (warnings).
+"""Per-slice review of a prediction: with a reference (the metrics of docs/definitions.md) or without one (warnings).
 
 Everything here takes arrays and returns arrays or plain records, so the review panel, the CLI
 and tests share one implementation; the scores come from :mod:`.metrics`, the same code as

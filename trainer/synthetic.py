@@ -62,6 +62,7 @@ class VolumePool:
         self.rng = np.random.default_rng([seed, 5])
         self.items: list = []
         self.rendered = 0
+        self.failures: list[str] = []
         self._lock = threading.Lock()
         self._wanted = threading.Semaphore(0)
         self._stop = threading.Event()
@@ -90,7 +91,11 @@ class VolumePool:
         while not self._stop.is_set():
             if not self._wanted.acquire(timeout=0.5):
                 continue
-            item = self._one()
+            try:
+                item = self._one()
+            except Exception as exc:   # one bad draw must not freeze the pool for the rest of the run
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+                continue
             with self._lock:
                 self.items[int(self.rng.integers(len(self.items)))] = item
 

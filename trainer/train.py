@@ -88,7 +88,7 @@ def predict_probabilities(model, x: np.ndarray, device, bf16=False, channels_las
 
 
 def slice_dsc(prob: np.ndarray, y: np.ndarray) -> float:
-    """Mean per-slice DSC over reference-positive slices (SPEC.md), in network space."""
+    """Mean per-slice DSC over reference-positive slices (docs/definitions.md), in network space."""
     p = prob > 0.5
     t = y.astype(bool)
     tp = np.count_nonzero(p & t, axis=(1, 2))

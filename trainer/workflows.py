@@ -138,7 +138,7 @@ def finetune_case(case_key: str, image: np.ndarray, labels: np.ndarray, trusted:
     say("Loading the model and preparing slices...")
     base_path = resolve_model(base)
     model, meta = load_model(base_path)
-    data = build_finetune_data(cases, meta, cfg)
+    data = build_finetune_data(cases, meta, cfg, base_model=model)
     if cancel is not None and cancel():
         raise Cancelled()
     say(f"Training on {data.n_train} slice sides ({data.n_held_out} held out)...")
