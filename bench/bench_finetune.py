@@ -1,10 +1,11 @@
-"""Fine-tuning on 10 corrected slices of a shifted-contrast phantom: DSC before/after, time, forgetting.
+"""Fine-tuning on 10 corrected slices of a case the model gets wrong: DSC before/after, time, forgetting.
 
-The domain shift: the phantom's intensities through a gamma of 0.4 (``image ** 0.4`` after scaling
-to [0, 1]): a protocol with compressed contrast between nerve, fat and muscle, which the bundled
-model (trained on the standard phantom contrast) does poorly on. A person "corrects" 10 coronal
+The case: by default the worst case (lowest DSC) of an out-of-style test set of
+``bench/eval_styles.py`` for the model (``--set unseen-artefacts``); ``--set gamma`` instead takes
+phantom ``--seed`` through a gamma of 0.4 (compressed contrast). A person "corrects" 10 coronal
 slices spread along the nerve (their ground truth becomes the labels, both sides trusted); the
-model is fine-tuned with the defaults of the panel and ``ian finetune`` and the whole case is
+model is fine-tuned through the same flow as the panel and ``ian finetune``
+(:func:`napari_ian.trainer.workflows.finetune_case`, defaults unless given) and the whole case is
 predicted again. Reported:
 
 * per-slice DSC (docs/definitions.md: coronal, reference-positive slices) on the case's *other* slices, before
@@ -14,7 +15,7 @@ predicted again. Reported:
 * forgetting: the same DSC on three unshifted phantom patients the model never saw (seeds 5000-5002,
   as in the accuracy section), before and after.
 
-Run: ``.venv/bin/python bench/bench_finetune.py [--seed 100] [--epochs 30]``.
+Run: ``.venv/bin/python bench/bench_finetune.py [--set unseen-artefacts] [--epochs 30] [--lr 1e-4] [--no-pseudo]``.
 """
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ import time
 
 import numpy as np
 
+import sys
+from pathlib import Path
+
 from napari_ian.sample_data.phantom import make_phantom
-from napari_ian.trainer.finetune import FinetuneConfig, build_finetune_data, finetune
+from napari_ian.trainer.finetune import FinetuneConfig
 from napari_ian.trainer.metrics import slice_metrics
 from napari_ian.trainer.modelfile import load_model
 from napari_ian.trainer.predict import predict_volume
@@ -62,28 +66,52 @@ def corrected_slices(labels: np.ndarray, n: int = 10) -> np.ndarray:
     return both[np.linspace(0, len(both) - 1, n).round().astype(int)]
 
 
+def worst_case(model, meta, set_name, n=6):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval_styles import cached_set
+
+    cases = cached_set(set_name, n, Path(__file__).resolve().parent / "out" / "eval_sets")
+    scored = [(mean_dsc(lab, predict_volume(img, model, meta, sp, device="cpu").labels)["both"], case, img, lab, sp)
+              for case, img, lab, sp in cases]
+    scored.sort(key=lambda t: t[0])
+    return scored[0][1:]
+
+
 def main():
+    import tempfile
+
+    from napari_ian.trainer.workflows import finetune_case
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=100, help="phantom patient of the shifted case")
+    ap.add_argument("--model", default="ian-default")
+    ap.add_argument("--set", default="unseen-artefacts", help="an eval_styles set (its worst case), or gamma")
+    ap.add_argument("--seed", type=int, default=100, help="--set gamma: phantom patient of the shifted case")
     ap.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     ap.add_argument("--slices", type=int, default=10)
+    ap.add_argument("--no-pseudo", action="store_true", help="no pseudo-labels between the corrected slices")
     args = ap.parse_args()
 
-    base_path = resolve_model("ian-default")
+    os.environ["NAPARI_IAN_HOME"] = tempfile.mkdtemp(prefix="bench-finetune-")   # never touch the user's models
+    base_path = resolve_model(args.model)
     model, meta = load_model(base_path)
-    image, labels, sp, _ = make_phantom(args.seed)
-    image = shifted(image)
+    if args.set == "gamma":
+        case = f"phantom {args.seed} at gamma 0.4"
+        image, labels, sp, _ = make_phantom(args.seed)
+        image = shifted(image)
+    else:
+        case, image, labels, sp = worst_case(model, meta, args.set)
     chosen = corrected_slices(labels, args.slices)
     others = np.setdiff1d(np.arange(image.shape[0]), chosen)
     trusted = np.zeros((2, image.shape[0]), bool)
     trusted[:, chosen] = True
 
     before = predict_volume(image, model, meta, sp, device="cpu").labels
-    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, device="cpu")
+    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, device="cpu", pseudo_labels=not args.no_pseudo)
     t0 = time.perf_counter()
-    data = build_finetune_data([("bench", image, labels, trusted)], meta, cfg)
-    result = finetune(model, meta, data, cfg, parent=base_path.stem)
+    out = finetune_case("bench", image, labels, trusted, sp, base=str(base_path), name="bench-ft", cfg=cfg,
+                        store=False)
+    result, data = out.result, out.data
     seconds = time.perf_counter() - t0
     after = predict_volume(image, result.model, result.metadata, sp, device="cpu").labels
 
@@ -96,17 +124,18 @@ def main():
     forget = np.asarray(forget)
 
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d')}; phantom seed {args.seed} at gamma 0.4, shape {image.shape}; "
-          f"corrected slices {chosen.tolist()}; {cfg.epochs} epochs, lr {cfg.lr}, device "
+          f"{time.strftime('%Y-%m-%d')}; model {args.model}; case {case}, shape {image.shape}; "
+          f"corrected slices {chosen.tolist()}; {cfg.epochs} epochs, lr {cfg.lr}, pseudo-labels "
+          f"{cfg.pseudo_labels} ({result.metadata['finetune'].get('pseudo_labelled_slices', 0)} slices), device "
           f"{result.metadata['finetune']['device']} (bf16 {result.metadata['finetune']['bf16']})")
-    print(f"training side slices {data.n_train} ({data.n_train_nerve} with nerve), held out {data.n_held_out}")
+    print(f"training slice sides {data.n_train} ({data.n_train_nerve} with nerve), held out {data.n_held_out}")
     print("| measure | before | after | change |\n| --- | --- | --- | --- |")
     for side in ("right", "left", "both"):
         print(f"| DSC on the case's other slices, {side} | {d_before[side]:.3f} | {d_after[side]:.3f} | "
               f"{d_after[side] - d_before[side]:+.3f} |")
     print(f"| DSC on the panel's held-out corrected slices | {result.before['held_out_dsc']:.3f} | "
           f"{result.after['held_out_dsc']:.3f} | {result.after['held_out_dsc'] - result.before['held_out_dsc']:+.3f} |")
-    print(f"| DSC on 3 unshifted unseen phantoms (5000-5002), mean | {forget[:, 0].mean():.3f} | "
+    print(f"| DSC on 3 sample phantoms (5000-5002), mean | {forget[:, 0].mean():.3f} | "
           f"{forget[:, 1].mean():.3f} | {forget[:, 1].mean() - forget[:, 0].mean():+.3f} |")
     print(f"| fine-tuning wall time (prepare + train + score) | | {seconds:.1f} s | |")
 

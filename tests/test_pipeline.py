@@ -132,3 +132,27 @@ def test_pipelines_round_trip_through_model_metadata():
     assert isinstance(old, HalfSlices) and old.size == (64, 160)
     with pytest.raises(ValueError, match="not one this napari-ian knows"):
         pipeline_from_dict({"pipeline": "transformer9d"})
+
+
+def test_two_pass_inference_finds_the_same_nerve_as_one_pass():
+    v = _volume(4, (60, 40, 80))
+    one = Slices25D(context=3, roi_min_voxels=10 ** 12)
+    two = Slices25D(context=3, roi_min_voxels=1, roi_stride=3, roi_margin_mm=4.0)
+    prep = one.prepare(v, (0.8, 0.5, 0.5))
+    calls = []
+
+    class Counting(_Constant):
+        def forward(self, x):
+            calls.append(x.shape[0] * x.shape[2] * x.shape[3])
+            return super().forward(x)
+
+    p1 = one.infer(prep, Counting(), torch.device("cpu"))
+    work_one = sum(calls)
+    calls.clear()
+    p2 = two.infer(prep, Counting(), torch.device("cpu"))
+    assert np.array_equal(p1 > 0.5, p2 > 0.5)
+    assert sum(calls) < 0.6 * work_one          # the second pass only ran around the blob
+    # nothing found in the first pass: nothing is run again and nothing is returned
+    calls.clear()
+    quiet = two.infer(two.prepare(np.ones((60, 40, 80), np.float32), (0.8, 0.5, 0.5)), Counting(), torch.device("cpu"))
+    assert not quiet.any() and sum(calls) == 20 * 48 * 80   # the first pass only (20 slices, padded to 48 x 80)

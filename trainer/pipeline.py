@@ -139,31 +139,71 @@ def context_index(n: int, centre, k: int) -> np.ndarray:
 
 @dataclasses.dataclass
 class Slices25D(Pipeline):
-    """Coronal slices with ``context`` neighbouring slices as channels."""
+    """Coronal slices with ``context`` neighbouring slices as channels.
+
+    Big volumes are done in two passes: every ``roi_stride``-th slice first, then every slice
+    but only inside the box around what that pass found (``roi_margin_mm`` around it), so a wide
+    field of view (a whole head) costs little more than the jaw. Volumes under
+    ``roi_min_voxels`` working voxels go in one pass.
+    """
 
     context: int = 5
     multiple: int = 16
+    roi_stride: int = 3
+    roi_margin_mm: float = 12.0
+    roi_min_voxels: int = 6_000_000
     kind = "slices25d"
+
+    def _slices(self, vol, centres, flips, model, device, bf16, channels_last, box=None):
+        """Probabilities (len(centres), H, W) of whole working slices (or of ``box`` in-plane)."""
+        n = vol.shape[0]
+        sub = vol if box is None else vol[:, box[0], box[1]]
+        out = np.zeros((len(centres),) + sub.shape[1:], np.float32)
+        for flip in flips:
+            padded, (h, w) = _pad_to(sub[:, :, ::-1] if flip else sub, self.multiple, (1, 2))
+            p = run_network(model, padded[context_index(n, centres, self.context)], device, bf16, channels_last)[:, :h, :w]
+            out += p[:, :, ::-1] if flip else p
+        return out / len(flips)
 
     def infer_steps(self, prepared, model, device, bf16=False, channels_last=False, batch=16, cancel=None):
         vol = prepared.volume
         n = vol.shape[0]
         prob = np.zeros(vol.shape, np.float32)
         flips = (False, True) if self.flip_tta else (False,)
-        total, done = n * len(flips), 0
-        for flip in flips:
-            padded, (h, w) = _pad_to(vol[:, :, ::-1] if flip else vol, self.multiple, (1, 2))
-            for i in range(0, n, batch):
+        todo, box = np.arange(n), None
+        two_pass = self.roi_stride > 1 and vol.size >= self.roi_min_voxels
+        first = np.arange(0, n, self.roi_stride) if two_pass else np.zeros(0, int)
+        total = len(first) + n
+        done = 0
+        if two_pass:
+            coarse = np.zeros((len(first),) + vol.shape[1:], np.float32)
+            for i in range(0, len(first), batch):
                 if cancel is not None and cancel():
                     raise Cancelled()
-                centres = np.arange(i, min(i + batch, n))
-                p = run_network(model, padded[context_index(n, centres, self.context)], device, bf16,
-                                channels_last)[:, :h, :w]
-                prob[centres] += p[:, :, ::-1] if flip else p
-                done += len(centres)
+                coarse[i:i + batch] = self._slices(vol, first[i:i + batch], flips, model, device, bf16, channels_last)
+                done += len(first[i:i + batch])
                 yield done, total
-        if len(flips) > 1:
-            prob /= len(flips)
+            found = np.argwhere(coarse > 0.5)
+            if not len(found):
+                return prob
+            m = [int(np.ceil(self.roi_margin_mm / s)) for s in self.spacing_mm]
+            a0 = max(first[found[:, 0].min()] - self.roi_stride - m[0], 0)
+            a1 = min(first[found[:, 0].max()] + self.roi_stride + m[0] + 1, n)
+            lo = np.maximum(found[:, 1:].min(axis=0) - m[1:], 0)
+            hi = np.minimum(found[:, 1:].max(axis=0) + np.asarray(m[1:]) + 1, vol.shape[1:])
+            todo, box = np.arange(a0, a1), (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])))
+            total = done + len(todo)
+        for i in range(0, len(todo), batch):
+            if cancel is not None and cancel():
+                raise Cancelled()
+            centres = todo[i:i + batch]
+            p = self._slices(vol, centres, flips, model, device, bf16, channels_last, box)
+            if box is None:
+                prob[centres] = p
+            else:
+                prob[centres[0]:centres[-1] + 1, box[0], box[1]] = p
+            done += len(centres)
+            yield done, total
         return prob
 
     def sample(self, volume, mask, rng, n, patch=(128, 128), positive_fraction=0.7, allowed=None, midline=None):
