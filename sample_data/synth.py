@@ -139,3 +139,24 @@ def random_volume(a: AnatomyVolume, rng, style: Style | None = None, family: str
     style = style or random_style(rng, family, a.spacing)
     image, labels = render(tissue, labels, a.spacing, style, rng, metal)
     return image, labels, style
+
+
+def ranges_markdown() -> str:
+    """Every randomisation range of the training generator as a markdown table (``docs/training.md``
+    carries it; a test keeps the two equal)."""
+    from .render import STYLE_RANGES
+
+    rows = [("look", k, v) for k, v in STYLE_RANGES.items()] + [("geometry", k, v) for k, v in GEOMETRY_RANGES.items()]
+
+    def fmt(v):
+        if isinstance(v, tuple) and v and isinstance(v[0], tuple):
+            return ", ".join(f"{a:g}–{b:g}" for a, b in v)
+        if isinstance(v, tuple) and all(isinstance(x, str) for x in v):
+            return ", ".join(v)
+        if isinstance(v, tuple):
+            return f"{v[0]:g}–{v[1]:g}"
+        return f"{v:g}"
+
+    lines = ["| kind | setting | range |", "| --- | --- | --- |"]
+    lines += [f"| {kind} | `{k}` | {fmt(v)} |" for kind, k, v in rows]
+    return "\n".join(lines)
