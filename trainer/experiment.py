@@ -4,21 +4,27 @@ from __future__ import annotations
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data import build_slices, load_case, patient_split, read_cases
 from .evaluation import evaluate_volume, pooled_summary
-from .modelfile import save_model
+from .modelfile import save_model, save_model_unique
 from .predict import predict_volume
 from .train import TrainConfig, train_model
 
 
 def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", parent: str | None = None,
                  split_seed: int = 0, fractions=(0.7, 0.15, 0.15), callbacks=None, cancel=None, log=print,
-                 max_test_cases: int | None = None):
-    """Patient-level split, train, evaluate on the test patients, save. Returns the metadata."""
+                 max_test_cases: int | None = None, overwrite: bool = False):
+    """Patient-level split, train, evaluate on the test patients, save. Returns the metadata.
+
+    The model is saved as ``out_path``, replacing a file there only with ``overwrite``. Without
+    it, a name another run took during training gets this model the next free name
+    (``<name>-2``...): nothing is replaced and nothing trained is lost; ``log`` says where it went.
+    """
     if int(os.environ.get("RANK", "0")) != 0:
         log = lambda *a, **k: None  # noqa: E731  one voice under torchrun
     cases = read_cases(data_dir)
@@ -62,5 +68,9 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
                            "note": "coronal-slice metrics over the held-out test patients"}
         log(f"test: DSC {pooled['dsc']['mean']:.3f} ± {pooled['dsc']['sd']:.3f} ({pooled['dsc']['median']:.3f}) over "
             f"{pooled['n_slices']} slices; complete failures {pooled['failure_rates']['complete']:.1%}")
-    save_model(out_path, model, meta)
+    saved = save_model(out_path, model, meta, overwrite=True) if overwrite else save_model_unique(out_path, model, meta)
+    if saved.name != Path(out_path).name:
+        log(f"{out_path}: another run saved a model under this name during training; this one is saved as "
+            f"{saved.stem} instead")
+    log(f"saved {saved}")
     return meta
