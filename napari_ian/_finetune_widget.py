@@ -311,6 +311,11 @@ class FinetuneWidget(QWidget):
             return None
         base = self.base_combo.currentText()
         img, lab, sp = np.asarray(image.data, dtype=np.float32), np.asarray(labels.data).copy(), tuple(image.scale)
+        from .trainer.volume import count_nonfinite
+
+        bad = count_nonfinite(img)
+        if bad:
+            show_warning(f"napari-ian: {image.name}: {bad} non-finite voxels (NaN/Inf) ignored")
         earlier = self.earlier_check.isChecked()
         self._cancel = False
         relay = self.relay
@@ -354,7 +359,8 @@ class FinetuneWidget(QWidget):
                 return {"cancelled": True}
             except RuntimeError as exc:  # superqt would drop a RuntimeError silently (torch raises them)
                 raise FinetuneFailed(str(exc)) from exc
-            return {"cancelled": False, "name": name, "path": str(path), "before": result.before,
+            # "name": where it was saved (another run may have taken ``name`` meanwhile)
+            return {"cancelled": False, "name": path.stem, "asked": name, "path": str(path), "before": result.before,
                     "after": result.after, "worse": result.worse, "data": (data.n_train, data.n_held_out),
                     "device": result.metadata["finetune"]["device"], "bf16": result.metadata["finetune"]["bf16"],
                     "seconds": time.perf_counter() - t0, "cases": len(cases),
@@ -395,6 +401,9 @@ class FinetuneWidget(QWidget):
         if res.get("cancelled"):
             self.status.setText("Cancelled: no model was saved; every model and layer is as it was.")
             return
+        if res["name"] != res["asked"]:
+            show_warning(f"napari-ian: another run saved a model called {res['asked']} meanwhile; this one is "
+                         f"saved as {res['name']} (nothing was replaced)")
         b, a = res["before"]["held_out_dsc"], res["after"]["held_out_dsc"]
         n_train, n_held = res["data"]
         device = f"{res['device']}{' (bf16)' if res['bf16'] else ''}"

@@ -19,8 +19,10 @@ def looks_like_labels(data: np.ndarray) -> bool:
 
 def image_layer_data(data: np.ndarray, geometry: Geometry, name: str) -> tuple:
     """(data, kwargs, 'image') for an MR volume in canonical orientation."""
-    finite = data[:: max(1, data.shape[0] // 32)]
-    lo, hi = (float(v) for v in np.percentile(finite, (0.5, 99.7)))
+    sample = data[:: max(1, data.shape[0] // 32)]
+    finite = sample[np.isfinite(sample)] if np.issubdtype(sample.dtype, np.inexact) else sample
+    # NaN/Inf voxels are ignored (napari cannot draw a contrast range of NaN)
+    lo, hi = (float(v) for v in np.percentile(finite, (0.5, 99.7))) if finite.size else (0.0, 1.0)
     if hi <= lo:
         hi = lo + 1.0
     meta = {GEOMETRY_KEY: geometry.to_dict()}

@@ -183,16 +183,21 @@ class PredictWidget(QWidget):
 
             import_torch()
 
+            from .trainer.volume import count_nonfinite
+
+            bad = count_nonfinite(image)
+            said = f"{name}: {bad} non-finite voxels (NaN/Inf) ignored" if bad else None
             try:
                 model, meta = load_model(resolve_model(model_name))
                 try:
                     result = yield from predict_steps(image, model, meta, spacing, device=device, roi=roi)
-                    return result, meta, None
+                    return result, meta, said
                 except RuntimeError as exc:  # e.g. CUDA out of memory: fall back to the CPU, say so
                     if "out of memory" not in str(exc).lower() or device == "cpu":
                         raise
                     result = yield from predict_steps(image, model, meta, spacing, device="cpu", roi=roi, batch=8)
-                    return result, meta, f"{device} ran out of memory; predicted on the CPU instead"
+                    return result, meta, "; ".join(filter(None, (
+                        f"{device} ran out of memory; predicted on the CPU instead", said)))
             except RuntimeError as exc:
                 # superqt drops a RuntimeError from a worker as an "aborted thread" without
                 # emitting `errored`; torch reports most failures that way, so hand it on as another type

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 
 from ._layers import volume_layer_data
 from .trainer.dicom_seg import is_dicom_seg_file
-from .trainer.errors import VolumeReadError
+from .trainer.errors import VolumeReadError, VolumeWarning
 from .trainer.io import read_volume
+from .trainer.io_dicom import has_dicom_magic
 from .trainer.io_nifti import is_nifti_path
 from .trainer.io_nrrd import is_nrrd_path
 from .trainer.phi import safe_name
 
 # folders holding these are left to napari's own readers (image stacks)
 _OTHER_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy", ".zarr"}
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def _claims_folder(folder: Path) -> bool:
@@ -36,7 +29,7 @@ def _claims_folder(folder: Path) -> bool:
             p = Path(root) / name
             if p.suffix.lower() in _OTHER_IMAGE_SUFFIXES:
                 other = True
-            elif _is_dicom_file(p) or p.suffix.lower() == ".dcm":
+            elif has_dicom_magic(p) or p.suffix.lower() == ".dcm":
                 return True
         if i > 20:
             break
@@ -56,7 +49,7 @@ def get_reader(path):
         return read_label_file
     if p.is_dir():
         return read_layers if _claims_folder(p) else None
-    if p.is_file() and (p.suffix.lower() == ".dcm" or _is_dicom_file(p)):
+    if p.is_file() and (p.suffix.lower() == ".dcm" or has_dicom_magic(p)):
         return read_label_file if is_dicom_seg_file(p) else read_layers
     return None
 
@@ -85,10 +78,15 @@ def read_layers(path):
         path = path[0]
     p = Path(path)
     try:
-        vol = read_volume(p)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", VolumeWarning)
+            vol = read_volume(p)
     except VolumeReadError as exc:
         show_error(str(exc))
         return []
+    for w in said:   # non-finite voxels, not MR, a sheared grid: one notification each
+        if issubclass(w.category, VolumeWarning):
+            show_warning(f"napari-ian: {w.message}")
     return [volume_layer_data(vol, _layer_name(p, vol))]
 
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from ._layers import GEOMETRY_KEY
 from .trainer.errors import VolumeWriteError
+from .trainer.output_paths import OutputPathError, check_outputs
 from .trainer.volume import Geometry
 from .trainer.workspace import remember_export
 
@@ -27,6 +28,10 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
         raise VolumeWriteError(path, "this labels layer has no source-image geometry; create it with "
                                      "napari-ian's 'New IAN labels' on the image, or open it with napari-ian")
     geometry = Geometry.from_dict(geom_d)
+    try:  # never over the image the labels belong to (a save dialog pointed at the MR file)
+        check_outputs({"the image these labels belong to": geometry.source or None}, {"the labels file": path})
+    except OutputPathError as exc:
+        raise VolumeWriteError(path, exc.problem) from None
     arr = np.asarray(data)
     if arr.ndim != 3:
         raise VolumeWriteError(path, f"labels must be 3D, got shape {arr.shape}")

@@ -159,8 +159,11 @@ def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home,
     assert ft["settings"]["epochs"] == 2 and ft["settings"]["lr"] == 1e-4 and "date" in ft
     assert set(ft["before"]) == {"held_out_dsc", "train_dsc"} and "fine-tuned on 12" in m["trained_on"]
     assert next_model_name("ian-default") == "ian-default-ft2" == next_model_name(name)
-    with pytest.raises(ValueError, match="exists already"):
-        save_finetuned(res, name)                                 # never overwritten
+    first = path.read_bytes()
+    again = save_finetuned(res, name)                             # never overwritten: the next free name
+    assert again.name == "ian-default-ft2.pt" and path.read_bytes() == first
+    assert read_metadata(again)["name"] == "ian-default-ft2"
+    again.unlink()
     with pytest.raises(ValueError, match="bundled"):
         save_finetuned(res, "ian-default")
     # predicting with it gives another output than the base model

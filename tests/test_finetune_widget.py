@@ -238,3 +238,88 @@ def test_panels_leave_spare_threads_for_qt(make_napari_viewer):
         pool.setMaxThreadCount(QThread.idealThreadCount())
         panel(viewer)
         assert pool.maxThreadCount() >= QThread.idealThreadCount() + 4, panel.__name__
+
+
+TAKE_NAME = """
+import sys, time
+from pathlib import Path
+import torch
+from napari_ian.trainer.modelfile import save_model
+from napari_ian.trainer.nets import build_network
+meta = {"network": "unet", "network_config": {"base": 4, "depth": 2, "in_channels": 1},
+        "preprocessing": {"size": [16, 24], "context": 1}, "trained_on": "the other run"}
+net = build_network("unet", in_channels=1, base=4, depth=2)
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.005)
+save_model(sys.argv[1], net, meta)
+"""
+
+
+def _notes(severity):
+    from napari.utils.notifications import notification_manager
+
+    return [n.message for n in notification_manager.records if n.severity == severity]
+
+
+def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, qtbot):
+    """Another process saves the suggested name while this panel trains: both models are kept."""
+    import subprocess
+    import sys
+
+    from napari_ian.trainer.modelfile import read_metadata
+    from napari_ian.trainer.registry import user_model_path
+
+    viewer, w, image, pred, chosen = corrected
+    go = user_model_path("x").parent.parent / "go"
+    other = subprocess.Popen([sys.executable, "-c", TAKE_NAME, str(user_model_path("ian-default-ft1")), str(go)])
+    assert w.name_edit.text() == "ian-default-ft1"
+    w.epochs_spin.setValue(3)
+    w.device_combo.setCurrentText("cpu")
+    warned = len(_notes("warning"))
+    w.run_btn.click()
+    qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=120_000)     # training: the name was checked
+    go.touch()                                                            # the other run saves that name now
+    qtbot.waitUntil(lambda: other.poll() is not None, timeout=60_000)
+    assert other.returncode == 0 and w.worker is not None                 # ... before this run saves
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    said = [m for m in _notes("warning")[warned:] if "meanwhile" in m]
+    assert said == ["napari-ian: another run saved a model called ian-default-ft1 meanwhile; this one is saved "
+                    "as ian-default-ft2 (nothing was replaced)"]
+    assert read_metadata(user_model_path("ian-default-ft1"))["trained_on"] == "the other run"
+    assert read_metadata(user_model_path("ian-default-ft2"))["parent"] == "ian-default"
+    assert "ian-default-ft2" in w.result_label.text()
+
+
+def test_a_failed_save_gives_one_notification_and_loses_nothing(corrected, qtbot, tmp_path):
+    from napari_ian.trainer.corrections import list_corrections
+    from napari_ian.trainer.registry import user_models_dir
+
+    viewer, w, image, pred, chosen = corrected
+    user_models_dir().parent.mkdir(parents=True, exist_ok=True)
+    user_models_dir().write_text("a file where the model folder should be")   # the save must fail
+    before = np.asarray(pred.data).copy()
+    w.epochs_spin.setValue(1)
+    w.device_combo.setCurrentText("cpu")
+    errors = len(_notes("error"))
+    w.run_btn.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    said = _notes("error")[errors:]
+    assert len(said) == 1 and "fine-tuning failed" in said[0] and str(user_models_dir()) in said[0]
+    assert "No model was saved" in w.status.text()
+    np.testing.assert_array_equal(np.asarray(pred.data), before)          # the corrected layer is as it was
+    entries = list_corrections()                                          # and its corrections are stored
+    assert len(entries) == 1 and set(entries[0].slices["right"]) == set(int(i) for i in chosen)
+    assert user_models_dir().read_text().startswith("a file")
+
+
+def test_a_non_finite_image_is_said_once_when_fine_tuning_starts(corrected, qtbot):
+    viewer, w, image, pred, chosen = corrected
+    image.data[0, 0, 0] = np.nan
+    w.epochs_spin.setValue(50)
+    w.device_combo.setCurrentText("cpu")
+    warned = len(_notes("warning"))
+    w.run_btn.click()
+    w.cancel_btn.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    said = [m for m in _notes("warning")[warned:] if "non-finite" in m]
+    assert said == [f"napari-ian: {image.name}: 1 non-finite voxels (NaN/Inf) ignored"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -354,3 +355,151 @@ def test_enhanced_multiframe_shuffled_frames(tmp_path, phantom):
         exp_aff[:3, 3] = origin_lps * [-1, -1, 1]
         exp_aff[3, 3] = 1
         np.testing.assert_allclose(vol.geometry.canonical_affine, exp_aff, atol=1e-4)
+
+
+# -- damaged headers: one line naming the file, never a traceback or a wrong number --------------
+def test_a_slice_without_rows_is_named(series_copy):
+    _edit(series_copy / "IM0004.dcm", lambda ds: ds.__delattr__("Rows"))
+    msg = _read_error(series_copy / "IM0004.dcm")
+    assert "Rows is missing" in msg and "IM0004.dcm" in msg
+
+
+def _patch_vr(path, keyword_tag: bytes, vr: bytes):
+    """Change the value representation of one element in the file's bytes (explicit VR LE)."""
+    raw = bytearray(Path(path).read_bytes())
+    i = raw.find(keyword_tag)
+    assert i > 0
+    raw[i + 4:i + 6] = vr
+    Path(path).write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("vr", [b"US", b"FL", b"PN", b"XX"])
+def test_rescale_slope_with_a_wrong_vr_is_refused(series_copy, vr):
+    # (0028,1053) RescaleSlope is DS; stored as US it read as a wrong slope (8241) without a word
+    _patch_vr(series_copy / "IM0004.dcm", b"\x28\x00\x53\x10DS", vr)
+    msg = _read_error(series_copy)
+    assert "IM0004.dcm" in msg or "damaged DICOM file" in msg
+    assert "RescaleSlope" in msg or "damaged DICOM file" in msg
+
+
+def test_nan_in_image_position_is_named(series_copy):
+    def nan(ds):
+        ds.ImagePositionPatient = ["nan", "0", "0"]
+
+    _edit(series_copy / "IM0003.dcm", nan)
+    msg = _read_error(series_copy)
+    assert "IM0003.dcm" in msg and "ImagePositionPatient" in msg and "non-finite" in msg
+
+
+def test_enhanced_per_frame_sequence_shorter_than_frames(tmp_path, phantom):
+    image = phantom[0]
+    stored = np.rint(image[20:30, 10:40, 40:100] / INTENSITY_SLOPE).astype(np.uint16)
+    path = tmp_path / "enhanced.dcm"
+    _enhanced_mr(path, stored, phantom[2], np.zeros(3), np.arange(stored.shape[0]))
+    _edit(path, lambda ds: ds.PerFrameFunctionalGroupsSequence.__delitem__(slice(7, None)))
+    msg = _read_error(path)
+    assert "7 frames" in msg and "NumberOfFrames is 10" in msg
+
+
+def _with_alarm(seconds, fn):
+    """Run ``fn`` but fail (instead of hanging) after ``seconds``."""
+    import signal
+
+    def timeout(*_):
+        raise TimeoutError(f"no answer after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(seconds)
+    try:
+        return fn()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_in_the_folder_is_not_opened(small_series, series_copy):
+    os.mkfifo(series_copy / "pipe.dcm")           # opening it for reading would block for ever
+    vol = _with_alarm(20, lambda: read_volume(series_copy))
+    assert np.array_equal(vol.data, small_series[1])
+    msg = _with_alarm(20, lambda: _read_error(series_copy / "pipe.dcm"))
+    assert "not a regular file" in msg
+
+
+def _set_all(folder, **values):
+    for f in _files(folder):
+        _edit(f, lambda ds: [setattr(ds, k, v) for k, v in values.items()])
+
+
+def test_a_ct_series_is_read_with_one_warning(series_copy, capsys):
+    from napari_ian.trainer.cli import main
+    from napari_ian.trainer.errors import VolumeWarning
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        read_volume(series_copy)
+    assert not [w for w in rec if issubclass(w.category, VolumeWarning)]     # MR: nothing said
+    _set_all(series_copy, Modality="CT")
+    with pytest.warns(VolumeWarning, match="modality CT, not MR") as rec:
+        vol = read_volume(series_copy)
+    assert vol.modality == "CT" and len([w for w in rec if "not MR" in str(w.message)]) == 1
+    assert main(["info", str(series_copy)]) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ian: warning: ") and "modality CT, not MR" in lines[0]
+    assert str(series_copy) in lines[0] and "modality" in out and "CT" in out
+
+
+@pytest.mark.parametrize("tilt_deg, refused", [(2.0, False), (12.0, True)])
+def test_a_tilted_gantry_is_said_or_refused(small_series, series_copy, tilt_deg, refused):
+    # each slice shifted along the column direction by step * tan(tilt): a sheared grid
+    files = _files(series_copy)
+    for k, f in enumerate(files):
+        def shift(ds, k=k):
+            iop = np.asarray([float(v) for v in ds.ImageOrientationPatient])
+            step = float(ds.SpacingBetweenSlices)
+            ipp = np.asarray([float(v) for v in ds.ImagePositionPatient]) + \
+                k * step * np.tan(np.deg2rad(tilt_deg)) * iop[3:]
+            ds.ImagePositionPatient = [f"{v:.6f}" for v in ipp]
+
+        _edit(f, shift)
+    if refused:
+        assert "from perpendicular" in _read_error(series_copy)
+        return
+    from napari_ian.trainer.errors import VolumeWarning
+
+    with pytest.warns(VolumeWarning, match="2.0° from perpendicular"):
+        vol = read_volume(series_copy)
+    assert np.array_equal(vol.data, small_series[1])
+
+
+def _identify(folder, description):
+    _set_all(folder, PatientName="DOE^JANE", PatientID="PID4711", SeriesDescription=description)
+
+
+def test_patient_identifiers_never_reach_the_output(small_series, tmp_path, capsys):
+    """A folder and a series description named after the patient: ``ian info`` shows neither."""
+    from napari_ian.trainer.cli import main
+
+    folder = tmp_path / "Doe_Jane_PID4711"
+    shutil.copytree(small_series[0], folder)
+    _identify(folder, "MRN Jane Doe PID4711")
+    assert main(["info", str(folder)]) == 0
+    out, err = capsys.readouterr()
+    for text in (out, err):
+        assert not any(s in text.upper() for s in ("DOE", "JANE", "PID4711")), text
+    assert "[patient identifier]" in out and "small crop" not in out
+    # the "several series" error lists descriptions: not the identifying ones
+    second = tmp_path / "Doe_Jane_PID4711" / "second"
+    second.mkdir()
+    uid2 = generate_uid()
+    for f in _files(small_series[0]):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID = uid2
+        _new_sop(ds)
+        ds.save_as(second / f.name, enforce_file_format=True)
+    _identify(second, "second of DOE^JANE")
+    assert main(["info", str(folder)]) == 2
+    out, err = capsys.readouterr()
+    assert "2 image series" in err and len(err.splitlines()) == 1
+    assert not any(s in err.upper() for s in ("DOE", "JANE", "PID4711")), err

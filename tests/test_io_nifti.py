@@ -209,3 +209,153 @@ def test_missing_file_is_refused(tmp_path):
     with pytest.raises(VolumeReadError) as ei:
         read_volume(path)
     _assert_one_line_naming(ei.value, path)
+
+
+# -- implausible geometry and voxel types: refused, or said once --------------------------------
+def _save(path, data, affine, **header):
+    img = nib.Nifti1Image(data, affine)
+    for key, value in header.items():
+        img.header[key] = value
+    nib.save(img, str(path))
+    return path
+
+
+def _volume_warnings(path):
+    import warnings
+
+    from napari_ian.trainer.errors import VolumeWarning
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        vol = read_volume(path)
+    return vol, [str(w.message) for w in rec if issubclass(w.category, VolumeWarning)]
+
+
+def _refusal(path) -> str:
+    with pytest.raises(VolumeReadError) as ei:
+        read_volume(path)
+    _assert_one_line_naming(ei.value, path)
+    return str(ei.value)
+
+
+def _sheared(deg):
+    aff = np.diag([0.8, 0.8, 0.8, 1.0])
+    aff[0, 1] = 0.8 * np.tan(np.deg2rad(deg))    # axis 1 leans toward axis 0
+    return aff
+
+
+def test_a_sheared_grid_is_refused_and_a_slightly_sheared_one_said(tmp_path):
+    data = np.arange(8 * 9 * 10, dtype=np.float32).reshape(8, 9, 10)
+    assert "from perpendicular" in _refusal(_save(tmp_path / "shear10.nii", data, _sheared(10)))
+    vol, said = _volume_warnings(_save(tmp_path / "shear2.nii", data, _sheared(2)))
+    assert len(said) == 1 and "2.0° from perpendicular" in said[0] and "shear2.nii" in said[0]
+    vol, said = _volume_warnings(_save(tmp_path / "straight.nii", data, np.diag([0.8, 0.8, 0.8, 1])))
+    assert said == []
+
+
+def test_nearly_parallel_axes_are_refused(tmp_path):
+    aff = np.diag([0.8, 0.8, 0.8, 1.0])
+    aff[:3, 1] = [0.8, 0.01, 0.0]                 # axis 1 almost along axis 0: a nearly flat grid
+    assert "from perpendicular" in _refusal(_save(tmp_path / "flat.nii", np.zeros((6, 6, 6), np.float32), aff))
+
+
+@pytest.mark.parametrize("size", [0.002, 50.0])
+def test_implausible_voxel_sizes_are_refused(tmp_path, size):
+    path = _save(tmp_path / "tiny.nii", np.zeros((6, 6, 6), np.float32), np.diag([size, 0.8, 0.8, 1]))
+    assert "implausible" in _refusal(path)
+
+
+def test_a_zero_pixdim_is_refused_not_read_as_1mm(tmp_path):
+    path = _save(tmp_path / "pix0.nii", np.zeros((6, 7, 8), np.float32), np.diag([0.8, 0.8, 0.8, 1]))
+    raw = bytearray(path.read_bytes())                 # NIfTI-1 header bytes:
+    raw[80:84] = np.float32(0).tobytes()               # pixdim[1] = 0
+    raw[254:256] = np.int16(0).tobytes()               # sform_code = 0: the geometry comes from pixdim
+    path.write_bytes(bytes(raw))
+    assert nib.load(str(path)).header.get_zooms()[0] == 1.0   # what nibabel makes of it
+    assert "pixdim" in _refusal(path)
+
+
+@pytest.mark.parametrize("unit, scale", [("meter", 1e-3), ("micron", 1e3)])
+def test_metres_and_micrometres_are_converted_and_written_back_alike(tmp_path, unit, scale):
+    aff = np.array([[0.0, 0.0, -0.5, 10], [-0.8, 0, 0, 20], [0, -1.6, 0, 30], [0, 0, 0, 1]])
+    aff[:3] *= scale
+    path = _save(tmp_path / "units.nii.gz", np.ones((6, 7, 8), np.float32), aff, xyzt_units=0)
+    img = nib.load(str(path))
+    img.header.set_xyzt_units(xyz=unit)
+    nib.save(img, str(path))
+    vol, said = _volume_warnings(path)
+    np.testing.assert_allclose(sorted(vol.spacing), [0.5, 0.8, 1.6], rtol=1e-5)
+    assert len(said) == 1 and f"{unit}s" in said[0] and "converted to mm" in said[0]
+    out = write_nifti(tmp_path / "mask.nii.gz", np.zeros(vol.data.shape, np.uint8), vol.geometry)
+    back = nib.load(str(out))
+    np.testing.assert_allclose(back.affine, nib.load(str(path)).affine, rtol=1e-6, atol=1e-9)
+    assert back.header.get_xyzt_units()[0] == unit
+
+
+def test_millimetre_values_labelled_metres_are_refused(tmp_path):
+    path = _save(tmp_path / "m.nii", np.zeros((6, 6, 6), np.float32), np.diag([0.8, 0.8, 0.8, 1]))
+    img = nib.load(str(path))
+    img.header.set_xyzt_units(xyz="meter")                # 0.8 m voxels
+    nib.save(img, str(path))
+    assert "implausible" in _refusal(path)
+
+
+def test_complex_and_rgb_voxels_are_refused(tmp_path, capsys):
+    from napari_ian.trainer.cli import main
+
+    cplx = _save(tmp_path / "cplx.nii", (np.ones((6, 6, 6)) * (1 + 2j)).astype(np.complex64), np.eye(4))
+    assert "complex" in _refusal(cplx)
+    rgb_dtype = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb = _save(tmp_path / "rgb.nii.gz", np.zeros((6, 6, 6), rgb_dtype), np.eye(4))
+    assert "RGB" in _refusal(rgb)
+    out = tmp_path / "pred.nii.gz"
+    assert main(["predict", str(rgb), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rgb.nii.gz" in err and "RGB" in err and not out.exists()
+
+
+def test_non_finite_voxels_are_counted_and_said_once(tmp_path, capsys):
+    from napari_ian.trainer.cli import main
+
+    data = np.ones((6, 7, 8), np.float32)
+    data[0, 0, 0], data[5, 6, 7] = np.nan, np.inf
+    path = _save(tmp_path / "nan.nii.gz", data, np.diag([0.8, 0.8, 0.8, 1]))
+    vol, said = _volume_warnings(path)
+    assert vol.nonfinite == 2 and vol.info()["non_finite_voxels"] == 2
+    assert said == [f"{path}: 2 non-finite voxels (NaN/Inf) ignored"]
+    assert main(["info", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert err == f"ian: warning: {path}: 2 non-finite voxels (NaN/Inf) ignored\n"
+    assert "non_finite_voxels        2" in out or "non_finite_voxels  2" in out.replace("  ", "  ")
+
+
+def test_a_header_larger_than_memory_says_so(tmp_path):
+    """A NIfTI header claiming 8 GiB of voxels, read with 3 GiB of address space: one line saying so."""
+    import gzip
+    import resource
+    import subprocess
+    import sys
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((2048, 2048, 512))
+    hdr.set_data_dtype(np.float32)
+    hdr.set_sform(np.diag([0.5, 0.5, 0.5, 1]), code=1)
+    hdr["vox_offset"] = 352
+    path = tmp_path / "huge.nii.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(hdr.binaryblock + b"\0" * 1004)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    res = subprocess.run([sys.executable, "-m", "napari_ian.trainer.cli", "info", str(path)], preexec_fn=limit,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"ian: {path}: not enough memory to read its voxels (2048 x 2048 x 512, about 8.0 GiB)"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_named_like_nifti_is_refused_without_blocking(tmp_path):
+    path = tmp_path / "pipe.nii.gz"
+    os.mkfifo(path)                                   # opening it would wait for a writer for ever
+    assert "not a regular file" in _refusal(path)

@@ -1,21 +1,34 @@
 """The ``ian`` command line: phantom, info, train, finetune, predict, evaluate, cv, models, convert.
 
 Every failure the user can cause prints one line, ``ian: <path>: <problem>``, and exits with
-status 2; no traceback.
+status 2; no traceback. Before any work, each command checks that none of its outputs is one
+of its inputs or another output, and that each can be written (:mod:`.output_paths`); nothing
+is created until the work is done. What the user should know about an input but that does not
+stop the work (non-finite voxels, not an MR image, a slightly sheared grid) is said once, on one
+line of stderr: ``ian: warning: <path>: <fact>``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+MAX_MESSAGE = 400   # characters of an error line; the rest is cut (a listing must not flood the terminal)
 
 
 def _cmd_phantom(args) -> int:
     from tqdm import tqdm
 
     from ..sample_data.dataset import write_dataset
+    from .output_paths import check_writable
+
+    check_writable(args.out, "--out", folder=True)
 
     bar = tqdm(total=args.patients, unit="patient", desc="phantom", disable=args.quiet)
 
@@ -58,7 +71,9 @@ def _cmd_train(args) -> int:
 
     from tqdm import tqdm
 
+    from .data import read_cases
     from .experiment import run_synthetic_training, run_training
+    from .output_paths import check_outputs
     from .registry import user_model_path
     from .train import TrainConfig
 
@@ -81,12 +96,15 @@ def _cmd_train(args) -> int:
                       pipeline=pipeline, patch=tuple(int(v) for v in args.patch.split("x")),
                       steps_per_epoch=args.steps_per_epoch)
     out = Path(args.out) if args.out else user_model_path(args.name)
+    inputs = {}
+    if args.data is not None:
+        inputs = {"the data folder": args.data, "the cases table": Path(args.data) / "cases.csv"}
+        for c in read_cases(args.data):
+            inputs.update({f"the image of case {c.case_id}": c.image, f"the labels of case {c.case_id}": c.labels})
+    # find a clash or an unwritable destination before training, not after
+    check_outputs(inputs, {"--out" if args.out else "the model file": out})
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out}: a model with this name exists; choose another --name or pass --overwrite")
-    try:  # find an unwritable destination before training, not after
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(f"{out}: model folder cannot be created ({exc.strerror or exc})") from None
     init = None
     if args.init:
         from .modelfile import load_model
@@ -115,13 +133,12 @@ def _cmd_train(args) -> int:
 
     log = lambda m: print(m, flush=True)  # noqa: E731
     if args.synthetic is not None:
-        meta = run_synthetic_training(cfg, out, n_anatomies=args.synthetic, cache_dir=args.anatomy_cache,
-                                      trained_on=args.trained_on, callbacks=Bars(), log=log, init_state=init)
+        run_synthetic_training(cfg, out, n_anatomies=args.synthetic, cache_dir=args.anatomy_cache,
+                               trained_on=args.trained_on, callbacks=Bars(), log=log, init_state=init,
+                               overwrite=args.overwrite)
     else:
-        meta = run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
-                            callbacks=Bars(), log=log)
-    if meta is not None:  # rank 0 (or the only process)
-        print(f"saved {out}")
+        run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
+                     callbacks=Bars(), log=log, overwrite=args.overwrite)
     return 0
 
 
@@ -132,10 +149,14 @@ def _cmd_finetune(args) -> int:
 
     from .data import Case, load_case
     from .finetune import FinetuneConfig, new_model_path, parse_slices
+    from .output_paths import check_outputs
+    from .registry import resolve_model
     from .volume import CORONAL_AXIS
     from .workflows import finetune_case
 
-    new_model_path(args.name)   # refuses bundled, malformed and taken names before any work
+    target = new_model_path(args.name)   # refuses bundled, malformed and taken names before any work
+    base = resolve_model(args.base)
+    check_outputs({"--image": args.image, "--labels": args.labels, "the base model": base}, {"the new model": target})
     # the dataset loader's checks: labels on the image's grid, values 0/1/2 only
     vol, labels = load_case(Case("cli", "cli", Path(args.image), Path(args.labels)))
     native = parse_slices(args.slices, vol.data.shape[CORONAL_AXIS])   # as many slices in either numbering
@@ -164,10 +185,13 @@ def _cmd_finetune(args) -> int:
                       flush=True)
 
     out = finetune_case(vol.geometry.case_key or f"file:{Path(args.image).resolve()}", vol.data, labels, trusted,
-                        vol.spacing, base=args.base, name=args.name, cfg=cfg, earlier=args.earlier,
+                        vol.spacing, base=str(base), name=args.name, cfg=cfg, earlier=args.earlier,
                         store=not args.no_store, stage=None if args.quiet else (lambda m: print(m, flush=True)),
                         callbacks=Bars())
-    data, result = out.data, out.result
+    data, result, path = out.data, out.result, out.path
+    if path.stem != args.name:
+        print(f"ian: {target}: another run saved a model called {args.name!r} meanwhile; this one is saved as "
+              f"{path.stem!r} instead", file=sys.stderr)
     print(f"{len(native)} coronal slices -> {data.n_train} slice sides trained on ({data.n_train_nerve} with "
           f"nerve), {data.n_held_out} held out", flush=True)
     b, a = result.before["held_out_dsc"], result.after["held_out_dsc"]
@@ -175,8 +199,20 @@ def _cmd_finetune(args) -> int:
           "no slices held out (--holdout 0, or fewer than 4 slices with nerve per side): no before/after figure")
     if result.worse:
         print("warning: fine-tuning made the held-out slices worse; keep using the base model or correct more slices")
-    print(f"saved {out.path} ({time.perf_counter() - t0:.0f} s); use it with: ian predict --model {args.name}")
+    print(f"saved {path} ({time.perf_counter() - t0:.0f} s); use it with: ian predict --model {path.stem}")
     return 0
+
+
+_ROI_PART = re.compile(r"\s*(\d+|\d*\s*:\s*\d*)\s*")
+
+
+def _check_roi_syntax(text: str) -> None:
+    """Refuse a malformed ``--roi`` before any work (its ranges are checked against the image later)."""
+    parts = text.split(",")
+    bad = [p for p in parts if not _ROI_PART.fullmatch(p)]
+    if len(parts) != 3 or bad:
+        what = f"{bad[0]!r} is not a range of voxel numbers" if bad else "give three ranges"
+        raise ValueError(f"--roi {text!r}: {what}; expected AP,SI,RL ranges such as 20:110,:,:")
 
 
 def _cmd_predict(args) -> int:
@@ -185,23 +221,22 @@ def _cmd_predict(args) -> int:
 
     from tqdm import tqdm
 
-    from .errors import VolumeWriteError
     from .io import read_volume
     from .io_nifti import is_nifti_path, write_nifti
+    from .output_paths import check_outputs
     from .predict import doubt_line, parse_roi
+    from .registry import resolve_model
     from .workflows import predict_case
 
-    if not is_nifti_path(args.out):
-        raise ValueError(f"--out {args.out}: must end in .nii or .nii.gz")
-    if Path(args.out).resolve() == Path(args.input).resolve():
-        raise ValueError(f"--out {args.out}: is the input image; choose another file")
-    for target in filter(None, (args.out, args.probability)):
-        try:  # fail before the work, not after it
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise VolumeWriteError(target, f"output folder cannot be created ({exc.strerror or exc})") from None
-        if not os.access(Path(target).parent, os.W_OK):
-            raise VolumeWriteError(target, "output folder is not writable")
+    for flag, target in (("--out", args.out), ("--probability", args.probability)):
+        if target is not None and not is_nifti_path(target):
+            raise ValueError(f"{flag} {target}: must end in .nii or .nii.gz")
+    if args.roi:
+        _check_roi_syntax(args.roi)
+    model_path = resolve_model(args.model)
+    # an output over the input (or over the other output) is refused before the work, not after it
+    check_outputs({"the input image": args.input, "the model file": model_path},
+                  {"--out": args.out, "--probability": args.probability})
     t0 = time.perf_counter()
     vol = read_volume(args.input)
     roi = parse_roi(args.roi, vol.data.shape) if args.roi else None
@@ -212,7 +247,7 @@ def _cmd_predict(args) -> int:
         bar.n = done
         bar.refresh()
 
-    res = predict_case(vol.data, vol.spacing, args.model, device=args.device, roi=roi, progress=progress,
+    res = predict_case(vol.data, vol.spacing, model_path, device=args.device, roi=roi, progress=progress,
                        postprocess=not args.no_postprocess)
     bar.close()
     pred = res.prediction
@@ -233,14 +268,19 @@ def _cmd_evaluate(args) -> int:
     from .atomic import atomic_write_text
     from .evaluation import evaluate_volume, format_summary, rows_to_csv
     from .io import read_volume
+    from .output_paths import check_outputs
 
+    check_outputs({"the reference": args.reference, "the prediction": args.prediction}, {"--csv": args.csv})
     ref, pred = read_volume(args.reference), read_volume(args.prediction)
     if ref.data.shape != pred.data.shape or not np.allclose(ref.geometry.canonical_affine,
                                                             pred.geometry.canonical_affine, atol=1e-3):
         raise ValueError(f"{args.prediction}: not on the reference's grid (shape {pred.data.shape} vs "
                          f"{ref.data.shape}, or another affine)")
     for v, p in ((ref, args.reference), (pred, args.prediction)):
-        bad = sorted(set(np.unique(v.data).tolist()) - {0, 1, 2})
+        bad = [x for x in np.unique(v.data).tolist() if x not in (0, 1, 2)]
+        if len(bad) > 5:
+            raise ValueError(f"{p}: {len(bad)} values other than 0, 1, 2 (e.g. {', '.join(f'{x:g}' for x in bad[:3])}): "
+                             "an image rather than labels?")
         if bad:
             raise ValueError(f"{p}: label values {bad} (expected 0, 1 = right, 2 = left)")
     result = evaluate_volume(ref.data, pred.data, ref.spacing)
@@ -254,7 +294,7 @@ def _cmd_evaluate(args) -> int:
 def _cmd_models(args) -> int:
     from .registry import list_models, user_models_dir
 
-    entries = list_models()
+    entries = list_models(include_broken=True)   # a damaged file is listed as such, never fatal
     if not entries:
         print("no models")
     for e in entries:
@@ -265,7 +305,12 @@ def _cmd_models(args) -> int:
 
 def _cmd_cv(args) -> int:
     from .cv import parse_model_spec, run_cv
+    from .data import read_cases
+    from .output_paths import check_outputs
     from .train import TrainConfig
+
+    read_cases(args.data)   # a missing or malformed dataset fails before --out is created
+    check_outputs({"the data folder": args.data}, {"--out": args.out}, folders=("--out",))
 
     base = TrainConfig(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                        size=tuple(int(v) for v in args.size.split("x")), context=args.context, device=args.device)
@@ -474,19 +519,58 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _one_line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Print each distinct warning once, as one line on stderr.
+
+    napari-ian's own (:class:`VolumeWarning`: something the user should know about an input)
+    as ``ian: warning: <path>: <fact>``; a library's as ``ian: note: <category>: <message>``,
+    never as the source-line dump Python prints by default.
+    """
+    from .errors import VolumeWarning
+
+    said = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        ours = issubclass(category, VolumeWarning)
+        text = f"ian: warning: {_one_line(message)}" if ours else f"ian: note: {category.__name__}: {_one_line(message)}"
+        if text not in said:
+            said.add(text)
+            print(text, file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", VolumeWarning)
+        warnings.showwarning = show
+        yield
+
+
 def main(argv=None) -> int:
     """Entry point of the ``ian`` console script."""
-    from .errors import VolumeReadError, VolumeWriteError
-
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (VolumeReadError, VolumeWriteError, FileExistsError, ValueError, OSError) as exc:
-        print(f"ian: {' '.join(str(exc).split())}", file=sys.stderr)
+        with _warnings_as_lines():
+            return int(args.func(args) or 0)
+    except (FileExistsError, ValueError, OSError) as exc:   # VolumeReadError, VolumeWriteError among them
+        print(f"ian: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("ian: not enough memory for this command (a smaller --roi, or a machine with more memory)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ian: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line; IAN_DEBUG=1 shows where
+        if os.environ.get("IAN_DEBUG"):
+            raise
+        print(f"ian: unexpected error ({type(exc).__name__}: {_one_line(exc)}); this is a napari-ian bug, please "
+              "report it with the command (IAN_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

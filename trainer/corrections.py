@@ -6,7 +6,8 @@ canonical image (float32), the labels (uint8, 1 = right, 2 = left), ``trusted`` 
 hash, image digest, spacing, counts, dates). One file means an entry is always whole: it is
 written atomically (temporary file + rename), so a crash or a full disk leaves the previous entry
 as it was. Entries are updated, never duplicated, and removed only by :func:`delete_corrections`
-(the GUI asks first). File names and metadata hold hashes only, never patient identifiers.
+(the GUI asks first). An update reads, merges and writes the entry while holding the entry's
+lock (:mod:`.filelock`), so concurrent saves of one case, from two processes, all reach it. File names and metadata hold hashes only, never patient identifiers.
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, remove_stale_temps
 from .errors import VolumeReadError
+from .filelock import locked
 from .registry import user_home
 
 
@@ -173,6 +175,21 @@ def save_corrections(case_key: str, image: np.ndarray, labels: np.ndarray, trust
     digest = image_digest(image)
     path = corrections_dir() / f"{case_hash(case_key)}.npz"
     labels = np.where(np.isin(labels, (1, 2)), labels, 0).astype(np.uint8)
+    try:
+        # read, merge and write as one step: two saves of one case (two panels, two processes)
+        # must both end up in the entry, not the later replacing the earlier
+        with locked(path):
+            remove_stale_temps(path.parent)   # of saves that were killed
+            return _merge_and_write(path, case_key, image, labels, trusted, spacing, digest, replace)
+    except TimeoutError as exc:
+        raise CorrectionsError(path, f"{exc}; the previous entry is unchanged") from None
+    except OSError as exc:
+        raise CorrectionsError(path, f"cannot write the corrections store ({exc.strerror or exc}); "
+                                     "the previous entry is unchanged") from None
+
+
+def _merge_and_write(path: Path, case_key, image, labels, trusted, spacing, digest, replace) -> CorrectionEntry:
+    """Merge with the stored entry of the case (if any) and write; the caller holds the lock."""
     created = time.time()
     old = None
     if path.exists():
@@ -204,11 +221,7 @@ def save_corrections(case_key: str, image: np.ndarray, labels: np.ndarray, trust
             "created": created, "updated": time.time()}
     buf = io.BytesIO()
     np.savez_compressed(buf, image=image, labels=labels, trusted=trusted, meta=np.array(json.dumps(meta)))
-    try:
-        atomic_write_bytes(path, buf.getvalue())
-    except OSError as exc:
-        raise CorrectionsError(path, f"cannot write the corrections store ({exc.strerror or exc}); "
-                                     "the previous entry is unchanged") from None
+    atomic_write_bytes(path, buf.getvalue())
     return _entry_from_meta(path, meta)
 
 

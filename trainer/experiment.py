@@ -4,21 +4,27 @@ from __future__ import annotations
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data import build_slices, load_case, patient_split, read_cases
 from .evaluation import evaluate_volume, pooled_summary
-from .modelfile import save_model
+from .modelfile import save_model, save_model_unique
 from .predict import predict_volume
 from .train import TrainConfig, train_model
 
 
 def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", parent: str | None = None,
                  split_seed: int = 0, fractions=(0.7, 0.15, 0.15), callbacks=None, cancel=None, log=print,
-                 max_test_cases: int | None = None):
-    """Patient-level split, train, evaluate on the test patients, save. Returns the metadata."""
+                 max_test_cases: int | None = None, overwrite: bool = False):
+    """Patient-level split, train, evaluate on the test patients, save. Returns the metadata.
+
+    The model is saved as ``out_path``, replacing a file there only with ``overwrite``. Without
+    it, a name another run took during training gets this model the next free name
+    (``<name>-2``...): nothing is replaced and nothing trained is lost; ``log`` says where it went.
+    """
     if int(os.environ.get("RANK", "0")) != 0:
         log = lambda *a, **k: None  # noqa: E731  one voice under torchrun
     cases = read_cases(data_dir)
@@ -62,17 +68,24 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
                            "note": "coronal-slice metrics over the held-out test patients"}
         log(f"test: DSC {pooled['dsc']['mean']:.3f} ± {pooled['dsc']['sd']:.3f} ({pooled['dsc']['median']:.3f}) over "
             f"{pooled['n_slices']} slices; complete failures {pooled['failure_rates']['complete']:.1%}")
-    save_model(out_path, model, meta)
+    saved = save_model(out_path, model, meta, overwrite=True) if overwrite else save_model_unique(out_path, model, meta)
+    if saved.name != Path(out_path).name:
+        log(f"{out_path}: another run saved a model under this name during training; this one is saved as "
+            f"{saved.stem} instead")
+    log(f"saved {saved}")
     return meta
 
 
 def run_synthetic_training(cfg: TrainConfig, out_path, *, n_anatomies: int = 48, cache_dir="data/anatomy",
                            pool_size: int = 16, refresh_every: int = 6, validation_anatomies: int = 2,
-                           trained_on: str = "", callbacks=None, cancel=None, log=print, init_state=None):
+                           trained_on: str = "", callbacks=None, cancel=None, log=print, init_state=None,
+                           overwrite: bool = False):
     """Train on randomised synthetic volumes (:mod:`.synthetic`) and save the model with its metadata.
 
     Anatomies come from the training seed range and are cached in ``cache_dir``; validation uses
-    anatomies of the validation seed range, never trained on. Returns the metadata.
+    anatomies of the validation seed range, never trained on. While it runs, the best weights so
+    far are kept in ``<out>.checkpoint.pt`` (a complete model file; removed at the end), so a long
+    run that is stopped leaves its best model behind. Returns the metadata.
     """
     from ..sample_data.synth import SEED_BASE, cached_anatomy
     from .pipeline import pipeline_from_dict
@@ -93,28 +106,37 @@ def run_synthetic_training(cfg: TrainConfig, out_path, *, n_anatomies: int = 48,
     pool.fill(cancel=cancel)
     log(f"pool of {pool_size} rendered volumes ready ({time.perf_counter() - t0:.0f} s)")
     sampler = SyntheticSampler(pool, pipe, cfg.batch_size, cfg.steps_per_epoch, cfg.patch, cfg.positive_fraction)
-    try:
-        model, history, best = fit(build_model(cfg, init_state), sampler, volume_validator(pipe, val), cfg,
-                                   callbacks=callbacks, cancel=cancel)
-    finally:
-        pool.stop()
     from .nets import count_parameters
 
-    meta = {
-        "network": cfg.network,
-        "network_config": {k: v for k, v in build_model(cfg).config.items()},
-        "preprocessing": pipe.to_dict(),
-        "output": "nerve probability (either side); sides by the head's midline",
-        "training": {**cfg.to_dict(), "data": "synthetic", "anatomy_seeds": [train_seeds[0], train_seeds[-1]],
-                     "validation_seeds": val_seeds, "volumes_rendered": pool.rendered,
-                     "render_failures": len(pool.failures), "epochs_run": len(history),
-                     "best": best, "history": history, "machine": platform.machine(), "torch": torch.__version__,
-                     "parameters": count_parameters(model)},
-        "trained_on": trained_on,
-        "parent": None,
-        "metrics": {"validation_dsc": best.get("val_dsc"),
-                    "note": "mean coronal-slice DSC (working grid) on randomised renders of held-out phantom anatomies"},
-    }
-    save_model(out_path, model, meta)
-    log(f"saved {out_path} ({time.perf_counter() - t0:.0f} s)")
+    checkpoint = Path(out_path).with_name(Path(out_path).stem + ".checkpoint.pt")
+
+    def metadata(model, history, best):
+        return {
+            "network": cfg.network,
+            "network_config": {k: v for k, v in build_model(cfg).config.items()},
+            "preprocessing": pipe.to_dict(),
+            "output": "nerve probability (either side); sides by the head's midline",
+            "training": {**cfg.to_dict(), "data": "synthetic", "anatomy_seeds": [train_seeds[0], train_seeds[-1]],
+                         "validation_seeds": val_seeds, "volumes_rendered": pool.rendered,
+                         "render_failures": len(pool.failures), "epochs_run": len(history),
+                         "best": best, "history": history, "machine": platform.machine(), "torch": torch.__version__,
+                         "parameters": count_parameters(model)},
+            "trained_on": trained_on,
+            "parent": None,
+            "metrics": {"validation_dsc": best.get("val_dsc"),
+                        "note": "mean coronal-slice DSC (working grid) on randomised renders of held-out phantom anatomies"},
+        }
+
+    def keep_best(model, history, best):
+        save_model(checkpoint, model, metadata(model, history, {**best, "checkpoint": True}), overwrite=True)
+
+    try:
+        model, history, best = fit(build_model(cfg, init_state), sampler, volume_validator(pipe, val), cfg,
+                                   callbacks=callbacks, cancel=cancel, on_best=keep_best)
+    finally:
+        pool.stop()
+    meta = metadata(model, history, best)
+    saved = save_model(out_path, model, meta, overwrite=True) if overwrite else save_model_unique(out_path, model, meta)
+    checkpoint.unlink(missing_ok=True)
+    log(f"saved {saved} ({time.perf_counter() - t0:.0f} s)")
     return meta

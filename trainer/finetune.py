@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import itertools
 import math
-import re
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from .data import SideSlices, side_slices
 from .metrics import SIDES
-from .registry import BUNDLED_DIR, list_models, user_model_path
+from .registry import BUNDLED_DIR, FINETUNE_SUFFIX, alternative_names, list_models, user_model_path
 
 
 @dataclasses.dataclass
@@ -450,13 +451,12 @@ def _merge_trained(a: dict, b: dict) -> dict:
 
 
 def next_model_name(base: str) -> str:
-    """``<base>-ft1``, ``-ft2``, ...: the first name no model uses (a fine-tune of a fine-tune counts on)."""
-    stem = re.sub(r"-ft\d+$", "", base)
-    taken = {e.name for e in list_models()}
-    i = 1
-    while f"{stem}-ft{i}" in taken:
-        i += 1
-    return f"{stem}-ft{i}"
+    """``<base>-ft1``, ``-ft2``, ...: the first name no model file uses (a fine-tune of a fine-tune
+    counts on; unreadable files count as taken)."""
+    stem = FINETUNE_SUFFIX.sub("", base)
+    taken = {e.name for e in list_models(include_broken=True)}
+    first = f"{stem}-ft1"
+    return next(n for n in itertools.chain([first], alternative_names(first)) if n not in taken)
 
 
 def new_model_path(name: str) -> Path:
@@ -468,21 +468,34 @@ def new_model_path(name: str) -> Path:
 
 
 def save_finetuned(result: FinetuneResult, name: str) -> Path:
-    """Write the new model into the user registry atomically; an existing name is refused."""
-    from .modelfile import save_model
+    """Write the new model into the user registry atomically, never over another model.
 
-    return save_model(new_model_path(name), result.model, {**result.metadata, "name": name})
+    When ``name`` is taken at the moment of saving (another run saved that name since the
+    name was checked), the model is saved under the next free name instead (``<base>-ftN``,
+    see :func:`~napari_ian.trainer.registry.alternative_names`): compare the returned path's
+    stem with ``name`` to tell the user.
+    """
+    from .modelfile import save_model_unique
+
+    return save_model_unique(user_model_path(name), result.model, {**result.metadata, "name": name})
 
 
 def rename_model(old: str, new: str) -> Path:
-    """Rename one of the user's models (bundled models cannot be renamed)."""
+    """Rename one of the user's models (bundled models cannot be renamed; never over another model)."""
     if (BUNDLED_DIR / f"{old}.pt").exists():
         raise ValueError(f"{old!r} is a bundled model; it cannot be renamed")
     src = user_model_path(old)
     if not src.exists():
         raise ValueError(f"no user model called {old!r}")
     dst = new_model_path(new)
-    src.rename(dst)
+    try:
+        os.link(src, dst)       # fails if a model of that name appeared meanwhile (rename would replace it)
+    except FileExistsError:
+        raise ValueError(f"a model called {new!r} exists already; choose another name") from None
+    except OSError:             # no hard links on this file system: the checked rename
+        src.rename(dst)
+        return dst
+    src.unlink()
     return dst
 
 

@@ -5,21 +5,27 @@ directions, ImagePositionPatient the position of every slice, PixelSpacing the i
 Slices are sorted along the slice normal and the slice step is measured from the real
 positions (SliceThickness is not spacing). Anything that is not one regular 3D grid is refused
 with one line naming the folder or file and the problem, never read with a wrong geometry.
+Only regular files are opened (a FIFO in a folder would block for ever). A damaged file is
+skipped and said (a :class:`~.errors.VolumeWarning`); a gap it leaves is refused as a missing slice.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
+import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from .errors import GeometryMissingError, VolumeReadError
-from .phi import identifiers_of
-from .volume import Geometry, Volume
+from .errors import GeometryMissingError, VolumeReadError, describe
+from .geometry_check import check_grid
+from .phi import identifiers_of, redact
+from .volume import Geometry, Volume, count_nonfinite
 
 # Relative tolerances for the geometry checks. Scanners write positions with ~1e-5 mm noise;
 # a missing slice shows as a 100 % gap, so 1 % separates the two with a wide margin.
@@ -37,9 +43,10 @@ class SeriesSummary:
     modality: str
     files: list
     n_frames: int
+    identifiers: frozenset = frozenset()   # of the patient: kept out of every line shown
 
     def line(self) -> str:
-        desc = self.description or "(no description)"
+        desc = redact(self.description, self.identifiers) or "(no description)"
         return f"{desc} [{self.modality}, {len(self.files)} file(s), {self.n_frames} frame(s), UID …{self.series_uid[-12:]}]"
 
 
@@ -55,15 +62,51 @@ def _n_frames(ds) -> int:
         return 1
 
 
-def _read_header(path):
+def _is_regular(path) -> bool:
+    """A regular file (after symlinks): FIFOs, sockets and devices would block or never end."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=False, defer_size="1 KB")
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError):
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def has_dicom_magic(path) -> bool:
+    """True for a regular file with the DICOM mark (``DICM`` at byte 128); never opens a FIFO."""
+    if not _is_regular(path):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _dcmread(path, **kw):
+    """pydicom's reader, quiet: a damaged value raises here or later, never prints a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path, **kw)
+
+
+def _read_header(path):
+    """The dataset of a regular file, or None when it is not a readable DICOM file."""
+    if not _is_regular(path):
+        return None
+    try:
+        ds = _dcmread(path, stop_before_pixels=False, defer_size="1 KB")
+        _is_image(ds), _n_frames(ds), str(ds.get("SeriesInstanceUID", ""))  # parse what the scan uses
+        return ds
+    except MemoryError:
+        raise VolumeReadError(path, "not enough memory to read this DICOM file") from None
+    except Exception:  # pydicom raises many types for damaged files; the caller says which were skipped
         return None
 
 
-def scan_folder(folder, recursive: bool = True) -> tuple[list[SeriesSummary], list[str]]:
+def scan_folder(folder, recursive: bool = True) -> tuple[list[SeriesSummary], list[str], list[str]]:
     """Find the DICOM image series in a folder (and its subfolders when ``recursive``).
+
+    Only regular files are opened (a FIFO in the folder would block for ever).
 
     Returns
     -------
@@ -71,10 +114,16 @@ def scan_folder(folder, recursive: bool = True) -> tuple[list[SeriesSummary], li
         Image series, largest first.
     non_image : list of str
         DICOM files without pixel data (structured reports, RT structures, DICOMDIR, ...).
+    damaged : list of str
+        Files that look like members of a DICOM series but cannot be used: marked ``DICM``
+        but unreadable, of an image class (or of no class at all) without pixel data, or
+        naming one of the series once their damaged ``DICM`` mark is restored.
     """
     folder = Path(folder)
     groups: dict[str, SeriesSummary] = {}
     non_image: list[str] = []
+    damaged: list[str] = []
+    unreadable: list[str] = []
     for root, dirs, names in os.walk(folder):
         if not recursive:
             dirs.clear()
@@ -82,19 +131,52 @@ def scan_folder(folder, recursive: bool = True) -> tuple[list[SeriesSummary], li
             path = os.path.join(root, name)
             ds = _read_header(path)
             if ds is None:
+                if _is_regular(path):
+                    (damaged if has_dicom_magic(path) else unreadable).append(path)
                 continue
             if not _is_image(ds):
-                non_image.append(path)
+                # an image (by its class) without pixel data, or a file of no class, is damaged, not a report
+                (damaged if _claims_image(ds) in (True, None) else non_image).append(path)
                 continue
             uid = str(ds.get("SeriesInstanceUID", "")) or f"(no SeriesInstanceUID) {path}"
             summary = groups.get(uid)
             if summary is None:
                 summary = groups[uid] = SeriesSummary(
-                    uid, str(ds.get("SeriesDescription", "")), str(ds.get("Modality", "")), [], 0)
+                    uid, _text(ds, "SeriesDescription"), _text(ds, "Modality"), [], 0)
             summary.files.append(path)
             summary.n_frames += _n_frames(ds)
+            summary.identifiers = summary.identifiers | _identifiers(ds)
+    # a member whose "DICM" mark was damaged still names its series when read without that check
+    damaged += [p for p in unreadable if _forced_series_uid(p) in groups]
     series = sorted(groups.values(), key=lambda s: -s.n_frames)
-    return series, non_image
+    return series, non_image, damaged
+
+
+def _forced_series_uid(path, max_bytes: int = 64 << 20) -> str:
+    """The SeriesInstanceUID a file holds when read with its "DICM" mark restored ("" if none)."""
+    try:
+        if os.path.getsize(path) > max_bytes:
+            return ""
+        raw = Path(path).read_bytes()
+        ds = _dcmread(io.BytesIO(raw[:128] + b"DICM" + raw[132:]), stop_before_pixels=True, defer_size="1 KB")
+        return str(ds.get("SeriesInstanceUID", "") or "")
+    except Exception:
+        return ""
+
+
+def _text(ds, keyword: str) -> str:
+    """A header value as one line of text ("" when absent or unreadable)."""
+    try:
+        return " ".join(str(ds.get(keyword, "") or "").split())
+    except Exception:
+        return ""
+
+
+def _identifiers(ds) -> frozenset:
+    try:
+        return identifiers_of(ds)
+    except Exception:  # a damaged name element: what could be read of the others is still used
+        return frozenset(_text(ds, k).upper() for k in ("PatientName", "PatientID") if _text(ds, k))
 
 
 def read_dicom_folder(folder, series_uid: str | None = None, recursive: bool = True) -> Volume:
@@ -117,26 +199,68 @@ def read_dicom_folder(folder, series_uid: str | None = None, recursive: bool = T
     ------
     VolumeReadError
         No DICOM, several series, non-image DICOM, a 2D image, slices that are not parallel,
-        missing/duplicate/unevenly spaced slices, mixed sizes, or compressed pixel data with no
-        decoder installed.
+        missing/duplicate/unevenly spaced slices, mixed sizes, compressed pixel data with no
+        decoder installed, a damaged header (an element missing, non-finite or of the wrong
+        value representation), or an implausible grid. The message never holds the patient's
+        name or ID, even where the folder or the series description does.
     """
     path = Path(folder)
     if not path.exists():
         raise VolumeReadError(path, "no such file or folder")
+    if not path.is_dir() and not path.is_file():
+        raise VolumeReadError(path, "not a regular file or folder")
+    seen = set()     # patient identifiers of every header read: kept out of any message
+    try:
+        with warnings.catch_warnings():
+            # pydicom warns about each odd value as it parses it; what matters is checked here
+            warnings.simplefilter("ignore")
+            return _read_path(path, series_uid, recursive, seen)
+    except VolumeReadError as exc:
+        if not seen:
+            raise
+        cls = type(exc)
+        args = (redact(exc.path, seen), redact(exc.problem, seen))
+        if isinstance(exc, GeometryMissingError):
+            args += ({k: redact(v, seen) if isinstance(v, str) else v for k, v in exc.facts.items()},)
+        raise cls(*args) from None
+    except MemoryError:
+        raise VolumeReadError(redact(path, seen), "not enough memory to read this series") from None
+    except Exception as exc:  # a damaged value pydicom only fails on when it is used
+        raise VolumeReadError(redact(path, seen), f"a DICOM header value could not be interpreted "
+                                                  f"({redact(describe(exc, with_type=True), seen)})") from None
+
+
+def _read_path(path: Path, series_uid, recursive: bool, seen: set) -> Volume:
     if path.is_file():
         ds = _read_header(path)
         if ds is None:
-            raise VolumeReadError(path, "not a DICOM file")
+            raise VolumeReadError(path, "not a readable DICOM file" if has_dicom_magic(path) else "not a DICOM file")
+        seen |= _identifiers(ds)
         if not _is_image(ds):
             raise VolumeReadError(path, f"a DICOM {_sop_name(ds)} without pixel data, not an image")
         if _n_frames(ds) > 1:
             return _read_multiframe(path)
         # a single classic slice: read the series around it from its folder
         # its siblings only: a file in a large folder must not trigger a scan of the whole tree
-        return read_dicom_folder(path.parent, series_uid=str(ds.get("SeriesInstanceUID", "")) or None,
-                                 recursive=False)
+        return _read_path(path.parent, _text(ds, "SeriesInstanceUID") or None, False, seen)
 
-    series, non_image = scan_folder(path, recursive=recursive)
+    series, non_image, damaged = scan_folder(path, recursive=recursive)
+    for s in series:
+        seen |= s.identifiers
+    try:
+        vol = _read_series(path, series, non_image, series_uid)
+    except VolumeReadError as exc:
+        if damaged:   # the likely cause of a missing slice, say
+            raise VolumeReadError(exc.path, f"{exc.problem} ({len(damaged)} damaged DICOM file(s) skipped, e.g. "
+                                            f"{os.path.basename(damaged[0])})") from None
+        raise
+    if damaged:
+        vol.notes = vol.notes + (f"{len(damaged)} damaged DICOM file(s) skipped, e.g. "
+                                 f"{os.path.basename(damaged[0])}",)
+    return vol
+
+
+def _read_series(path: Path, series: list, non_image: list, series_uid) -> Volume:
     if series_uid is not None:
         series = [s for s in series if s.series_uid == series_uid]
         if not series:
@@ -164,12 +288,79 @@ def read_dicom_folder(folder, series_uid: str | None = None, recursive: bool = T
 
 
 # ------------------------------------------------------------------------------------------
-def _sop_name(ds) -> str:
-    uid = ds.get("SOPClassUID", None)
+def _claims_image(ds) -> bool | None:
+    """Whether the dataset's class (or its file meta's) is an image storage class; None: no class."""
     try:
+        media = ds.file_meta.get("MediaStorageSOPClassUID", None) if hasattr(ds, "file_meta") else None
+        media = media.name if media is not None else ""
+    except Exception:
+        media = ""
+    own = _sop_name(ds)
+    if own == "file" and not media:
+        return None
+    return "Image Storage" in own or "Image Storage" in media
+
+
+def _sop_name(ds) -> str:
+    try:
+        uid = ds.get("SOPClassUID", None)
         return uid.name if uid is not None else "file"
     except Exception:
         return "file"
+
+
+def _element_value(ds, keyword: str, where):
+    """The value of ``keyword`` in ``ds`` (None when absent), refusing a value of the wrong kind.
+
+    A damaged file can store an element with another value representation than the standard
+    gives it (``(0028,1053)`` as US instead of DS reads as a wrong number without any error),
+    or with bytes that cannot be parsed; both are refused, naming the file and the element.
+    """
+    tag = tag_for_keyword(keyword)
+    if tag not in ds:
+        return None
+    try:
+        elem = ds[tag]
+        expected = dictionary_VR(tag)
+        if elem.VR not in (expected, "UN") and elem.VR not in expected.split(" or "):
+            raise VolumeReadError(where, f"{keyword} {elem.tag} is stored as VR {elem.VR}, where DICOM "
+                                         f"has {expected}: a damaged header")
+        return elem.value
+    except VolumeReadError:
+        raise
+    except Exception as exc:
+        raise VolumeReadError(where, f"{keyword} {_tag_text(tag)} cannot be read ({type(exc).__name__})") from None
+
+
+def _tag_text(tag) -> str:
+    return f"({int(tag) >> 16:04X},{int(tag) & 0xFFFF:04X})"
+
+
+def _numbers(ds, keyword: str, n: int, where, default=None) -> np.ndarray:
+    """``n`` finite numbers from a header element (``default`` when absent, if given)."""
+    value = _element_value(ds, keyword, where)
+    if value is None or value == "":
+        if default is not None:
+            return np.asarray(default, dtype=float)
+        raise VolumeReadError(where, f"{keyword} is missing")
+    values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    try:
+        v = np.asarray([float(x) for x in values], dtype=float)
+    except (TypeError, ValueError):
+        raise VolumeReadError(where, f"{keyword} is not numeric ({str(value)[:40]!r})") from None
+    if v.shape != (n,):
+        raise VolumeReadError(where, f"{keyword} must have {n} value(s), not {v.size}")
+    if not np.isfinite(v).all():
+        raise VolumeReadError(where, f"{keyword} holds a non-finite value ({', '.join(f'{x:g}' for x in v)})")
+    return v
+
+
+def _count(ds, keyword: str, where) -> int:
+    """A positive whole number from the header (Rows, Columns)."""
+    v = _numbers(ds, keyword, 1, where)[0]
+    if v < 1 or v != int(v):
+        raise VolumeReadError(where, f"{keyword} is {v:g}, not a positive whole number")
+    return int(v)
 
 
 def _direction_cosines(iop, where) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +370,8 @@ def _direction_cosines(iop, where) -> tuple[np.ndarray, np.ndarray]:
         raise VolumeReadError(where, "ImageOrientationPatient is missing or not numeric") from None
     if v.shape != (6,):
         raise VolumeReadError(where, "ImageOrientationPatient must have 6 values")
+    if not np.isfinite(v).all():
+        raise VolumeReadError(where, "ImageOrientationPatient holds a non-finite value")
     row, col = v[:3], v[3:]
     if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 or abs(row @ col) > 1e-3:
         raise VolumeReadError(where, "ImageOrientationPatient is not two orthonormal directions")
@@ -190,7 +383,7 @@ def _pixel_spacing(ps, where) -> tuple[float, float]:
         r, c = (float(x) for x in ps)
     except (TypeError, ValueError):
         raise VolumeReadError(where, "PixelSpacing is missing or not two numbers") from None
-    if r <= 0 or c <= 0:
+    if not (r > 0 and c > 0 and np.isfinite(r) and np.isfinite(c)):
         raise VolumeReadError(where, f"PixelSpacing {r} \\ {c} is not positive")
     return r, c
 
@@ -244,16 +437,25 @@ def _affine_lps(first: np.ndarray, step_vec: np.ndarray, row: np.ndarray, col: n
     return aff
 
 
-def _pixels(ds, where) -> np.ndarray:
+def _pixels(ds, where, shape) -> np.ndarray:
+    """The stored pixel values of a dataset, checked to be ``shape`` and one grey channel."""
     try:
-        return ds.pixel_array
+        pixels = ds.pixel_array
+    except MemoryError:
+        raise VolumeReadError(where, "not enough memory to decode its pixel data") from None
     except Exception as exc:
         ts = ds.file_meta.get("TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
         if ts is not None and getattr(ts, "is_compressed", False):
             raise VolumeReadError(where, f"pixel data is compressed ({ts.name}) and no decoder for it is "
                                          "installed: pip install pylibjpeg pylibjpeg-libjpeg "
                                          "pylibjpeg-openjpeg (or python-gdcm)") from None
-        raise VolumeReadError(where, f"pixel data could not be decoded ({exc})") from None
+        raise VolumeReadError(where, f"pixel data could not be decoded ({describe(exc)})") from None
+    if pixels.ndim == len(shape) + 1 and pixels.shape[:-1] == tuple(shape):
+        raise VolumeReadError(where, "colour (RGB) pixels, not an MR magnitude image")
+    if tuple(pixels.shape) != tuple(shape):
+        raise VolumeReadError(where, f"pixel data of shape {' x '.join(map(str, pixels.shape))} where the header "
+                                     f"says {' x '.join(map(str, shape))}")
+    return pixels
 
 
 def _case_key(uids) -> str:
@@ -265,13 +467,16 @@ def _case_key(uids) -> str:
 
 
 def _finish(native: np.ndarray, aff_lps: np.ndarray, where, kind, ds0, case_key) -> Volume:
-    geom = Geometry(native_affine=LPS_TO_RAS @ aff_lps, native_shape=tuple(native.shape),
+    aff = LPS_TO_RAS @ aff_lps
+    notes = check_grid(aff, where)   # e.g. a tilted gantry: slices not perpendicular to the rows
+    geom = Geometry(native_affine=aff, native_shape=tuple(native.shape),
                     source=os.fspath(where), kind=kind,
-                    series_description=str(ds0.get("SeriesDescription", "")),
-                    frame_of_reference_uid=str(ds0.get("FrameOfReferenceUID", "")),
+                    series_description=_text(ds0, "SeriesDescription"),
+                    frame_of_reference_uid=_text(ds0, "FrameOfReferenceUID"),
                     case_key=case_key, sform_code=1, qform_code=1)
     return Volume(data=np.ascontiguousarray(geom.to_canonical(native)), geometry=geom,
-                  identifiers=identifiers_of(ds0))
+                  identifiers=_identifiers(ds0), nonfinite=count_nonfinite(native),
+                  modality=_text(ds0, "Modality"), notes=tuple(notes))
 
 
 def _apply_rescale(frames: list, slopes, intercepts) -> np.ndarray:
@@ -282,61 +487,82 @@ def _apply_rescale(frames: list, slopes, intercepts) -> np.ndarray:
                      for f, s, b in zip(frames, slopes, intercepts)])
 
 
+def _rescale(ds, where) -> tuple[float, float]:
+    """RescaleSlope and RescaleIntercept (1 and 0 when absent); a slope of 0 is read as 1, as before."""
+    slope = float(_numbers(ds, "RescaleSlope", 1, where, default=[1.0])[0]) or 1.0
+    return slope, float(_numbers(ds, "RescaleIntercept", 1, where, default=[0.0])[0])
+
+
+def _read_full(path):
+    """A whole DICOM file, or a one-line error naming it."""
+    try:
+        return _dcmread(path)
+    except MemoryError:
+        raise VolumeReadError(path, "not enough memory to read this DICOM file") from None
+    except Exception as exc:
+        raise VolumeReadError(path, f"not a readable DICOM file ({describe(exc)})") from None
+
+
 def _read_classic(folder: Path, s: SeriesSummary) -> Volume:
-    dss = [pydicom.dcmread(f) for f in s.files]
+    dss = [_read_full(f) for f in s.files]
     ds0 = dss[0]
-    row, col = _direction_cosines(ds0.get("ImageOrientationPatient"), s.files[0])
+    row, col = _direction_cosines(_numbers(ds0, "ImageOrientationPatient", 6, s.files[0]), s.files[0])
+    size0 = (_count(ds0, "Rows", s.files[0]), _count(ds0, "Columns", s.files[0]))
+    positions = []
     for f, ds in zip(s.files, dss):
-        r, c = _direction_cosines(ds.get("ImageOrientationPatient"), f)
+        r, c = _direction_cosines(_numbers(ds, "ImageOrientationPatient", 6, f), f)
         if np.abs(r - row).max() > ORIENTATION_TOL * 10 or np.abs(c - col).max() > ORIENTATION_TOL * 10:
             raise VolumeReadError(folder, f"slices are not parallel ({os.path.basename(f)} has another "
                                           "ImageOrientationPatient than the first slice): not one 3D volume")
-        if (ds.Rows, ds.Columns) != (ds0.Rows, ds0.Columns):
+        size = (_count(ds, "Rows", f), _count(ds, "Columns", f))
+        if size != size0:
             raise VolumeReadError(folder, f"slices differ in size ({os.path.basename(f)} is "
-                                          f"{ds.Rows}x{ds.Columns}, the first is {ds0.Rows}x{ds0.Columns})")
-        if "ImagePositionPatient" not in ds:
-            raise VolumeReadError(f, "ImagePositionPatient is missing")
-    ps_row, ps_col = _pixel_spacing(ds0.get("PixelSpacing"), s.files[0])
-    positions = np.asarray([[float(x) for x in ds.ImagePositionPatient] for ds in dss])
-    order, first, step_vec = _stack_geometry(positions, row, col, folder, names=s.files)
-    frames = [_pixels(dss[i], s.files[i]) for i in order]
-    slopes = [float(dss[i].get("RescaleSlope", 1) or 1) for i in order]
-    inters = [float(dss[i].get("RescaleIntercept", 0) or 0) for i in order]
+                                          f"{size[0]}x{size[1]}, the first is {size0[0]}x{size0[1]})")
+        positions.append(_numbers(ds, "ImagePositionPatient", 3, f))
+    ps_row, ps_col = _pixel_spacing(_numbers(ds0, "PixelSpacing", 2, s.files[0]), s.files[0])
+    order, first, step_vec = _stack_geometry(np.asarray(positions), row, col, folder, names=s.files)
+    frames = [_pixels(dss[i], s.files[i], size0) for i in order]
+    slopes, inters = zip(*(_rescale(dss[i], s.files[i]) for i in order))
     native = _apply_rescale(frames, slopes, inters)
     aff = _affine_lps(first, step_vec, row, col, ps_row, ps_col)
-    key = _case_key([s.series_uid] + sorted(str(ds.get("SOPInstanceUID", "")) for ds in dss))
+    key = _case_key([s.series_uid] + sorted(_text(ds, "SOPInstanceUID") for ds in dss))
     return _finish(native, aff, folder, "dicom", ds0, key)
 
 
 def _functional(ds, i, seq_name):
     """The first item of a functional-group sequence for frame i (per-frame over shared)."""
-    for groups in (ds.get("PerFrameFunctionalGroupsSequence"), ds.get("SharedFunctionalGroupsSequence")):
-        if not groups:
-            continue
-        item = groups[i] if groups is ds.get("PerFrameFunctionalGroupsSequence") else groups[0]
-        seq = item.get(seq_name)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    for item in (per_frame[i] if per_frame else None, shared[0] if shared else None):
+        seq = item.get(seq_name) if item is not None else None
         if seq:
             return seq[0]
     return None
 
 
 def _read_multiframe(path: Path) -> Volume:
-    ds = pydicom.dcmread(path)
+    ds = _read_full(path)
     n = _n_frames(ds)
     if "PerFrameFunctionalGroupsSequence" not in ds and "SharedFunctionalGroupsSequence" not in ds:
         facts = {
             "kind": f"{_sop_name(ds)}, multi-frame",
             "frames": n,
-            "frame size (rows x columns)": f"{ds.get('Rows')} x {ds.get('Columns')}",
-            "bits stored": ds.get("BitsStored"),
-            "spacing between slices (mm)": ds.get("SpacingBetweenSlices", "not recorded"),
-            "slice thickness (mm)": ds.get("SliceThickness", "not recorded"),
+            "frame size (rows x columns)": f"{_text(ds, 'Rows')} x {_text(ds, 'Columns')}",
+            "bits stored": _text(ds, "BitsStored"),
+            "spacing between slices (mm)": _text(ds, "SpacingBetweenSlices") or "not recorded",
+            "slice thickness (mm)": _text(ds, "SliceThickness") or "not recorded",
             "pixel spacing (mm)": "not recorded",
             "slice positions / orientation": "not recorded (no functional group sequences)",
         }
         raise GeometryMissingError(path, "no pixel spacing, slice positions or orientation recorded "
                                          "(no functional group sequences): its frames cannot be placed "
                                          "in patient space, so it is not opened as a volume", facts)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame) < n:
+        raise VolumeReadError(path, f"PerFrameFunctionalGroupsSequence describes {len(per_frame)} frames but "
+                                    f"NumberOfFrames is {n}: a damaged or truncated file")
+    if n < 2:
+        raise VolumeReadError(path, "a single 2D frame, not a 3D volume")
     positions, rows, cols, slopes, inters = [], [], [], [], []
     spacing = None
     for i in range(n):
@@ -345,31 +571,27 @@ def _read_multiframe(path: Path) -> Volume:
         meas = _functional(ds, i, "PixelMeasuresSequence")
         if pos is None or ori is None or meas is None:
             raise VolumeReadError(path, f"frame {i + 1} lacks position, orientation or pixel spacing")
-        positions.append([float(x) for x in pos.ImagePositionPatient])
-        r, c = _direction_cosines(ori.ImageOrientationPatient, path)
+        positions.append(_numbers(pos, "ImagePositionPatient", 3, path))
+        r, c = _direction_cosines(_numbers(ori, "ImageOrientationPatient", 6, path), path)
         rows.append(r)
         cols.append(c)
-        sp = _pixel_spacing(meas.get("PixelSpacing"), path)
+        sp = _pixel_spacing(_numbers(meas, "PixelSpacing", 2, path), path)
         if spacing is None:
             spacing = sp
         elif np.abs(np.subtract(sp, spacing)).max() > 1e-4:
             raise VolumeReadError(path, f"frame {i + 1} has another PixelSpacing than frame 1")
         rescale = _functional(ds, i, "PixelValueTransformationSequence")
-        src = rescale if rescale is not None else ds
-        slopes.append(float(src.get("RescaleSlope", 1) or 1))
-        inters.append(float(src.get("RescaleIntercept", 0) or 0))
+        slope, inter = _rescale(rescale if rescale is not None else ds, path)
+        slopes.append(slope)
+        inters.append(inter)
     rows, cols = np.asarray(rows), np.asarray(cols)
     if np.abs(rows - rows[0]).max() > ORIENTATION_TOL * 10 or np.abs(cols - cols[0]).max() > ORIENTATION_TOL * 10:
         raise VolumeReadError(path, "frames are not parallel (orientation differs between frames): "
                                     "not one 3D volume")
-    if n < 2:
-        raise VolumeReadError(path, "a single 2D frame, not a 3D volume")
     order, first, step_vec = _stack_geometry(np.asarray(positions), rows[0], cols[0], path)
-    pixels = _pixels(ds, path)
-    if pixels.ndim == 4:
-        raise VolumeReadError(path, "colour (RGB) frames, not an MR magnitude volume")
+    pixels = _pixels(ds, path, (n, _count(ds, "Rows", path), _count(ds, "Columns", path)))
     native = _apply_rescale([pixels[i] for i in order], [slopes[i] for i in order],
                             [inters[i] for i in order])
     aff = _affine_lps(first, step_vec, rows[0], cols[0], *spacing)
-    key = _case_key([ds.get("SeriesInstanceUID", ""), ds.get("SOPInstanceUID", "")])
+    key = _case_key([_text(ds, "SeriesInstanceUID"), _text(ds, "SOPInstanceUID")])
     return _finish(native, aff, path, "dicom-enhanced", ds, key)

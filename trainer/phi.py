@@ -49,3 +49,18 @@ def mentions_identifier(text: str, identifiers) -> bool:
 def safe_name(text: str, identifiers, fallback: str) -> str:
     """``text``, or ``fallback`` when ``text`` mentions a patient identifier."""
     return fallback if mentions_identifier(text, identifiers) else text
+
+
+REDACTED = "[patient identifier]"
+
+
+def redact(text: str, identifiers) -> str:
+    """``text`` with every identifier in it (case-insensitive, longest first) replaced by a marker.
+
+    Identifiers shorter than 3 characters (an issuer code "2") identify no one and are left.
+    """
+    idents = sorted((i for i in identifiers if len(i) >= 3), key=len, reverse=True)
+    if not idents:
+        return str(text)
+    # one pass, so a marker is never searched again
+    return re.sub("|".join(re.escape(i) for i in idents), REDACTED, str(text), flags=re.IGNORECASE)

@@ -287,7 +287,8 @@ def nerve_measurements(labels: np.ndarray, image: np.ndarray, spacing, axis: int
 
     The distance is the cumulative 3D length of the polyline through the slice centroids, from
     the first slice holding that nerve (Balsiger et al. 2018 propose area and signal as
-    biomarkers of nerve injury; reading them along the course localises a change).
+    biomarkers of nerve injury; reading them along the course localises a change). Signal
+    statistics ignore non-finite (NaN/Inf) image voxels; a slice with none left has NaN signal.
     """
     sp = np.asarray(spacing, dtype=float)
     in_plane = [a for a in range(3) if a != axis]
@@ -307,10 +308,18 @@ def nerve_measurements(labels: np.ndarray, image: np.ndarray, spacing, axis: int
                 dist += float(np.linalg.norm(p3 - prev))
             prev = p3
             vals = img[i][pred[i]]
+            vals = vals[np.isfinite(vals)]      # non-finite voxels are ignored (NaN when none is left)
             out.append({"slice": int(i), "side": side, "label": lab, "area_mm2": float(area[i] * px_mm2),
-                        "mean_signal": float(vals.mean()), "max_signal": float(vals.max()),
+                        "mean_signal": float(vals.mean()) if vals.size else float("nan"),
+                        "max_signal": float(vals.max()) if vals.size else float("nan"),
                         "distance_mm": dist})
     return sorted(out, key=lambda r: (r["label"], r["slice"]))
+
+
+def _finite_mean(values) -> float:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
 
 
 def measurements_by_region(rows, marker_slice: int | None, anterior_is_lower: bool = True) -> dict:
@@ -331,7 +340,7 @@ def measurements_by_region(rows, marker_slice: int | None, anterior_is_lower: bo
             groups.update({"anterior (loop / mental foramen)": front, "posterior (canal)": back})
         out[side] = {name: {"slices": len(g),
                             "mean_area_mm2": float(np.mean([r["area_mm2"] for r in g])) if g else np.nan,
-                            "mean_signal": float(np.mean([r["mean_signal"] for r in g])) if g else np.nan}
+                            "mean_signal": _finite_mean([r["mean_signal"] for r in g])}
                      for name, g in groups.items()}
     return out
 

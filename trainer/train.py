@@ -148,7 +148,8 @@ def build_model(cfg: TrainConfig, init_state: dict | None = None) -> torch.nn.Mo
     return model
 
 
-def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Callable[[], bool] | None = None):
+def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Callable[[], bool] | None = None,
+        on_best: Callable | None = None):
     """The training loop: AdamW, cosine annealing, the configured loss, augmentation of 2D batches,
     early stopping on ``validate`` (a DSC; NaN when there is nothing to score).
 
@@ -165,6 +166,8 @@ def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Call
         With optional ``on_step(info)`` and ``on_epoch(info)`` methods (info is a dict).
     cancel : callable, optional
         Polled between steps; when it returns True the run stops with :class:`Cancelled`.
+    on_best : callable, optional
+        ``on_best(model, history, best)`` whenever the validation DSC improves (checkpoints; rank 0).
 
     Returns
     -------
@@ -243,6 +246,8 @@ def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Call
         if not math.isnan(val) and val > best["val_dsc"]:
             best = {"epoch": epoch + 1, "val_dsc": val}
             best_state = copy.deepcopy(model.state_dict())
+            if on_best is not None and rank == 0:
+                on_best(model, history, best)
         if callbacks is not None and hasattr(callbacks, "on_epoch") and rank == 0:
             callbacks.on_epoch(info)
         if epoch + 1 - max(best["epoch"], 0) >= cfg.patience and best["epoch"] > 0:

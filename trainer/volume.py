@@ -53,6 +53,10 @@ class Geometry:
         for the case that carries no patient identifier.
     sform_code, qform_code : int
         NIfTI codes to write back (1 = scanner, 2 = aligned); DICOM sources use 1.
+    unit_mm : float
+        Millimetres per unit of the source file's own affine (NIfTI ``xyzt_units``: 1000 for
+        metres, 0.001 for micrometres, else 1). ``native_affine`` is always in mm; a mask is
+        written back in the source's unit, so its affine is the source's, number for number.
     """
 
     native_affine: np.ndarray
@@ -64,6 +68,7 @@ class Geometry:
     case_key: str = ""
     sform_code: int = 1
     qform_code: int = 1
+    unit_mm: float = 1.0
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -156,6 +161,13 @@ class Volume:
     geometry : Geometry
     identifiers : frozenset of str
         Patient identifiers found in the source headers (see :mod:`~napari_ian.trainer.phi`).
+    nonfinite : int
+        Number of NaN or infinite voxels (every statistic ignores them).
+    modality : str
+        DICOM Modality (``"MR"``, ``"CT"``...); empty where the format has none (NIfTI).
+    notes : tuple of str
+        What the reader noticed that the user should know (a slight shear, units converted,
+        damaged files skipped), one line each; :attr:`warnings` adds the rest.
     """
 
     data: np.ndarray
@@ -163,18 +175,35 @@ class Volume:
     # patient identifiers of the source headers (DICOM), only to keep derived names free of them;
     # never stored, printed or written
     identifiers: frozenset = dataclasses.field(default=frozenset(), repr=False, compare=False)
+    nonfinite: int = 0
+    modality: str = ""
+    notes: tuple = ()
 
     @property
     def spacing(self) -> tuple:
         return self.geometry.spacing
 
+    @property
+    def warnings(self) -> list[str]:
+        """One line per thing the user should be told about this input (empty when all is well)."""
+        out = list(self.notes)
+        if self.nonfinite:
+            out.append(f"{self.nonfinite} non-finite voxels (NaN/Inf) ignored")
+        if self.modality and self.modality.upper() != "MR":
+            out.append(f"modality {self.modality}, not MR: napari-ian's models are made for MR neurography, "
+                       "so results on this image mean little")
+        return out
+
     def info(self) -> dict[str, Any]:
         """A summary for ``ian info`` and the plugin: no patient identifiers."""
+        from .phi import redact
+
         g = self.geometry
         return {
-            "source": g.source,
+            "source": redact(g.source, self.identifiers),
             "kind": g.kind,
-            "series_description": g.series_description,
+            "modality": self.modality or "not recorded",
+            "series_description": redact(g.series_description, self.identifiers),
             "shape (AP, SI, RL)": tuple(int(s) for s in self.data.shape),
             "spacing_mm (AP, SI, RL)": tuple(round(float(s), 4) for s in self.spacing),
             "coronal_slices": int(self.data.shape[CORONAL_AXIS]),
@@ -182,8 +211,17 @@ class Volume:
             "source_orientation": "".join(g.native_axcodes),
             "canonical_orientation": "".join(CANONICAL_AXCODES),
             "dtype": str(self.data.dtype),
+            "non_finite_voxels": int(self.nonfinite),
             "case_key": g.case_key,
         }
+
+
+def count_nonfinite(data: np.ndarray) -> int:
+    """Number of NaN and infinite values (0 for integer data, which has none)."""
+    data = np.asarray(data)
+    if not np.issubdtype(data.dtype, np.inexact):
+        return 0
+    return int(data.size - np.count_nonzero(np.isfinite(data)))
 
 
 def spacing_from_affine(affine: np.ndarray) -> tuple:
