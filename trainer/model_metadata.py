@@ -54,17 +54,45 @@ def _known_networks() -> tuple:
     return tuple(NETWORKS)
 
 
-def _check_preprocessing(pre) -> dict:
-    pre = dict(_dict(pre, "preprocessing"))
-    size = pre.get("size")
-    if not isinstance(size, (list, tuple)) or len(size) != 2:
-        raise MetadataError(f"preprocessing.size must be [height, width], not {size!r}")
-    pre["size"] = [_int_in(s, *SIZE_RANGE, "preprocessing.size") for s in size]
+PIPELINES = ("halfslice", "slices25d", "patch3d")   # trainer.pipeline's kinds
+SPACING_RANGE = (0.05, 5.0)    # working-grid spacing, mm
+PATCH_RANGE = (8, 512)         # 3D patch edge, voxels
+
+
+def _check_context(pre) -> int:
     k = _int_in(pre.get("context"), *CONTEXT_RANGE, "preprocessing.context")
     if k % 2 == 0:
         raise MetadataError(f"preprocessing.context must be odd (slices centred on the one predicted), not {k}")
-    pre["context"] = k
-    return pre
+    return k
+
+
+def _ints(pre, key, n, rng, what):
+    v = pre.get(key)
+    if not isinstance(v, (list, tuple)) or len(v) != n:
+        raise MetadataError(f"preprocessing.{key} must be {what}, not {v!r}")
+    return [_int_in(x, *rng, f"preprocessing.{key}") for x in v]
+
+
+def _check_preprocessing(pre) -> tuple[dict, int]:
+    """The checked preprocessing and the number of input channels it feeds the network."""
+    pre = dict(_dict(pre, "preprocessing"))
+    kind = pre.get("pipeline", "halfslice")   # files written before pipelines had names are half-slice ones
+    if kind not in PIPELINES:
+        raise MetadataError(f"preprocessing.pipeline must be one of {', '.join(PIPELINES)}, not {kind!r}")
+    if kind == "halfslice":
+        pre["size"] = _ints(pre, "size", 2, SIZE_RANGE, "[height, width]")
+        pre["context"] = _check_context(pre)
+        return pre, pre["context"]
+    sp = pre.get("spacing_mm")
+    if not isinstance(sp, (list, tuple)) or len(sp) != 3 or not all(
+            _is_number(v) and SPACING_RANGE[0] <= float(v) <= SPACING_RANGE[1] for v in sp):
+        raise MetadataError(f"preprocessing.spacing_mm must be 3 spacings in mm ({SPACING_RANGE[0]:g} to "
+                            f"{SPACING_RANGE[1]:g}), not {sp!r}")
+    if kind == "slices25d":
+        pre["context"] = _check_context(pre)
+        return pre, pre["context"]
+    pre["patch"] = _ints(pre, "patch", 3, PATCH_RANGE, "[depth, height, width]")
+    return pre, 1
 
 
 def _check_network(network, config, context) -> dict:
@@ -78,8 +106,9 @@ def _check_network(network, config, context) -> dict:
             _int_in(value, *CONFIG_RANGES[key], f"network_config.{key}")
     channels = config.get("in_channels", 1)
     if channels != context:
-        raise MetadataError(f"network_config.in_channels ({channels!r}) does not match preprocessing.context "
-                            f"({context}): the network would get another number of slices than it was built for")
+        raise MetadataError(f"network_config.in_channels ({channels!r}) does not match the {context} input "
+                            "channel(s) its preprocessing gives: the network would get another number of "
+                            "slices than it was built for")
     return config
 
 
@@ -94,8 +123,10 @@ class ModelMetadata:
     network_config : dict
         Its settings; ``in_channels`` equals ``preprocessing["context"]``.
     preprocessing : dict
-        ``size`` ([height, width], 8..2048 each) and ``context`` (odd, 1..31) are required;
-        other keys describe the steps and are kept as they are.
+        ``pipeline`` (:mod:`napari_ian.trainer.pipeline`'s kind; none = ``halfslice``) and what it
+        needs: ``halfslice`` ``size`` ([height, width], 8..2048 each) and ``context`` (odd,
+        1..31); ``slices25d`` ``spacing_mm`` and ``context``; ``patch3d`` ``spacing_mm`` and
+        ``patch`` (3 edges, 8..512). Other keys are kept as they are.
     labels : dict
         Label value (as text) -> meaning; 1 and 2 must be the right and left IAN.
     trained_on, parent, created, name : str
@@ -131,8 +162,8 @@ class ModelMetadata:
         for key in ("network", "network_config", "preprocessing"):
             if key not in d:
                 raise MetadataError(f"model metadata lacks {key!r}")
-        pre = _check_preprocessing(d["preprocessing"])
-        config = _check_network(d["network"], d["network_config"], pre["context"])
+        pre, channels = _check_preprocessing(d["preprocessing"])
+        config = _check_network(d["network"], d["network_config"], channels)
         labels = _dict(d.get("labels", LABEL_MEANING), "labels")
         for value, meaning in (("1", "right IAN"), ("2", "left IAN")):
             if labels.get(value) != meaning:

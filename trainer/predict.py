@@ -147,7 +147,7 @@ def predict_steps(image: np.ndarray, model: torch.nn.Module, metadata: dict, spa
     pipe = pipeline_for_model(metadata)
     dev = pick_device(device)
     bf16 = use_bf16(dev, "auto" if metadata.get("inference_bf16", True) else False)
-    channels_last = dev.type == "cpu"
+    channels_last = dev.type == "cpu" and pipe.kind != "patch3d"   # a 2D memory layout
     model = model.to(dev).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -187,7 +187,10 @@ def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Call
     np_rng = np.random.default_rng([cfg.seed, rank])
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1000 * rank)
     bf16 = use_bf16(device, cfg.bf16)
-    channels_last = device.type != "mps" and (cfg.channels_last is True or cfg.channels_last == "auto")
+    from .nets import is_3d
+
+    channels_last = (device.type != "mps" and not is_3d(cfg.network)
+                     and (cfg.channels_last is True or cfg.channels_last == "auto"))
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
