@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_ian.trainer.losses import bce_loss, dice_loss, focal_tversky_loss, get_loss
+from napari_ian.trainer.losses import bce_loss, dice_ce_loss, dice_loss, focal_tversky_loss, get_loss
+
+
+def _tiny_target(n=4):
+    """A batch where a nerve of 2 pixels sits in half the images (as in training crops)."""
+    t = torch.zeros(n, 1, 16, 16)
+    t[::2, 0, 7, 7:9] = 1
+    return t
 
 
 def test_focal_tversky_form_and_weights():
@@ -21,11 +28,28 @@ def test_focal_tversky_form_and_weights():
     assert focal_tversky_loss(fp, t, gamma=2.0).item() == pytest.approx(l1 ** 2, rel=1e-5)
 
 
-def test_alternatives_and_names():
-    x, t = torch.randn(2, 1, 8, 8, requires_grad=True), (torch.rand(2, 1, 8, 8) > 0.8).float()
-    for fn in (dice_loss, bce_loss, get_loss("focal_tversky", gamma=2.0)):
-        loss = fn(x, t)
-        loss.backward()
-        assert loss.item() > 0
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("name", ["focal_tversky", "dice", "bce", "dice_ce"])
+def test_every_loss_ranks_right_above_empty_above_wrong_and_pulls_toward_the_nerve(name):
+    fn = get_loss(name)
+    t = _tiny_target()
+    right = torch.where(t > 0, torch.tensor(8.0), torch.tensor(-8.0))
+    empty = torch.full_like(t, -8.0)
+    wrong = torch.where(t > 0, torch.tensor(-8.0), torch.tensor(8.0))
+    assert fn(right, t) < fn(empty, t) < fn(wrong, t)
+    # from an undecided start, one gradient step raises the nerve's logits and lowers the rest
+    x = torch.zeros_like(t, requires_grad=True)
+    fn(x, t).backward()
+    assert (x.grad[t > 0] < 0).all() and (x.grad[t == 0] >= 0).all()
+
+
+def test_dice_ce_counts_the_batch_not_each_image():
+    t = _tiny_target()
+    right = torch.where(t > 0, torch.tensor(8.0), torch.tensor(-8.0))
+    # an empty image predicted empty is no better or worse on its own: the batch count decides
+    assert dice_ce_loss(right, t) < 0.05
+    assert dice_loss(right, t) < 0.05 and bce_loss(right, t) < 0.05
+
+
+def test_unknown_loss_is_refused():
+    with pytest.raises(ValueError, match="unknown loss"):
         get_loss("hinge")

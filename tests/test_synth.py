@@ -114,3 +114,13 @@ def test_metal_at_the_edge_of_a_field_of_view_is_skipped_not_fatal():
     for centre in ([0, 5, 5], [9.6, 5, 5], [-3, 5, 5], [5, 5, 5]):
         out, _ = metal_artifacts(img, lab, [(np.array(centre, float), 3.0, "crown")], (0.8, 0.5, 0.5))
         assert out.shape == img.shape and np.isfinite(out).all()
+
+
+def test_the_training_doc_carries_the_ranges_the_code_uses():
+    from pathlib import Path
+
+    from napari_ian.sample_data.synth import ranges_markdown
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    table = doc.split("<!-- ranges -->")[1].split("<!-- /ranges -->")[0].strip()
+    assert table == ranges_markdown()

@@ -89,8 +89,9 @@ def _cmd_train(args) -> int:
         pipe = Patches3D(patch=patch) if len(patch) == 3 else Slices25D(context=args.context)
         pipe.flip_tta = args.flip_tta
         pipeline = pipe.to_dict()
+    loss = args.loss or ("dice_ce" if args.synthetic is not None else "focal_tversky")
     cfg = TrainConfig(network=args.network, network_config=net_cfg, context=args.context,
-                      size=tuple(int(v) for v in args.size.split("x")), loss=args.loss, lr=args.lr,
+                      size=tuple(int(v) for v in args.size.split("x")), loss=loss, lr=args.lr,
                       weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
                       patience=args.patience, seed=args.seed, device=args.device, augment=not args.no_augment,
                       pipeline=pipeline, patch=tuple(int(v) for v in args.patch.split("x")),
@@ -418,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network-config", default=None, help='JSON, e.g. \'{"base": 16}\' or \'{"split_attention": true}\'')
     p.add_argument("--context", type=int, default=3, help="2.5D: coronal slices as channels (1 = 2D, the paper)")
     p.add_argument("--size", default="64x160", help="network input HxW (the paper: 256x256)")
-    p.add_argument("--loss", default="focal_tversky", choices=["focal_tversky", "dice", "bce"])
+    p.add_argument("--loss", default=None, choices=["focal_tversky", "dice", "bce", "dice_ce"],
+                   help="default: focal_tversky (the paper's) for --data, dice_ce for --synthetic")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--epochs", type=int, default=50)

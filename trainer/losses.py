@@ -1,4 +1,4 @@
-"""Losses for 1-channel nerve logits: Focal Tversky (default), Dice and BCE.
+"""Losses for 1-channel nerve logits: Focal Tversky (the paper's), Dice, BCE and Dice + BCE (synthetic training).
 
 Focal Tversky (Abraham & Khan 2019): Tversky index TI = TP / (TP + a FN + b FP) with soft counts
 from sigmoid probabilities; a > b weighs missed nerve (FN) more than false alarms.
@@ -44,7 +44,18 @@ def bce_loss(logits, target, pos_weight: float = 10.0):
                                               pos_weight=torch.tensor(pos_weight, device=logits.device))
 
 
-LOSSES = {"focal_tversky": focal_tversky_loss, "dice": dice_loss, "bce": bce_loss}
+def dice_ce_loss(logits, target, pos_weight: float = 3.0, smooth: float = 1.0):
+    """Soft Dice over the whole batch plus binary cross-entropy (the nnU-Net default, Isensee et al.
+    2021). Counting TP, FP and FN over the batch instead of per image gives a tiny structure a
+    steady signal from the first steps, where a per-image index mostly says "predict less"."""
+    p = torch.sigmoid(logits.float())
+    t = target.float()
+    tp = (p * t).sum()
+    dice = 1 - (2 * tp + smooth) / (p.sum() + t.sum() + smooth)
+    return dice + bce_loss(logits, target, pos_weight)
+
+
+LOSSES = {"focal_tversky": focal_tversky_loss, "dice": dice_loss, "bce": bce_loss, "dice_ce": dice_ce_loss}
 DEFAULT_LOSS_PARAMS = {"focal_tversky": {"alpha": 0.7, "beta": 0.3, "gamma": 2.0}}
 
 
