@@ -37,8 +37,6 @@ def main():
     from qtpy.QtCore import Qt, QTimer
     from qtpy.QtTest import QTest
 
-    from napari_ian._predict_widget import PredictWidget
-    from napari_ian._widgets import CaseWidget
 
     tmp = Path(tempfile.mkdtemp(prefix="ian-bench-"))
     os.environ["NAPARI_IAN_HOME"] = str(tmp / "home")
@@ -59,8 +57,7 @@ def main():
     [img] = viewer.open(str(src), plugin="napari-ian")
     pump(1.0)
     m1 = rss_mb()
-    case = CaseWidget(viewer)
-    viewer.window.add_dock_widget(case)
+    case = guikit.dock(viewer, "Case")
     labels = case.new_labels()
     viewer.layers.selection.active = labels
     pump(0.5)
@@ -122,8 +119,7 @@ def main():
     m3 = rss_mb()
 
     # -- prediction through the panel, with an event-loop heartbeat --------------------------
-    pw = PredictWidget(viewer)
-    viewer.window.add_dock_widget(pw)
+    pw = guikit.dock(viewer, "Predict")
     pw.device_combo.setCurrentText("cpu")
     ticks = []
     timer = QTimer()

@@ -28,8 +28,6 @@ def main():
     from qtpy.QtCore import QPoint, Qt, QTimer
     from qtpy.QtTest import QTest
 
-    from napari_ian._review_widget import ReviewWidget
-    from napari_ian._widgets import CaseWidget
     from napari_ian.sample_data.phantom import make_phantom
     from napari_ian.trainer.modelfile import load_model
     from napari_ian.trainer.predict import predict_volume
@@ -51,10 +49,8 @@ def main():
     img = viewer.add_image(image, name="phantom MRN", scale=sp)
     viewer.add_labels(truth, name="ground truth", scale=sp)
     layer = viewer.add_labels(pred, name="ian-default prediction", scale=sp)
-    case = CaseWidget(viewer)
-    viewer.window.add_dock_widget(case)
-    w = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(w, area="right")
+    case = guikit.dock(viewer, "Case")
+    w = guikit.dock(viewer, "Review")
     w.ref_combo.setCurrentText("ground truth")
     w.pred_combo.setCurrentText(layer.name)
     w.image_combo.setCurrentText(img.name)

@@ -24,6 +24,11 @@ def shown_viewer(width: int = 1500, height: int = 1000):
     return viewer, app
 
 
+def dock(viewer, name: str):
+    """Dock the napari-ian panel ``name`` as Plugins > napari-ian does (with napari's viewer proxy)."""
+    return viewer.window.add_plugin_dock_widget("napari-ian", name)[1]
+
+
 def canvas_point(viewer, layer, si: float, rl: float):
     """The canvas pixel (a QPoint) of voxel (SI, RL) of ``layer`` on the current coronal slice (2D view)."""
     import numpy as np

@@ -9,6 +9,7 @@ from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, QTimer
 
+from ._identity import layer_uid
 from ._layers import geometry_of
 from .trainer.workspace import save_labels
 
@@ -55,12 +56,12 @@ class Autosaver(QObject):
                       "restore them with 'Restore autosaved labels' in the Case panel")
 
     def schedule(self, layer):
-        timer = self._timers.get(id(layer))
+        timer = self._timers.get(layer_uid(layer))
         if timer is None:
             timer = QTimer(self)
             timer.setSingleShot(True)
             timer.timeout.connect(lambda ly=layer: self.save(ly))
-            self._timers[id(layer)] = timer
+            self._timers[layer_uid(layer)] = timer
         timer.start(self.delay_ms)
 
     def save(self, layer):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Labels
 
+from ._identity import same_layer, unwrap
 from .trainer.annotate import sphere_offsets, stroke_indices
 
 
@@ -24,15 +25,15 @@ class SphereBrush:
         self._layers = []
 
     def attach(self, layer: Labels):
-        if layer in self._layers:
+        if any(same_layer(layer, ly) for ly in self._layers):
             return
         layer.mouse_drag_callbacks.append(self._drag)
         self._layers.append(layer)
 
     def detach(self, layer: Labels):
-        if layer in self._layers:
-            layer.mouse_drag_callbacks.remove(self._drag)
-            self._layers.remove(layer)
+        for ly in [ly for ly in self._layers if same_layer(layer, ly)]:
+            ly.mouse_drag_callbacks.remove(self._drag)
+            self._layers.remove(ly)
 
     def set_enabled(self, on: bool):
         self.enabled = bool(on)
@@ -112,7 +113,8 @@ class BrushReach:
         if self._ring is None:
             from vispy.scene.visuals import Ellipse, Text
 
-            scene = self.viewer.window._qt_viewer.canvas.view.scene   # napari's canvas (no public API)
+            # napari's canvas has no public API; a panel's viewer is a proxy that warns on private access
+            scene = unwrap(self.viewer).window._qt_viewer.canvas.view.scene
             self._ring = Ellipse(center=(0, 0), radius=(1, 1), color=(0, 0, 0, 0), border_color="yellow",
                                  border_width=1.5, parent=scene)
             self._text = Text("", color="yellow", font_size=9, anchor_x="left", anchor_y="bottom", parent=scene)

@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, Q
 
 from ._combo import refill_combo
 from ._layers import geometry_of
+from ._panel import while_alive
 from ._scroll import scrolling_layout
 
 
@@ -183,9 +184,10 @@ class FinetuneWidget(QWidget):
         self.earlier_check.toggled.connect(lambda *_: self.refresh_slices())
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._refresh_layers)
-        from ._hub import on_models_changed
+        from ._hub import hub, on_models_changed, subscribe
 
         on_models_changed(self, "refresh_models")
+        subscribe(hub.status_changed, self, "refresh_slices")   # slices corrected in the Review panel
         self._refresh_layers()
         self.refresh_models()
         self.refresh_store()
@@ -361,9 +363,9 @@ class FinetuneWidget(QWidget):
                     "holdout": cfg.holdout or cfg.holdout_case}
 
         self.worker = work()
-        self.worker.returned.connect(self._done)
-        self.worker.errored.connect(lambda exc: self._failed(exc))
-        self.worker.finished.connect(self._finished)
+        self.worker.returned.connect(while_alive(self, self._done))
+        self.worker.errored.connect(while_alive(self, self._failed))
+        self.worker.finished.connect(while_alive(self, self._finished))
         self.curve.reset(cfg.epochs)
         self.progress.setRange(0, cfg.epochs)
         self.progress.setValue(0)
@@ -457,8 +459,11 @@ class FinetuneWidget(QWidget):
 
         if not self.last_result:
             return None
-        panels = self.viewer.window._qt_window.findChildren(PredictWidget)
-        panel = panels[0] if panels else self.viewer.window.add_plugin_dock_widget("napari-ian", "Predict")[1]
+        dock, panel = self.viewer.window.add_plugin_dock_widget("napari-ian", "Predict")   # the docked one, if any
+        if not isinstance(panel, PredictWidget):
+            return None
+        dock.show()
+        dock.raise_()
         panel.refresh_models()
         panel.image_combo.setCurrentText(self.image_combo.currentText())
         panel.model_combo.setCurrentText(self.last_result["name"])

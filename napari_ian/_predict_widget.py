@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLab
 
 from ._combo import refill_combo
 from ._layers import GEOMETRY_KEY, labels_layer_data
+from ._panel import while_alive
 from ._widgets import _image_layers
 from .trainer.volume import Geometry
 
@@ -199,9 +200,9 @@ class PredictWidget(QWidget):
                 raise PredictionFailed(str(exc)) from exc
 
         self.worker = work()
-        self.worker.returned.connect(lambda res: self._add_result(res, layer, model_name))
-        self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(self._finished)
+        self.worker.returned.connect(while_alive(self, lambda res: self._add_result(res, layer, model_name)))
+        self.worker.errored.connect(while_alive(self, self._failed))
+        self.worker.finished.connect(while_alive(self, self._finished))
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         where = "" if roi is None else " inside the box " + ",".join(f"{r.start}:{r.stop}" for r in roi)

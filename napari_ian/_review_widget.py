@@ -20,8 +20,11 @@ from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayo
                             QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ._combo import refill_combo
+from ._identity import layer_uid
 from ._layers import geometry_of
+from ._panel import while_alive
 from ._scroll import scrolling_layout
+from ._slice_edits import SliceWatch
 from .trainer.metrics import CATEGORY, SIDES
 from .trainer.review import (FLAGGED, STATUS, SliceReview, label_free_warnings, load_status,
                              measurements_by_region, nerve_measurements, new_status, rows_to_csv, status_to_json,
@@ -102,10 +105,11 @@ class ReviewWidget(QWidget):
         self.status = None            # (2, n) int8
         self.axis = 0
         self._layers = (None, None)
+        self._ids = (None, None)      # stable ids of the reviewed layers (events carry the layers, not proxies)
+        self._watches = {}            # layer id -> SliceWatch (which slices an undo/redo changed)
         self._row_items = {}          # (slice, side) -> list of QTableWidgetItem (for targeted updates)
         self.last_updated = set()
         self._pending = set()
-        self._history = {}
         self._3d_worker, self._3d_dirty, self._3d_gen = None, False, 0
         self._3d_timer = QTimer(self)
         self._3d_timer.setSingleShot(True)
@@ -270,6 +274,7 @@ class ReviewWidget(QWidget):
             mode = (f"<b>No reference</b>: <i>warnings</i> from {pred.name} alone (gaps, jumps, stray pieces, "
                     "areas, low probability) — likely failures, <i>not DSC</i>.")
         self._layers = (ref, pred)
+        self._ids = tuple(layer_uid(ly) if ly is not None else None for ly in (ref, pred))
         self._3d_gen = getattr(self, "_3d_gen", 0) + 1   # 3D numbers of an earlier review are stale now
         self._load_status(pred)
         self.mode_label.setText(mode + "".join(f"<br>Note: {n}." for n in notes))
@@ -288,11 +293,12 @@ class ReviewWidget(QWidget):
 
     # -- live updates -------------------------------------------------------------------------------
     def _connect(self):
+        self._watches = {}
         for layer in self._layers:
             if layer is not None:
                 layer.events.paint.connect(self._painted)
                 layer.events.set_data.connect(self._maybe_undone)
-                self._history[id(layer)] = self._history_key(layer)
+                self._watches[layer_uid(layer)] = SliceWatch(layer.data, self.axis)
 
     def _disconnect(self):
         for layer in self._layers:
@@ -302,40 +308,26 @@ class ReviewWidget(QWidget):
                         ev.disconnect(fn)
                     except (TypeError, ValueError, RuntimeError):
                         pass
-
-    @staticmethod
-    def _history_key(layer):
-        # napari's undo/redo emit no paint event, only set_data (as slicing does); the lengths of
-        # its history stacks tell an undo or redo apart from a slice change
-        return (len(getattr(layer, "_undo_history", ())), len(getattr(layer, "_redo_history", ())))
+        self._watches = {}
 
     def _maybe_undone(self, event):
-        layer = event.source
-        key = self._history_key(layer)
-        if self._history.get(id(layer)) == key:
+        # napari's undo and redo emit only set_data (as slicing does): the slices' checksums tell
+        watch = self._watches.get(layer_uid(event.source))
+        if watch is None or self._pending:
             return
-        self._history[id(layer)] = key
-        if self.review is not None:
-            old = self.review.categories(), [a.copy() for lab in SIDES for a in self.review._counts[lab]]
-            self.review.recompute()
-            new = [a for lab in SIDES for a in self.review._counts[lab]]
-            changed = np.flatnonzero(np.any([o != n for o, n in zip(old[1], new)], axis=0))
-        else:
-            changed = np.arange(self.status.shape[1])
+        changed = watch.changed(event.source.data)
         if changed.size:
             self.update_slices(changed)
 
     def _painted(self, event):
         sl = touched_slices(event.value, self.axis)
-        ref, pred = self._layers
         if sl is None:
             sl = np.arange(self.status.shape[1])
-        if event.source is pred and len(sl):
+        if layer_uid(event.source) == self._ids[1] and len(sl):
             sides = self._painted_sides(event.value)
             for s in sides:
                 self.status[s - 1, sl] = STATUS.index("corrected")
             self._save_status()
-        self._history[id(event.source)] = self._history_key(event.source)
         # napari announces a data_setitem edit before writing it: recompute once control returns
         first = not self._pending
         self._pending.update(int(s) for s in sl)
@@ -345,6 +337,9 @@ class ReviewWidget(QWidget):
     def _flush_pending(self):
         sl, self._pending = sorted(self._pending), set()
         if sl and self._layers[1] is not None:
+            for layer in self._layers:
+                if layer is not None and layer_uid(layer) in self._watches:
+                    self._watches[layer_uid(layer)].seen(layer.data, sl)
             self.update_slices(sl)
 
     @staticmethod
@@ -366,9 +361,11 @@ class ReviewWidget(QWidget):
             self.review.update_slices(slices)
             new_rows = [r for r in self.review.rows() if r["slice"] in set(slices.tolist())]
         else:
+            # warnings compare neighbouring slices (gaps, jumps): an edit can change those of others
             ref, pred = self._layers
             self.warnings = label_free_warnings(pred.data, pred.scale, self.axis, self._probability_for(pred))
-            new_rows = [r for r in self._warning_rows() if r["slice"] in set(slices.tolist())]
+            slices = np.arange(self.status.shape[1])
+            new_rows = self._warning_rows()
         self.last_updated = {int(s) for s in slices}
         self._replace_rows(set(self.last_updated), new_rows)
         self._paint_strip()
@@ -564,6 +561,10 @@ class ReviewWidget(QWidget):
             atomic_write_text(path, status_to_json(self.status))
         except OSError as exc:
             show_error(f"napari-ian: review status not saved ({exc.strerror or exc})")
+            return
+        from ._hub import hub
+
+        hub.status_changed.emit()     # the Fine-tune panel counts the corrected slices anew
 
     def accept_current(self):
         """Mark the current slice accepted on both sides (a corrected slice stays corrected)."""
@@ -619,10 +620,10 @@ class ReviewWidget(QWidget):
             return {side: nerve_metrics(rdata, pdata, lab, sp, axis) for lab, side in SIDES.items()}
 
         worker = nerve3d()
-        worker.returned.connect(lambda res: self._show_3d(res, gen))
-        worker.errored.connect(lambda exc: self.summary_label.setText(
-            self._summary_text + f"<br>3D numbers failed: {exc}"))
-        worker.finished.connect(self._3d_finished)
+        worker.returned.connect(while_alive(self, lambda res: self._show_3d(res, gen)))
+        worker.errored.connect(while_alive(self, lambda exc: self.summary_label.setText(
+            self._summary_text + f"<br>3D numbers failed: {exc}")))
+        worker.finished.connect(while_alive(self, self._3d_finished))
         self._3d_worker = worker
         self._3d_dirty = False
         worker.start()
@@ -703,10 +704,10 @@ class ReviewWidget(QWidget):
             return rows, measurements_by_region(rows, marker), bgrx
 
         worker = work()
-        worker.returned.connect(lambda res: self._open_measurements(*res, marker))
+        worker.returned.connect(while_alive(self, lambda res: self._open_measurements(*res, marker)))
         worker.errored.connect(lambda exc: show_error(f"napari-ian: measurements failed: {exc}"))
         self.measure_btn.setEnabled(False)
-        worker.finished.connect(lambda: self.measure_btn.setEnabled(True))
+        worker.finished.connect(while_alive(self, lambda: self.measure_btn.setEnabled(True)))
         self._measure_worker = worker
         worker.start()
         return worker

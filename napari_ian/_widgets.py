@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, Q
                             QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ._layers import GEOMETRY_KEY, geometry_of, image_layer_data, labels_layer_data
+from ._panel import while_alive
 from ._scroll import scrolling_layout
 from .trainer.volume import CANONICAL_AXCODES, LABELS, Geometry
 
@@ -376,9 +377,12 @@ def autosaver_for(viewer):
     """The one :class:`Autosaver` of a viewer (made on first use)."""
     from ._autosave import Autosaver
 
-    key = id(viewer)
-    if key not in _AUTOSAVERS or _AUTOSAVERS[key].viewer is not viewer:
-        _AUTOSAVERS[key] = Autosaver(viewer)
+    from ._identity import unwrap
+
+    real = unwrap(viewer)     # panels get proxies of the viewer, a new one each
+    key = id(real)
+    if key not in _AUTOSAVERS or unwrap(_AUTOSAVERS[key].viewer) is not real:
+        _AUTOSAVERS[key] = Autosaver(real)
     return _AUTOSAVERS[key]
 
 
@@ -422,9 +426,9 @@ class PhantomWidget(QWidget):
             return phantom_layers(seed)
 
         self.worker = make()
-        self.worker.returned.connect(self._add)
-        self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(self._done)
+        self.worker.returned.connect(while_alive(self, self._add))
+        self.worker.errored.connect(while_alive(self, self._failed))
+        self.worker.finished.connect(while_alive(self, self._done))
         self.go.setEnabled(False)
         self.cancel.setEnabled(True)
         self.status.setText(f"Making phantom {seed} (a few seconds)...")

@@ -16,11 +16,10 @@ def home(tmp_path, monkeypatch):
 
 
 def _case_panel(viewer, delay_ms=200):
-    from napari_ian._widgets import CaseWidget
+    from gui_actions import dock
 
-    w = CaseWidget(viewer)
+    w = dock(viewer, "Case")
     w.autosaver.delay_ms = delay_ms
-    viewer.window.add_dock_widget(w)
     return w
 
 

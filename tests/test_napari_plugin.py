@@ -104,11 +104,10 @@ def test_mr700_is_refused_with_a_notification(viewer):
 
 
 def test_new_labels_paint_and_save_on_the_source_grid(viewer, tmp_path):
-    from napari_ian._widgets import CaseWidget
+    from gui_actions import dock
 
     [image] = viewer.open(ANATOMICAL, plugin="napari-ian")
-    widget = CaseWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Case")
     assert widget.image_combo.currentText() == image.name
     labels = widget.new_labels()
     assert labels.data.shape == image.data.shape
@@ -144,10 +143,9 @@ def test_writer_refuses_labels_without_geometry(tmp_path):
 def test_phantom_widget_makes_a_patient_off_the_gui_thread(viewer, qtbot):
     from qtpy.QtCore import Qt
 
-    from napari_ian._widgets import PhantomWidget
+    from gui_actions import dock
 
-    widget = PhantomWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Phantom")
     widget.seed.setValue(3)
     qtbot.mouseClick(widget.go, Qt.LeftButton)
     assert not widget.go.isEnabled()            # the button waits while the worker runs

@@ -22,7 +22,7 @@ def reviewed(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data):
     """A shown viewer with the phantom, a damaged copy of its truth as the prediction, and the panel."""
     from napari.layers import Layer
 
-    from napari_ian._review_widget import ReviewWidget
+    from gui_actions import dock
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
     viewer = make_napari_viewer(show=True)
@@ -32,8 +32,7 @@ def reviewed(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data):
     gap[gap == 1] = 0                                  # complete failures on 50-52 (right)
     pred[60] = np.roll(pred[60], 4, axis=0)            # a shifted slice (right and left)
     layer = viewer.add_labels(pred, name="test prediction", scale=truth.scale, metadata=dict(truth.metadata))
-    w = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Review")
     w.ref_combo.setCurrentText(truth.name)
     w.pred_combo.setCurrentText(layer.name)
     w.image_combo.setCurrentText(image.name)
@@ -102,13 +101,15 @@ def test_a_paint_event_updates_only_the_touched_rows_and_marks_them_corrected(re
 def test_status_is_saved_with_the_case_and_restored(reviewed, qtbot):
     from qtpy.QtCore import Qt
 
-    from napari_ian._review_widget import ReviewWidget
+    from gui_actions import close_panel, dock
 
     viewer, w, truth, pred = reviewed
     viewer.dims.set_current_step(0, 40)
     qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_A, Qt.ShiftModifier)   # Shift+A: accept
     assert list(w.status[:, 40]) == [1, 1]
-    w2 = ReviewWidget(viewer)
+    close_panel(viewer, w)                                         # closed, and opened again
+    w2 = dock(viewer, "Review")
+    assert w2 is not w
     w2.ref_combo.setCurrentText(truth.name)
     w2.pred_combo.setCurrentText(pred.name)
     assert w2.run()
@@ -151,6 +152,7 @@ def test_measurements_plot_and_csv(reviewed, tmp_path, qtbot):
 
 
 def test_bad_inputs_are_explained(make_napari_viewer, monkeypatch, tmp_path):
+    from gui_actions import dock
     from napari_ian import _review_widget as rw
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
@@ -161,7 +163,7 @@ def test_bad_inputs_are_explained(make_napari_viewer, monkeypatch, tmp_path):
     b = viewer.add_labels(np.zeros((10, 12, 15), np.uint8), name="b", scale=(0.8, 1.6, 0.4))
     c = viewer.add_labels(np.zeros((10, 12, 14), np.uint8), name="c", scale=(1.0, 1.6, 0.4))
     flat = viewer.add_labels(np.zeros((12, 14), np.uint8), name="flat")
-    w = rw.ReviewWidget(viewer)
+    w = dock(viewer, "Review")
     for ref, pred, words in ((a, b, "not the same grid"), (a, c, "different voxel sizes"), (a, flat, "2D")):
         w.ref_combo.setCurrentText(ref.name)
         w.pred_combo.setCurrentText(pred.name)

@@ -10,13 +10,12 @@ pytestmark = pytest.mark.gui
 def test_three_views_share_labels_and_follow_the_slice(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     from napari_orthogonal_views.ortho_view_manager import _get_manager
 
-    from napari_ian._widgets import CaseWidget
+    from gui_actions import dock
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-ian", "phantom")
-    w = CaseWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Case")
     labels = w.new_labels()
     w.views_btn.click()
     m = _get_manager(viewer)
