@@ -1,17 +1,12 @@
 """Shared bits of the GUI benchmarks: a shown viewer of a fixed size and an event pump."""
 from __future__ import annotations
 
-import time
-
 
 def pump(app, seconds: float = 0.0) -> None:
     """Process Qt events for ``seconds`` (at least once)."""
-    end = time.perf_counter() + seconds
-    while True:
-        app.processEvents()
-        if time.perf_counter() >= end:
-            return
-        time.sleep(0.002)
+    from napari_ian.__main__ import pump as pump_qt
+
+    pump_qt(seconds)
 
 
 def shown_viewer(width: int = 1500, height: int = 1000):

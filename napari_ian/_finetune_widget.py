@@ -18,13 +18,13 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, QPointF, Qt, Signal
 from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                            QInputDialog, QLabel, QLineEdit, QListWidget, QMessageBox, QProgressBar,
+                            QInputDialog, QLineEdit, QListWidget, QMessageBox, QProgressBar,
                             QPushButton, QSpinBox, QWidget)
 
 from ._combo import refill_combo
 from ._layers import geometry_of
-from ._panel import while_alive
-from ._scroll import scrolling_layout
+from ._panel import Panel, while_alive
+from ._scroll import compact, panel_layout, wrapping_label
 
 
 class _Relay(QObject):
@@ -41,7 +41,7 @@ class CurveWidget(QWidget):
         super().__init__()
         self.loss, self.dsc = [], []
         self.epochs = 1
-        self.setMinimumHeight(90)
+        self.setFixedHeight(64)
         self.setToolTip("Orange: training loss. Blue: DSC on the held-out corrected slices (0-1).")
 
     def reset(self, epochs):
@@ -68,18 +68,20 @@ class CurveWidget(QWidget):
                 p.drawEllipse(a, 2, 2)
 
 
-class FinetuneWidget(QWidget):
+class FinetuneWidget(Panel):
     """Corrected slices of this case (and earlier ones) -> a new model in the user registry."""
 
+    TITLE = "Fine-tune"
+
     def __init__(self, napari_viewer):
-        super().__init__()
+        super().__init__(napari_viewer)
         from ._threads import ensure_spare_pool_threads
 
         ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
         from ._predict_widget import _devices
 
-        self.viewer = napari_viewer
         self.worker = None
+        self._activity = None         # the run's entry in napari's activity bar
         self._cancel = False
         self._name_edited = False
         self.last_result = None
@@ -106,26 +108,24 @@ class FinetuneWidget(QWidget):
         self.holdout_spin.setSuffix(" %")
         self.holdout_spin.setToolTip("Share of each side's corrected slices held out (a contiguous block) "
                                      "to measure the model before and after; never trained on")
-        self.device_note = QLabel()
+        self.device_note = wrapping_label()
         self.device_combo.currentTextChanged.connect(self._update_device_note)
         self._update_device_note()
         self.holdout_case_combo = QComboBox()
         self.holdout_case_combo.setToolTip("Score before/after on a whole case of the store instead of a block "
                                            "of each case's slices (needs the earlier cases)")
         self.earlier_check = QCheckBox("also train on earlier cases' corrections")
-        self.slices_label = QLabel()
-        self.slices_label.setWordWrap(True)
+        self.slices_label = wrapping_label()
         self.run_btn = QPushButton("Fine-tune on my corrections")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m epochs")
         self.progress.setValue(0)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = wrapping_label()
         self.curve = CurveWidget()
-        self.result_label = QLabel("")
-        self.result_label.setWordWrap(True)
+        self.curve.hide()                     # shown from the first run on
+        self.result_label = wrapping_label()
         self.predict_btn = QPushButton("Predict this case with the new model")
         self.predict_btn.setEnabled(False)
         self.models_list, self.store_list = QListWidget(), QListWidget()
@@ -135,6 +135,7 @@ class FinetuneWidget(QWidget):
         self.store_delete_btn = QPushButton("Remove case from the store...")
 
         form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Image", self.image_combo)
         form.addRow("Corrected labels", self.labels_combo)
         form.addRow("Start from model", self.base_combo)
@@ -145,19 +146,12 @@ class FinetuneWidget(QWidget):
         form.addRow("or hold out", self.holdout_case_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("", self.device_note)
-        lay = scrolling_layout(self, 320)
+        for combo in (self.image_combo, self.labels_combo, self.base_combo, self.holdout_case_combo,
+                      self.device_combo):
+            compact(combo)
+        lay, footer = panel_layout(self)
         lay.addLayout(form)
         lay.addWidget(self.earlier_check)
-        lay.addWidget(self.slices_label)
-        row = QHBoxLayout()
-        row.addWidget(self.run_btn, 1)
-        row.addWidget(self.cancel_btn)
-        lay.addLayout(row)
-        lay.addWidget(self.progress)
-        lay.addWidget(self.status)
-        lay.addWidget(self.curve)
-        lay.addWidget(self.result_label)
-        lay.addWidget(self.predict_btn)
         models = QGroupBox("Your models")
         ml = QFormLayout(models)
         ml.addRow(self.models_list)
@@ -172,6 +166,17 @@ class FinetuneWidget(QWidget):
         sl.addRow(self.store_delete_btn)
         lay.addWidget(store)
         lay.addStretch(1)
+        # what will be trained on, the run, its progress and its result never scroll away
+        footer.addWidget(self.slices_label)
+        row = QHBoxLayout()
+        row.addWidget(self.run_btn, 1)
+        row.addWidget(self.cancel_btn)
+        footer.addLayout(row)
+        footer.addWidget(self.progress)
+        footer.addWidget(self.status)
+        footer.addWidget(self.curve)
+        footer.addWidget(self.result_label)
+        footer.addWidget(self.predict_btn)
 
         self.run_btn.clicked.connect(self.run)
         self.cancel_btn.clicked.connect(self.cancel)
@@ -367,6 +372,11 @@ class FinetuneWidget(QWidget):
         self.worker.errored.connect(while_alive(self, self._failed))
         self.worker.finished.connect(while_alive(self, self._finished))
         self.curve.reset(cfg.epochs)
+        self.curve.show()
+        from napari.utils import progress
+
+        # napari's activity bar (bottom right) shows it too, whichever panel tab is in front
+        self._activity = progress(total=cfg.epochs, desc=f"Fine-tuning {base} → {name}")
         self.progress.setRange(0, cfg.epochs)
         self.progress.setValue(0)
         self.run_btn.setEnabled(False)
@@ -388,6 +398,8 @@ class FinetuneWidget(QWidget):
 
     def _on_epoch(self, info):
         self.progress.setValue(int(info["epoch"]))
+        if self._activity is not None:
+            self._activity.update(int(info["epoch"]) - self._activity.n)
         self.curve.add(info["loss"], info["val_dsc"])
         dsc = info["val_dsc"]
         self.status.setText(f"Epoch {info['epoch']}/{info['epochs']} · loss {info['loss']:.3f} · held-out DSC "
@@ -438,6 +450,9 @@ class FinetuneWidget(QWidget):
 
     def _finished(self):
         self.worker = None
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
         self.run_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         exc, self._mismatch = getattr(self, "_mismatch", None), None

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton
 
 from ._combo import refill_combo
 from ._layers import GEOMETRY_KEY, labels_layer_data
-from ._panel import while_alive
+from ._panel import Panel, while_alive
+from ._scroll import compact, panel_layout, wrapping_label
 from ._widgets import _image_layers
 from .trainer.volume import Geometry
 
@@ -35,15 +35,16 @@ def _devices():
     return out
 
 
-class PredictWidget(QWidget):
+class PredictWidget(Panel):
     """Image + model + device -> IAN labels (1 = right, 2 = left) as a new Labels layer."""
 
+    TITLE = "Predict"
+
     def __init__(self, napari_viewer):
-        super().__init__()
+        super().__init__(napari_viewer)
         from ._threads import ensure_spare_pool_threads
 
         ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
-        self.viewer = napari_viewer
         self.image_combo = QComboBox()
         self.model_combo = QComboBox()
         self.refresh_btn = QPushButton("↻")
@@ -61,8 +62,7 @@ class PredictWidget(QWidget):
         self.run_btn = QPushButton("Predict")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = wrapping_label()
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         row = QHBoxLayout()
@@ -70,19 +70,21 @@ class PredictWidget(QWidget):
         row.addWidget(self.refresh_btn)
         form.addRow("Model", row)
         form.addRow("Device", self.device_combo)
+        for combo in (self.image_combo, self.model_combo, self.device_combo):
+            compact(combo)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn)
         buttons.addWidget(self.cancel_btn)
-        lay = QVBoxLayout(self)
+        lay, footer = panel_layout(self)
         lay.addLayout(form)
         lay.addWidget(self.prob_check)
         box_row = QHBoxLayout()
         box_row.addWidget(self.roi_check, 1)
         box_row.addWidget(self.box_btn)
         lay.addLayout(box_row)
-        lay.addLayout(buttons)
-        lay.addWidget(self.status)
         lay.addStretch(1)
+        footer.addLayout(buttons)      # the run button and the result stay in view in a short dock
+        footer.addWidget(self.status)
         self.worker = None
         self.run_btn.clicked.connect(self.run)
         self.cancel_btn.clicked.connect(self.cancel)

@@ -1,7 +1,8 @@
 """Review panel: go straight to the slices where a prediction failed, in the paper's terms.
 
-With a reference labels layer, every slice and side gets the SPEC.md scores and failure category
-(:class:`~napari_ian.trainer.review.SliceReview`, the same code as ``ian evaluate``); without one,
+With a reference labels layer, every slice and side gets DSC, IoU, precision, recall and the
+paper's failure category (:class:`~napari_ian.trainer.review.SliceReview`, the same code as
+``ian evaluate``); without one,
 warnings computed from the prediction alone. A colour strip along the slice axis and a sortable
 table both move the viewer to a slice; brush strokes recompute only the slices they touched.
 Review status per slice (unreviewed / accepted / corrected) is saved in the case's workspace.
@@ -22,8 +23,9 @@ from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayo
 from ._combo import refill_combo
 from ._identity import layer_uid
 from ._layers import geometry_of
-from ._panel import while_alive
-from ._scroll import scrolling_layout
+from ._panel import Panel, while_alive
+from ._review_summary import summary_html, summary_tooltip
+from ._scroll import compact, panel_layout, wrapping_label
 from ._slice_edits import SliceWatch
 from .trainer.metrics import CATEGORY, SIDES
 from .trainer.review import (FLAGGED, STATUS, SliceReview, label_free_warnings, load_status,
@@ -87,19 +89,20 @@ class ReviewStrip(QWidget):
             self.clicked.emit(i)
 
 
-class ReviewWidget(QWidget):
+class ReviewWidget(Panel):
     """Reference + prediction (any two labels layers) -> per-slice table, strip, navigator, summary."""
+
+    TITLE = "Review"
 
     SHORTCUTS = (("Shift+N", "next flagged slice", "next_flagged"),
                  ("Shift+P", "previous flagged slice", "previous_flagged"),
                  ("Shift+A", "accept this slice (both sides)", "accept_current"))
 
     def __init__(self, napari_viewer):
-        super().__init__()
+        super().__init__(napari_viewer)
         from ._threads import ensure_spare_pool_threads
 
         ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
-        self.viewer = napari_viewer
         self.review = None            # SliceReview when a reference is chosen
         self.warnings = []            # label-free warnings otherwise
         self.status = None            # (2, n) int8
@@ -120,8 +123,7 @@ class ReviewWidget(QWidget):
         self.axis_combo = QComboBox()
         self.axis_combo.addItems(list(AXES))
         self.run_btn = QPushButton("Review")
-        self.mode_label = QLabel()
-        self.mode_label.setWordWrap(True)
+        self.mode_label = wrapping_label()
         self.strip = ReviewStrip()
         self.filter_combo = QComboBox()
         self.table = QTableWidget(0, 0)
@@ -132,8 +134,7 @@ class ReviewWidget(QWidget):
         # columns fit their contents once per fill; the table scrolls sideways, the panel never widens
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.summary_label = QLabel()
-        self.summary_label.setWordWrap(True)
+        self.summary_label = wrapping_label()
         self.summary_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.prev_btn, self.next_btn = QPushButton("◀ Flagged"), QPushButton("Flagged ▶")
         self.accept_btn = QPushButton("Accept")
@@ -148,25 +149,28 @@ class ReviewWidget(QWidget):
         self.measure_btn.setToolTip("Cross-sectional area (mm²), mean and max signal and distance along the "
                                     "nerve per slice: a plot, per-region means and a CSV")
         form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Reference", self.ref_combo)
         form.addRow("Prediction", self.pred_combo)
         form.addRow("Image (signal)", self.image_combo)
-        form.addRow("Slice axis", self.axis_combo)
+        axis_row = QHBoxLayout()
+        axis_row.addWidget(self.axis_combo, 1)
+        axis_row.addWidget(self.run_btn, 1)
+        form.addRow("Slice axis", axis_row)
         nav = QHBoxLayout()
         for b in (self.prev_btn, self.next_btn, self.accept_btn):
             nav.addWidget(b)
         low = QHBoxLayout()
-        low.addWidget(QLabel("Loop ends at slice"))
+        low.addWidget(QLabel("Loop ends at"))
         low.addWidget(self.marker_spin)
         low.addWidget(self.measure_btn)
         for combo in (self.ref_combo, self.pred_combo, self.image_combo, self.axis_combo, self.filter_combo):
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(12)
-        # rows keep their height (a table of at least a few rows); the panel scrolls in a short dock
-        self.table.setMinimumHeight(160)
-        lay = scrolling_layout(self, 300)
+            compact(combo)
+        # a table of at least a few rows; in a dock too short for everything the panel scrolls
+        self.table.setMinimumHeight(120)
+        lay, footer = panel_layout(self, 200, grow_body=True)
+        footer.addWidget(self.summary_label)      # the case's figures stay in view under the table
         lay.addLayout(form)
-        lay.addWidget(self.run_btn)
         lay.addWidget(self.mode_label)
         lay.addWidget(self.strip)
         lay.addLayout(nav)
@@ -176,11 +180,9 @@ class ReviewWidget(QWidget):
         row.addWidget(self.csv_btn)
         lay.addLayout(row)
         lay.addWidget(self.table, 1)
-        lay.addWidget(self.summary_label)
         lay.addLayout(low)
-        keys = ", ".join(f"{k}: {what}" for k, what, _ in self.SHORTCUTS)
-        hint = QLabel(f"Keys: {keys}. Painting on a slice marks it corrected.")
-        hint.setWordWrap(True)
+        hint = wrapping_label("Keys: " + " · ".join(f"{k} {what}" for k, what, _ in self.SHORTCUTS)
+                              + ". Painting on a slice marks it corrected.")
         lay.addWidget(hint)
         self.run_btn.clicked.connect(self.run)
         self.strip.clicked.connect(self.go_to_slice)
@@ -267,7 +269,7 @@ class ReviewWidget(QWidget):
                              "false-positive slice")
             self.review = SliceReview(ref.data, pred.data, self.axis)
             self.warnings = []
-            mode = f"<b>{pred.name}</b> against <b>{ref.name}</b>: per-slice DSC (SPEC.md)."
+            mode = f"<b>{pred.name}</b> against <b>{ref.name}</b>: DSC per {self.axis_combo.currentText().split()[0]} slice."
         else:
             self.review = None
             self.warnings = label_free_warnings(pred.data, pred.scale, self.axis, self._probability_for(pred))
@@ -585,23 +587,18 @@ class ReviewWidget(QWidget):
     def _start_summary(self):
         if self.review is None:
             n = len(self.warnings)
+            self.summary_label.setToolTip("")
             self.summary_label.setText(f"{n} warning{'s' if n != 1 else ''} on "
                                        f"{len(self.flagged_slices())} slices (not DSC).")
             return
-        text = []
-        for side, s in self.review.summary().items():
-            d, fr = s["dsc"], s["failure_rates"]
-            if not s["reference_positive_slices"]:
-                text.append(f"<b>{side}</b>: no reference nerve; {s['false_positive_slices']} false-positive slices")
-                continue
-            text.append(f"<b>{side}</b>: DSC {d['mean']:.3f} ± {d['sd']:.3f} ({d['median']:.3f}), IoU "
-                        f"{s['iou']['mean']:.3f}, precision {s['precision']['mean']:.3f}, recall {s['recall']['mean']:.3f}; "
-                        f"failures: complete {fr['complete']:.1%}, tracking {fr['tracking']:.1%}, "
-                        f"boundary {fr['boundary']:.1%} of {fr['n']} slices; FP slices {s['false_positive_slices']}")
-        self._summary_text = "<br>".join(text)
-        self.summary_label.setText(self._summary_text + "<br><i>3D DSC, HD95, volumetric similarity: computing…</i>")
+        self._summary = self.review.summary()
+        self._show_summary(None)
         # the 3D numbers take seconds on a full volume: one worker at a time, started after edits settle
         self._3d_timer.start()
+
+    def _show_summary(self, nerve3d, note=""):
+        self.summary_label.setText(summary_html(self._summary, nerve3d, note))
+        self.summary_label.setToolTip(summary_tooltip(self._summary, nerve3d))
 
     def _run_3d(self):
         if self._3d_worker is not None:
@@ -621,8 +618,7 @@ class ReviewWidget(QWidget):
 
         worker = nerve3d()
         worker.returned.connect(while_alive(self, lambda res: self._show_3d(res, gen)))
-        worker.errored.connect(while_alive(self, lambda exc: self.summary_label.setText(
-            self._summary_text + f"<br>3D numbers failed: {exc}")))
+        worker.errored.connect(while_alive(self, lambda exc: self._show_summary({}, f"3D figures failed: {exc}")))
         worker.finished.connect(while_alive(self, self._3d_finished))
         self._3d_worker = worker
         self._3d_dirty = False
@@ -636,9 +632,7 @@ class ReviewWidget(QWidget):
     def _show_3d(self, res, gen=None):
         if self._3d_dirty or self.review is None or (gen is not None and gen != self._3d_gen):
             return  # stale: newer edits are being measured, or another review replaced this one
-        lines = [f"<b>{side}</b> 3D: DSC {m['dsc_3d']:.3f}, HD95 {m['hd95_mm']:.2f} mm, volumetric similarity "
-                 f"{m['volumetric_similarity']:.3f}" for side, m in res.items()]
-        self.summary_label.setText(self._summary_text + "<br>" + "<br>".join(lines))
+        self._show_summary(res)
         self.last_3d = res
 
     # -- export ----------------------------------------------------------------------------------------

@@ -12,12 +12,12 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton,
+                            QSpinBox)
 
 from ._layers import GEOMETRY_KEY, geometry_of, image_layer_data, labels_layer_data
-from ._panel import while_alive
-from ._scroll import scrolling_layout
+from ._panel import Panel, while_alive
+from ._scroll import compact, panel_layout, wrapping_label
 from .trainer.volume import CANONICAL_AXCODES, LABELS, Geometry
 
 
@@ -25,28 +25,28 @@ def _image_layers(viewer):
     return [ly for ly in viewer.layers if isinstance(ly, Image) and ly.ndim == 3 and not ly.rgb]
 
 
-class CaseWidget(QWidget):
+class CaseWidget(Panel):
     """Which image is the case, its geometry in mm, and a button for new IAN labels."""
 
+    TITLE = "Case"
+
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.image_combo = QComboBox()
-        self.info = QLabel()
-        self.info.setWordWrap(True)
+        compact(self.image_combo)
+        self.info = wrapping_label()
         self.new_labels_btn = QPushButton("New IAN labels")
         self.new_labels_btn.setToolTip("An empty labels layer on the chosen image's grid (same shape and scale)")
         self.new_labels_btn.clicked.connect(self.new_labels)
         self.restore_btn = QPushButton("Restore autosaved labels")
         self.restore_btn.setToolTip("Labels autosaved for this image (after every edit, in the workspace)")
         self.restore_btn.clicked.connect(self.restore_autosave)
-        self.autosave_info = QLabel()
-        self.autosave_info.setWordWrap(True)
-        legend = QLabel("Labels: " + ", ".join(f"{k} = {v}" for k, v in LABELS.items() if k))
+        self.autosave_info = wrapping_label()
+        legend = wrapping_label("Labels: " + ", ".join(f"{k} = {v}" for k, v in LABELS.items() if k))
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         # the panel is tall (brush, keys, save); it scrolls rather than squashing its rows
-        lay = scrolling_layout(self, 320)
+        lay, _footer = panel_layout(self, 200)
         lay.addLayout(form)
         lay.addWidget(self.info)
         lay.addWidget(legend)
@@ -62,8 +62,7 @@ class CaseWidget(QWidget):
         self.save_btn.setToolTip("The selected IAN labels layer, on the source image's grid and affine; "
                                  "the file dialog opens where this case was saved last")
         self.save_btn.clicked.connect(self.save_labels_dialog)
-        self.save_info = QLabel()
-        self.save_info.setWordWrap(True)
+        self.save_info = wrapping_label()
         lay.addWidget(self.save_btn)
         lay.addWidget(self.save_info)
         lay.addWidget(self._brush_box())
@@ -147,9 +146,8 @@ class CaseWidget(QWidget):
         form.addRow("Diameter", self.brush_diameter)
         form.addRow("Side", self.brush_side)
         form.addRow(self.brush_erase)
-        hint = QLabel("A sphere in mm on the anisotropic voxels; the yellow ring under the mouse is its "
-                      "section on this slice, its label how many slices it reaches. The wheel still zooms.")
-        hint.setWordWrap(True)
+        hint = wrapping_label("A sphere in mm on the anisotropic voxels; the yellow ring under the mouse is its "
+                              "section on this slice, its label how many slices it reaches. The wheel still zooms.")
         form.addRow(hint)
         self.trace_btn = QPushButton("Trace centreline")
         self.trace_btn.setToolTip("Add points along the nerve (in any order along it, end to end); a smooth tube "
@@ -162,8 +160,7 @@ class CaseWidget(QWidget):
         form.addRow(self.snap_check)
         keys = [(k, what) for k, what, _ in self.SHORTCUTS] + [("Ctrl+Z / Ctrl+Shift+Z", "undo / redo a stroke")]
         rows = "".join(f"<tr><td><b>{k}</b>&nbsp;</td><td>{what}</td></tr>" for k, what in keys)
-        self.shortcuts_label = QLabel(f"<table cellspacing=0>{rows}</table>")
-        self.shortcuts_label.setWordWrap(True)
+        self.shortcuts_label = wrapping_label(f"<table cellspacing=0>{rows}</table>")
         form.addRow(self.shortcuts_label)
         self.brush_check.toggled.connect(self._brush_toggled)
         self.brush_diameter.valueChanged.connect(self._diameter_changed)
@@ -226,9 +223,13 @@ class CaseWidget(QWidget):
             show_info("napari-ian: nothing painted; select an IAN labels layer (or press 'New IAN labels')")
 
     def toggle_three_views(self):
-        from napari_orthogonal_views.ortho_view_manager import toggle_orthogonal_views
+        """Show the three synced views (fitted to the volume, crosshair on the nerve), or hide them."""
+        from ._window import hide_three_views, show_three_views, three_views_shown
 
-        toggle_orthogonal_views(self.viewer)
+        if three_views_shown(self.viewer):
+            hide_three_views(self.viewer)
+        else:
+            show_three_views(self.viewer)
 
     def target_labels(self):
         """The labels layer to paint: the active one, else the top labels layer on the image's grid."""
@@ -386,32 +387,32 @@ def autosaver_for(viewer):
     return _AUTOSAVERS[key]
 
 
-class PhantomWidget(QWidget):
+class PhantomWidget(Panel):
     """Make one synthetic patient (seed) off the GUI thread and add image + ground truth."""
 
+    TITLE = "Phantom"
+
     def __init__(self, napari_viewer):
-        super().__init__()
+        super().__init__(napari_viewer)
         from ._threads import ensure_spare_pool_threads
 
         ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
-        self.viewer = napari_viewer
         self.seed = QSpinBox()
         self.seed.setRange(0, 10_000_000)
         self.go = QPushButton("Make phantom")
         self.cancel = QPushButton("Cancel")
         self.cancel.setEnabled(False)
-        self.status = QLabel("Synthetic MRN of the lower jaw with IAN ground truth (not patient data).")
-        self.status.setWordWrap(True)
+        self.status = wrapping_label("Synthetic MRN of the lower jaw with IAN ground truth (not patient data).")
         form = QFormLayout()
         form.addRow("Seed", self.seed)
         row = QHBoxLayout()
         row.addWidget(self.go)
         row.addWidget(self.cancel)
-        lay = QVBoxLayout(self)
+        lay, footer = panel_layout(self, 40)
         lay.addLayout(form)
-        lay.addLayout(row)
-        lay.addWidget(self.status)
         lay.addStretch(1)
+        footer.addLayout(row)
+        footer.addWidget(self.status)
         self.go.clicked.connect(self.start)
         self.cancel.clicked.connect(self.stop)
         self.worker = None

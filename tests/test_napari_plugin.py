@@ -155,17 +155,33 @@ def test_phantom_widget_makes_a_patient_off_the_gui_thread(viewer, qtbot):
     qtbot.waitUntil(lambda: widget.go.isEnabled(), timeout=10_000)
 
 
-def test_launcher_screenshot(tmp_path):
-    """`python -m napari_ian` docks the panels and opens the phantom (the README's run command)."""
-    out = tmp_path / "shot.png"
-    env = dict(os.environ)
-    r = subprocess.run([sys.executable, "-m", "napari_ian", "--screenshot", str(out)], env=env,
-                       capture_output=True, text=True, timeout=300)
+@pytest.mark.slow
+def test_launcher_fills_the_screen_with_three_views_fitted_to_the_volume_on_the_nerve(tmp_path):
+    """`python -m napari_ian` (make run): panels docked, the phantom open, three views on the nerve."""
+    import json
+    import shutil
+
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is needed to make a screen of a given size")
+    out, report = tmp_path / "shot.png", tmp_path / "views.json"
+    env = dict(os.environ, NAPARI_CONFIG=str(tmp_path / "napari_settings.yaml"), NAPARI_IAN_HOME=str(tmp_path))
+    r = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", sys.executable, "-m", "napari_ian",
+                        "--screenshot", str(out), "--report", str(report)],
+                       env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     from skimage.io import imread
 
-    img = imread(out)
-    assert img.shape[0] > 600 and img.shape[1] > 1000
+    assert imread(out).shape[:2] == (1000, 1600)                      # the window fills the screen
+    views = json.loads(report.read_text())
+    assert views["window"] == views["screen"] == [1600, 1000]
+    assert set(views["views"]) == {"main", "right", "bottom"}         # coronal, and two side views
+    assert len({tuple(v["axes"]) for v in views["views"].values()}) == 3
+    for name, v in views["views"].items():
+        canvas, volume = np.asarray(v["canvas"]), np.asarray(v["volume_px"])
+        assert min(canvas) > 150, (name, v)                           # none collapsed
+        assert np.all(volume <= canvas + 2), (name, v)                # the whole volume is in view ...
+        assert np.max(volume / canvas) > 0.8, (name, v)               # ... and fills the view
+    assert views["point_label"] == 1 and views["point_voxel"] == views["nerve_voxel"]   # crosshair on the nerve
 
 
 def test_trainer_never_imports_napari_or_qt():
