@@ -13,7 +13,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton
 
 from ._combo import refill_combo
-from ._layers import GEOMETRY_KEY, labels_layer_data
+from ._layers import GEOMETRY_KEY, labels_layer_data, on_grid_of
 from ._panel import Panel, while_alive
 from ._scroll import compact, panel_layout, wrapping_label
 from ._widgets import _image_layers
@@ -126,8 +126,8 @@ class PredictWidget(Panel):
         if self.BOX_NAME in self.viewer.layers:
             box = self.viewer.layers[self.BOX_NAME]
         else:
-            box = self.viewer.add_shapes(name=self.BOX_NAME, ndim=3, scale=image.scale, translate=image.translate,
-                                         edge_color="lime", face_color="transparent", edge_width=0.3)
+            box = self.viewer.add_shapes(name=self.BOX_NAME, ndim=3, edge_color="lime", face_color="transparent",
+                                         edge_width=0.3, **on_grid_of(image))
         self.viewer.layers.selection.active = box
         box.mode = "add_rectangle"
         self.roi_check.setChecked(True)
@@ -224,15 +224,13 @@ class PredictWidget(Panel):
         data, kwargs, _ = labels_layer_data(pred.labels, geom, self.fresh_layer_name(f"{model_name} prediction", geom))
         if not geom_d:
             kwargs["metadata"].pop(GEOMETRY_KEY)
-        kwargs["scale"] = tuple(image_layer.scale)
-        kwargs["translate"] = tuple(image_layer.translate)
+        kwargs.update(on_grid_of(image_layer))
         kwargs["metadata"]["ian_model"] = {"name": model_name, "trained_on": meta.get("trained_on", ""),
                                            "device": pred.device, "bf16": pred.bf16}
         self.viewer.add_labels(data, **kwargs)
         if self.prob_check.isChecked():
-            self.viewer.add_image(pred.probability, name=f"{model_name} probability", scale=image_layer.scale,
-                                  translate=image_layer.translate, colormap="magma", blending="additive",
-                                  contrast_limits=(0.0, 1.0))
+            self.viewer.add_image(pred.probability, name=f"{model_name} probability", colormap="magma",
+                                  blending="additive", contrast_limits=(0.0, 1.0), **on_grid_of(image_layer))
         if note:
             show_warning(f"napari-ian: {note}")
         n1, n2 = int((pred.labels == 1).sum()), int((pred.labels == 2).sum())

@@ -15,7 +15,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton,
                             QSpinBox)
 
-from ._layers import GEOMETRY_KEY, geometry_of, image_layer_data, labels_layer_data
+from ._layers import GEOMETRY_KEY, geometry_of, image_layer_data, labels_layer_data, on_grid_of
 from ._panel import Panel, while_alive
 from ._scroll import compact, panel_layout, wrapping_label
 from .trainer.volume import CANONICAL_AXCODES, LABELS, Geometry
@@ -251,7 +251,7 @@ class CaseWidget(Panel):
             show_info("napari-ian: make IAN labels first (New IAN labels)")
             return None
         side = self.brush.label
-        pts = self.viewer.add_points(np.empty((0, 3)), ndim=3, scale=labels.scale, translate=labels.translate,
+        pts = self.viewer.add_points(np.empty((0, 3)), ndim=3, **on_grid_of(labels),
                                      name=f"{'right' if side == 1 else 'left'} IAN centreline", size=1.5,
                                      face_color="yellow" if side == 1 else "cyan")
         pts.mode = "add"
@@ -350,7 +350,7 @@ class CaseWidget(Panel):
                       f"the image {layer.data.shape}; not restored")
             return None
         _, kwargs, _ = labels_layer_data(data, geometry_of(layer), f"{saves[0].layer_name} (restored)")
-        kwargs["translate"] = tuple(layer.translate)
+        kwargs.update(on_grid_of(layer))
         return self.viewer.add_labels(data, **kwargs)
 
     def new_labels(self):
@@ -365,7 +365,7 @@ class CaseWidget(Panel):
         data, kwargs, _ = labels_layer_data(np.zeros(layer.data.shape, np.uint8), geom, f"{layer.name} IAN labels")
         if geometry_of(layer) is None:
             kwargs["metadata"].pop(GEOMETRY_KEY)
-        kwargs["translate"] = tuple(layer.translate)
+        kwargs.update(on_grid_of(layer))
         new = self.viewer.add_labels(data, **kwargs)
         new.selected_label = 1
         return new

@@ -128,12 +128,17 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
 
 
 def test_cancel_leaves_the_registry_and_layers_unchanged(corrected, qtbot):
+    from qtpy.QtWidgets import QLabel
+
     viewer, w, image, pred, chosen = corrected
     layers = [ly.name for ly in viewer.layers]
     w.epochs_spin.setValue(50)
     w.device_combo.setCurrentText("cpu")
     w.run_btn.click()
     qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=120_000)   # mid-run
+    # the run is in napari's activity bar too (seen whichever panel tab is in front)
+    assert any(label.text().startswith("Fine-tuning ian-default → ian-default-ft1")
+               for label in viewer.window._qt_window.findChildren(QLabel))
     w.cancel_btn.click()
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "Cancelled" in w.status.text() and w.progress.value() < 50

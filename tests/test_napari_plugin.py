@@ -49,8 +49,14 @@ def test_manifest_validates_and_plugin_is_in_plugins_menu(viewer):
 
 
 def test_open_sample_gives_image_and_ground_truth_in_mm(viewer):
+    import time
+
+    t0 = time.perf_counter()
     layers = viewer.open_sample("napari-ian", "phantom")
+    assert time.perf_counter() - t0 < 2.0                      # napari is not frozen for seconds
     image, labels = layers
+    assert viewer.dims.axis_labels == ("AP", "SI", "RL")        # anatomical axes, not -3 -2 -1
+    assert all(str(u) == "millimeter" for layer in layers for u in layer.units)
     assert image._type_string == "image" and labels._type_string == "labels"
     geom = phantom_geometry(image.data.shape, image.scale)
     np.testing.assert_allclose(image.scale, geom.spacing)
@@ -64,6 +70,21 @@ def test_open_sample_gives_image_and_ground_truth_in_mm(viewer):
     shot = viewer.screenshot(canvas_only=True, flash=False)
     assert shot[..., :3].max() > 200          # the bright nerve saturates the gray map
     assert (shot[..., :3].mean(axis=-1) > 20).mean() > 0.2   # an MR picture, not a blank canvas
+
+
+@pytest.mark.slow
+def test_the_shipped_sample_is_the_generators_patient(phantom_cache):
+    """The pre-generated sample equals make_phantom(0) exactly (after a generator change: make sample-data)."""
+    from napari_ian._sample_data import SAMPLE_FILE, SAMPLE_SEED, read_sample_file
+
+    image, labels, geom, seed = read_sample_file(SAMPLE_FILE)
+    g_image, g_labels, g_spacing, _ = phantom_cache(SAMPLE_SEED)
+    stale = "the shipped sample no longer matches the phantom generator: run `make sample-data`"
+    assert seed == SAMPLE_SEED
+    assert image.dtype == g_image.dtype and np.array_equal(image, g_image), stale
+    assert np.array_equal(labels, g_labels), stale
+    want = phantom_geometry(g_image.shape, g_spacing, case_key=f"phantom-seed-{SAMPLE_SEED}")
+    assert geom.to_dict() == want.to_dict(), stale
 
 
 def _write_small_series(folder, spacing=(0.8, 1.6, 0.43)):
@@ -82,6 +103,7 @@ def test_open_dicom_folder_through_the_reader_contribution(viewer, tmp_path):
     layer = layers[0]
     np.testing.assert_array_equal(layer.data, vol)
     np.testing.assert_allclose(layer.scale, geom.spacing, rtol=1e-5)
+    assert viewer.dims.axis_labels == ("AP", "SI", "RL") and [str(u) for u in layer.units] == ["millimeter"] * 3
 
 
 def test_bad_folder_gives_one_line_notification_and_no_layer(viewer, tmp_path):
