@@ -64,8 +64,8 @@ def main():
     m2 = rss_mb()
 
     # -- brush latency: a drag of real mouse events across the coronal slice ------------------
-    case.brush_diameter.setValue(2.5)
-    case.brush_check.setChecked(True)
+    case.brush_box.brush_diameter.setValue(2.5)
+    case.brush_box.brush_check.setChecked(True)
     viewer.dims.current_step = (120, 0, 0)
     canvas = viewer.window._qt_viewer.canvas.native
     pump(0.5)
@@ -76,7 +76,7 @@ def main():
     path = [(60 + 20 * np.sin(t), 100 + 180 * t / 6.0) for t in np.linspace(0, 6, 61)]
     # the same moves with the brush off: what one repaint costs on this machine's renderer
     baseline = []
-    case.brush_check.setChecked(False)
+    case.brush_box.brush_check.setChecked(False)
     labels.mode, labels.mouse_pan = "pan_zoom", False
     for p in path[1:]:
         t = time.perf_counter()
@@ -84,7 +84,7 @@ def main():
         app.processEvents()
         canvas.repaint()
         baseline.append(time.perf_counter() - t)
-    case.brush_check.setChecked(True)
+    case.brush_box.brush_check.setChecked(True)
     QTest.mouseMove(canvas, pos(*path[0]))
     pump(0.2)
     QTest.mousePress(canvas, Qt.LeftButton, Qt.NoModifier, pos(*path[0]))
@@ -99,14 +99,14 @@ def main():
     QTest.mouseRelease(canvas, Qt.LeftButton, Qt.NoModifier, pos(*path[-1]))
     pump(0.2)
     painted = int((np.asarray(labels.data) > 0).sum())
-    brush = case.brush
+    brush = case.brush_box.brush
     compute = []
     for a, b in zip(path[:-1], path[1:]):
         t = time.perf_counter()
         with labels.block_history():
             brush.paint(labels, [np.array([120, *a]), np.array([120, *b])])
         compute.append(time.perf_counter() - t)
-    case.brush_check.setChecked(False)
+    case.brush_box.brush_check.setChecked(False)
     pm = np.asarray(per_move) * 1000
     rows.append(("Sphere brush 2.5 mm, one mouse-move event incl. repaint (60 events)",
                  f"median {np.median(pm):.1f} ms, p95 {np.percentile(pm, 95):.1f} ms, max {pm.max():.1f} ms"))

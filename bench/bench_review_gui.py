@@ -98,9 +98,9 @@ def main():
     sl = int(w.flagged_slices()[0])
     viewer.dims.set_current_step(0, sl)
     viewer.layers.selection.active = layer
-    case.brush_diameter.setValue(2.5)
-    case.brush_side.setCurrentIndex(0)   # right
-    case.brush_check.setChecked(True)
+    case.brush_box.brush_diameter.setValue(2.5)
+    case.brush_box.brush_side.setCurrentIndex(0)   # right
+    case.brush_box.brush_check.setChecked(True)
     pump(0.5)
 
     def pos(si, rl):
@@ -120,14 +120,14 @@ def main():
     w.last_updated = set()
     measure("Brush stroke (9 mouse moves, repaint included) + live table/strip update", stroke, after=1.5)
     stroke_rows = sorted(w.last_updated)
-    case.brush_check.setChecked(False)
+    case.brush_box.brush_check.setChecked(False)
     measure("Ctrl+Z: undo the stroke (recompute the changed slices)",
             lambda: QTest.keyClick(canvas, Qt.Key_Z, Qt.ControlModifier), after=1.5)
     out = Path(os.environ["NAPARI_IAN_HOME"]) / "review.csv"
     measure("Export CSV (all rows)", lambda: w.export_csv(out))
     measure("Measurements window (area, signal, distance; plot drawn in a worker)", w.show_measurements, after=4.0)
-    assert w._measure_window is not None, "the measurements window did not open within 4 s"
-    w._measure_window.close()
+    assert w.measure_window is not None, "the measurements window did not open within 4 s"
+    w.measure_window.close()
     w.ref_combo.setCurrentText("(none: warnings from the prediction alone)")
     measure("Review without a reference (label-free warnings)", w.run_btn.click)
     beat.stop()

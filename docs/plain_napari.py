@@ -25,9 +25,10 @@ from pathlib import Path
 
 # what must be in view on each panel's tab: its main button, its progress and its result
 MUST_SEE = {
-    "Case": ["image_combo", "views_btn", "new_labels_btn", "brush_check"],
+    "Case": ["image_combo", "views_btn", "new_labels_btn", "restore_btn", "brush_box.brush_check"],
     "Predict": ["image_combo", "model_combo", "run_btn", "cancel_btn", "status"],
-    "Review": ["ref_combo", "pred_combo", "run_btn", "strip", "next_btn", "accept_btn", "table", "summary_label"],
+    "Review": ["ref_combo", "pred_combo", "run_btn", "strip", "legend", "next_btn", "accept_btn", "unreviewed_btn",
+               "accept_pass_btn", "table", "summary_label"],
     "Fine-tune": ["slices_label", "run_btn", "cancel_btn", "progress", "status", "result_label"],
     "Phantom": ["seed", "go", "status"],
 }
@@ -54,6 +55,12 @@ def menu_action(menu, *path):
         if action.text().replace("&", "") == path[0]:
             return action if len(path) == 1 else menu_action(action.menu(), *path[1:])
     raise LookupError(f"no menu entry {path[0]!r} in {[a.text() for a in menu.actions()]}")
+
+
+def attribute(obj, path: str):
+    for name in path.split("."):
+        obj = getattr(obj, name)
+    return obj
 
 
 def fully_visible(widget) -> bool:
@@ -84,7 +91,7 @@ def check(viewer, docks, step, shots):
     for name, (dock, panel) in docks.items():
         dock.raise_()
         pump(0.1)
-        out["panels"][name] = {"hidden": [a for a in MUST_SEE[name] if not fully_visible(getattr(panel, a))],
+        out["panels"][name] = {"hidden": [a for a in MUST_SEE[name] if not fully_visible(attribute(panel, a))],
                                "cut_buttons": cut_buttons(panel),
                                "dock": [dock.width(), dock.height()]}
         if shots and name == step[1]:

@@ -60,11 +60,11 @@ def view_report(viewer) -> dict:
     import numpy as np
     from qtpy.QtWidgets import QApplication
 
-    from ._window import _manager, nerve_voxel
+    from ._window import nerve_voxel, orthoviews
 
     win = viewer.window._qt_window
     avail = QApplication.primaryScreen().availableGeometry()
-    m = _manager(viewer)
+    m = orthoviews(viewer)
     views = [("main", viewer, viewer.window._qt_viewer.canvas.native)]
     if m.is_shown():
         views += [(name, w.vm_container.viewer_model, w.qt_viewer.canvas.native)
@@ -102,8 +102,6 @@ def main(argv=None) -> int:
         return 2
     import napari
 
-    from ._window import show_three_views
-
     viewer = napari.Viewer(title="napari-ian")
     docks = {name: viewer.window.add_plugin_dock_widget("napari-ian", name)
              for name in ("Case", "Predict", "Review", "Fine-tune", "Phantom")}
@@ -117,7 +115,7 @@ def main(argv=None) -> int:
                 _run_review_panel(viewer, docks["Review"][1], truth)
         if not args.no_views:
             # after the window has its size: views shown earlier keep the small window's proportions
-            show_three_views(viewer, labels=truth)
+            docks["Case"][1].show_three_views(labels=truth)
     docks[front][0].raise_()
     if args.screenshot:
         pump(1.0)

@@ -9,6 +9,9 @@ GEOMETRY_KEY = "ian_geometry"
 # napari's names for the canonical array axes (nibabel codes P, I, L: the index grows that way)
 AXIS_LABELS = ("AP", "SI", "RL")
 UNITS = ("mm", "mm", "mm")
+# a reference (ground truth) in other colours than napari's for labels 1 and 2, which predictions
+# and hand labels get: gold for the right nerve, green for the left
+REFERENCE_COLOURS = {None: "transparent", 0: "transparent", 1: "gold", 2: "lawngreen"}
 
 
 def on_grid_of(layer) -> dict:
@@ -57,3 +60,17 @@ def geometry_of(layer) -> Geometry | None:
     """The source geometry stored on a layer by napari-ian, or None."""
     d = (getattr(layer, "metadata", None) or {}).get(GEOMETRY_KEY)
     return Geometry.from_dict(d) if d else None
+
+
+def image_layers(viewer) -> list:
+    """The viewer's 3D grey-value image layers (what a case can be)."""
+    from napari.layers import Image
+
+    return [ly for ly in viewer.layers if isinstance(ly, Image) and ly.ndim == 3 and not ly.rgb]
+
+
+def labels_layers(viewer) -> list:
+    """The viewer's 3D labels layers."""
+    from napari.layers import Labels
+
+    return [ly for ly in viewer.layers if isinstance(ly, Labels) and ly.ndim == 3]

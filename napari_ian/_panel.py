@@ -1,10 +1,11 @@
-"""What every napari-ian panel shares: one tabbed column of docks, and nothing left running once it is gone.
+"""What every napari-ian panel shares: a tab in one dock, the viewer's session, nothing left behind.
 
 Docked from the Plugins menu, each napari-ian panel joins the others as a tab of one dock
 instead of being stacked under them (five stacked panels are taller than a laptop screen);
-the first one docked makes the window fill the screen. A worker can outlive the panel that
-started it (the panel or its viewer is closed while a prediction runs): its callbacks are
-wrapped so that they do nothing once the panel's Qt object is deleted.
+the first one docked makes the window fill the screen. Everything a panel connects to the
+viewer goes through its session (:mod:`napari_ian._session`) and is undone when the panel is
+closed (napari takes it out of its dock) or deleted. A worker can outlive the panel that
+started it: its callbacks are wrapped so that they do nothing once the panel is gone.
 """
 from __future__ import annotations
 
@@ -45,15 +46,69 @@ class Panel(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
+        from ._session import session_for
+
         self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self._token = id(self)
+        self.session.join(self._token)
         self._docked = False
+        self._released = False
+        session = weakref.ref(self.session)
+        token = self._token
+        # deleted without being closed first (its window closed): release by token, the panel is gone
+        self.destroyed.connect(lambda *_: session() is not None and session().release(token))
+
+    # -- connections that end with the panel ----------------------------------------------------------
+    def listen(self, emitter, callback):
+        """``emitter.connect(callback)`` for as long as the panel is open."""
+        return self.session.connect(self._token, emitter, callback)
+
+    def add_callback(self, callbacks: list, callback):
+        """Append to a napari callback list for as long as the panel is open."""
+        return self.session.add_callback(self._token, callbacks, callback)
+
+    def bind_keys(self, shortcuts, target=None) -> None:
+        """Bind ``(key, description, method name)`` viewer keys, calling ``target``'s methods (default:
+        the panel's), for as long as the panel is open."""
+        for key, _, method in shortcuts:
+            self.session.bind_key(self._token, key, _key_action(target or self, method))
+
+    def on_close(self, undo) -> None:
+        """Run ``undo()`` when the panel closes."""
+        self.session.on_release(self._token, undo)
+
+    def closing(self) -> None:
+        """Stop what the panel runs (workers); panels override it."""
+
+    def release(self) -> None:
+        """Undo what the panel connected to the viewer (closing it does this)."""
+        if not self._released:
+            self._released = True
+            self.closing()
+            self.session.release(self._token)
 
     def event(self, ev):
-        if ev.type() == QEvent.ParentChange and not self._docked and isinstance(self.parentWidget(), QDockWidget):
-            self._docked = True
-            # napari adds the dock to its window after wrapping the panel in it: arrange once it has
-            QTimer.singleShot(0, while_alive(self, lambda: arrange_dock(self.parentWidget())))
+        if ev.type() == QEvent.ParentChange:
+            parent = self.parentWidget()
+            if isinstance(parent, QDockWidget) and not self._docked:
+                self._docked = True
+                # napari adds the dock to its window after wrapping the panel in it: arrange once it has
+                QTimer.singleShot(0, while_alive(self, lambda: arrange_dock(self.parentWidget())))
+            elif parent is None and self._docked:
+                self.release()        # napari closes a dock by taking the panel out of it
         return super().event(ev)
+
+
+def _key_action(target, method):
+    ref = weakref.ref(target)
+
+    def action(viewer):
+        obj = ref()
+        if obj is not None:
+            getattr(obj, method)()
+    action.__name__ = f"napari_ian_{type(target).__name__}_{method}"
+    return action
 
 
 def napari_ian_docks(window: QMainWindow) -> list:

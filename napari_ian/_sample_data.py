@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._layers import image_layer_data, labels_layer_data
+from ._layers import REFERENCE_COLOURS, image_layer_data, labels_layer_data
 
 SAMPLE_SEED = 0
 SAMPLE_FILE = Path(__file__).resolve().parent / "data" / f"phantom_seed{SAMPLE_SEED}.npz"
@@ -66,8 +66,9 @@ def phantom_layers(seed: int = SAMPLE_SEED) -> list:
         image, labels, geom, _ = shipped
     else:
         image, labels, geom = _phantom(seed)
-    return [image_layer_data(image, geom, f"phantom {seed}"),
-            labels_layer_data(labels, geom, f"phantom {seed} ground truth")]
+    truth = labels_layer_data(labels, geom, f"phantom {seed} ground truth")
+    truth[1]["colormap"] = REFERENCE_COLOURS  # not the colours of a prediction or hand labels drawn over it
+    return [image_layer_data(image, geom, f"phantom {seed}"), truth]
 
 
 def phantom_sample() -> list:

@@ -8,6 +8,7 @@ else on the volume's centre.
 from __future__ import annotations
 
 import numpy as np
+from napari.layers import Points
 from qtpy.QtCore import QTimer
 
 from ._identity import unwrap
@@ -82,8 +83,9 @@ def go_to_nerve(viewer, labels=None) -> bool:
     return False
 
 
-def _manager(viewer):
-    # napari-orthogonal-views keeps one manager per viewer; its accessor is the module's own
+def orthoviews(viewer):
+    """napari-orthogonal-views' manager of the viewer's three views (one per viewer, made on first use)."""
+    # the plugin's own accessor is module-private; its manager's methods are its public API
     from napari_orthogonal_views.ortho_view_manager import _get_manager
 
     return _get_manager(unwrap(viewer))
@@ -91,23 +93,29 @@ def _manager(viewer):
 
 def side_viewer_models(viewer) -> list:
     """The viewer models of the two side views (empty when they are not shown)."""
-    m = _manager(viewer)
+    m = orthoviews(viewer)
     if not m.is_shown():
         return []
     return [w.vm_container.viewer_model for w in (m.right_widget, m.bottom_widget)]
 
 
-def show_three_views(viewer, labels=None, hooks=()) -> None:
+def show_three_views(viewer, labels=None, hooks=()):
     """Show the synced axial, sagittal and coronal views, fitted to the volume, crosshair on the nerve.
 
     ``hooks`` are ``(layer_type, hook)`` pairs registered with napari-orthogonal-views before its
     views copy the layers (the sphere brush paints in the side views through one). The views
-    appear once control returns to Qt: the views' container must be laid out before they are
-    put in it, or they stay collapsed.
+    appear once control returns to Qt: the views' container must be laid out before they are put
+    in it, or they stay collapsed. Returns napari-orthogonal-views' manager of the viewer.
     """
-    m = _manager(viewer)
+    m = orthoviews(viewer)
+    if not m.is_shown():
+        # points keep their look from the main view: syncing colours and sizes back from a side
+        # view's copy (made before it had points, so in napari's defaults) whitened them
+        back = {f"{current}{name}" for current in ("", "current_")
+                for name in ("face_color", "border_color", "size", "symbol", "border_width")}
+        m.set_sync_filters({**(m.sync_filters or {}), Points: {"reverse_exclude": back}})
     for layer_type, hook in hooks:
-        m.register_layer_hook(layer_type, hook, name=getattr(hook, "__name__", None))
+        m.register_layer_hook(layer_type, hook, name=hook.__name__)
 
     def fit(models):
         for model in models:
@@ -116,6 +124,7 @@ def show_three_views(viewer, labels=None, hooks=()) -> None:
     def show():
         if not m.is_shown():
             m.show()     # centres the crosshair on the middle of the data: the nerve comes after
+        m.set_cross_hairs(True)       # the crosshair marks the point all three views go through
         go_to_nerve(viewer, labels)
         models = [viewer] + side_viewer_models(viewer)
         fit(models)
@@ -123,13 +132,21 @@ def show_three_views(viewer, labels=None, hooks=()) -> None:
         QTimer.singleShot(200, lambda: fit(models))
 
     QTimer.singleShot(0, show)
+    return m
+
+
+def forget_view_settings(m, hooks) -> None:
+    """Switch off the ``hooks`` that :func:`show_three_views` gave the views' manager ``m``."""
+    for _, hook in hooks:
+        if hook.__name__ in m.layer_hooks:
+            m.set_layer_hook(hook.__name__, None)
 
 
 def hide_three_views(viewer) -> None:
-    m = _manager(viewer)
+    m = orthoviews(viewer)
     if m.is_shown():
         m.hide()
 
 
 def three_views_shown(viewer) -> bool:
-    return _manager(viewer).is_shown()
+    return orthoviews(viewer).is_shown()

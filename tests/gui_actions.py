@@ -32,8 +32,8 @@ def canvas_point(viewer, layer, si: float, rl: float):
     return QPoint(int(round(px[1])), int(round(px[0])))
 
 
-def drag(viewer, points, qtbot=None) -> None:
-    """A left-button drag on the main canvas through ``points`` (QPoints): press, moves, release.
+def drag(viewer, points, canvas=None) -> None:
+    """A left-button drag through ``points`` (QPoints) on ``canvas`` (default: the main one).
 
     Qt's QTest.mouseMove sends no button state, so the moves are posted as real QMouseEvents with
     the left button held, as a mouse would.
@@ -43,7 +43,7 @@ def drag(viewer, points, qtbot=None) -> None:
     from qtpy.QtTest import QTest
     from qtpy.QtWidgets import QApplication
 
-    canvas = viewer.window._qt_viewer.canvas.native
+    canvas = canvas if canvas is not None else viewer.window._qt_viewer.canvas.native
     QTest.mouseMove(canvas, points[0])
     QTest.mousePress(canvas, Qt.LeftButton, Qt.NoModifier, points[0])
     for p in points[1:]:

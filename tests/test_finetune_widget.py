@@ -92,6 +92,7 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     viewer, w, image, pred, chosen = corrected
     assert "8 right + 8 left coronal slices" in w.slices_label.text()
     pw = dock(viewer, "Predict")                               # the model picker of another panel
+    qtbot.waitUntil(lambda: w.device_note.text().startswith("Runs on: CPU"), timeout=60_000)   # torch loaded
     assert w.name_edit.text() == "ian-default-ft1"
     w.epochs_spin.setValue(2)
     w.device_combo.setCurrentText("cpu")
@@ -114,7 +115,7 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     assert len(meta["finetune"]["cases"]) == 1 and meta["finetune"]["settings"]["epochs"] == 2
     # it is in the other panel's picker at once, and in this panel's list of the user's models
     assert "ian-default-ft1" in [pw.model_combo.itemText(i) for i in range(pw.model_combo.count())]
-    assert w.models_list.count() == 1 and w.store_list.count() == 1
+    assert w.library.models_list.count() == 1 and w.library.store_list.count() == 1
     assert w.name_edit.text() == "ian-default-ft2"
     # one click re-predicts the case with it, as a new layer (the corrected one is untouched)
     before = np.asarray(pred.data).copy()
@@ -181,28 +182,32 @@ def test_bad_inputs_are_explained(corrected, qtbot, monkeypatch):
     assert w.run() is None and "bundled" in said[-1]
     # the failed run had stored this case: it can be held out whole, but only beside earlier cases
     w.refresh_store()
-    assert w.store_list.count() == 1 and w.holdout_case_combo.count() == 2
+    assert w.library.store_list.count() == 1 and w.holdout_case_combo.count() == 2
     w.holdout_case_combo.setCurrentIndex(1)
     w.name_edit.setText("whole-case")
     assert w.run() is None and "needs the earlier cases" in said[-1]
 
 
-def test_a_deleted_panel_does_not_break_the_model_list_signal(make_napari_viewer, qtbot):
+def test_a_deleted_panel_does_not_break_the_model_list_signal(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    import shutil
+
     from qtpy.QtCore import QCoreApplication, QEvent
 
     from gui_actions import dock
     from napari_ian._hub import hub
+    from napari_ian.trainer.registry import resolve_model, user_models_dir
 
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
     gone, kept = (dock(make_napari_viewer(show=True), "Predict") for _ in range(2))
-    calls = []
-    kept.refresh_models = lambda: calls.append(1)          # instance attribute: what the hub calls
-    gone.deleteLater()
+    gone.deleteLater()                                     # its window closed
     QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
     with pytest.raises(RuntimeError, match="deleted"):
         gone.isVisible()                                   # its Qt side is gone, the Python object is not
+    user_models_dir().mkdir(parents=True)
+    shutil.copy(resolve_model("ian-default"), user_models_dir() / "site.pt")
+    hub.models_changed.emit()                              # no error from the deleted panel ...
     hub.models_changed.emit()
-    hub.models_changed.emit()
-    assert calls == [1, 1]
+    assert "site" in [kept.model_combo.itemText(i) for i in range(kept.model_combo.count())]   # ... the live one follows
 
 
 def test_stored_corrections_of_another_image_are_replaced_only_after_asking(corrected, qtbot):
@@ -245,15 +250,18 @@ def test_a_new_prediction_never_takes_over_an_earlier_layers_review_status(corre
     assert "no corrected or accepted slices" in w.slices_label.text()
 
 
-def test_panels_leave_spare_threads_for_qt(make_napari_viewer):
-    """Qt's own image conversions share the global pool with napari's workers: panels keep it roomy."""
+def test_qt_thread_pool_is_roomy_and_sized_once(make_napari_viewer):
+    """Qt's own image conversions share the global pool with napari's workers: it is made roomy once,
+    when the first panel is docked, and left alone afterwards (another plugin may size it too)."""
     from qtpy.QtCore import QThread, QThreadPool
 
     from gui_actions import dock
 
     viewer = make_napari_viewer(show=True)
     pool = QThreadPool.globalInstance()
-    for panel in ("Fine-tune", "Predict", "Review", "Phantom"):
-        pool.setMaxThreadCount(QThread.idealThreadCount())
+    dock(viewer, "Review")
+    assert pool.maxThreadCount() >= QThread.idealThreadCount() + 4
+    pool.setMaxThreadCount(QThread.idealThreadCount() + 20)   # someone else's choice
+    for panel in ("Fine-tune", "Predict", "Phantom", "Case"):
         dock(viewer, panel)
-        assert pool.maxThreadCount() >= QThread.idealThreadCount() + 4, panel
+        assert pool.maxThreadCount() == QThread.idealThreadCount() + 20, panel

@@ -69,13 +69,15 @@ def test_predict_refuses_2d_images_with_a_notification(make_napari_viewer, monke
     import napari_ian._predict_widget as pw
     from gui_actions import dock
 
+    from napari_ian._identity import layer_uid
+
     viewer = make_napari_viewer(show=True)
-    viewer.add_image(np.zeros((32, 32), np.float32), name="flat")
+    flat = viewer.add_image(np.zeros((32, 32), np.float32), name="flat")
     errors = []
     monkeypatch.setattr(pw, "show_error", errors.append)
     w = dock(viewer, "Predict")
-    # 2D layers are not offered; force the name to check the guard itself
-    w.image_combo.addItem("flat")
+    assert w.image_combo.findText("flat") < 0                # 2D layers are not offered ...
+    w.image_combo.addItem("flat", layer_uid(flat))            # ... so force one to check the guard itself
     w.image_combo.setCurrentText("flat")
     assert w.run() is None
     assert errors and "needs a 3D volume" in errors[0]

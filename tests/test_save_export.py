@@ -64,7 +64,6 @@ def test_dicom_with_identifiers_leaves_none_in_names_autosaves_or_exports(make_n
     from qtpy.QtWidgets import QFileDialog
 
     from gui_actions import dock
-    from napari_ian._widgets import autosaver_for
 
     home, out = tmp_path / "home", tmp_path / "exports"
     out.mkdir()
@@ -77,7 +76,7 @@ def test_dicom_with_identifiers_leaves_none_in_names_autosaves_or_exports(make_n
     w = dock(viewer, "Case")
     labels = w.new_labels()
     labels.data_setitem((np.array([5, 5]), np.array([20, 21]), np.array([40, 40])), 1)
-    saver = autosaver_for(viewer)
+    saver = w.autosaver
     saver.flush()
     qtbot.waitUntil(lambda: bool(saver.saved), timeout=5_000)
     # the save dialog offers a neutral name; we accept it in another folder
@@ -109,11 +108,11 @@ def test_dicom_with_identifiers_leaves_none_in_names_autosaves_or_exports(make_n
 @pytest.mark.gui
 def test_save_without_labels_or_geometry_says_why(make_napari_viewer, tmp_path, monkeypatch):
     from gui_actions import dock
-    from napari_ian import _widgets
+    from napari_ian import _case_widget
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
     said, errors = [], []
-    monkeypatch.setattr(_widgets, "show_info", lambda m: said.append(m))
+    monkeypatch.setattr(_case_widget, "show_info", lambda m: said.append(m))
     monkeypatch.setattr("napari.utils.notifications.show_error", lambda m: errors.append(m))
     viewer = make_napari_viewer(show=True)
     w = dock(viewer, "Case")

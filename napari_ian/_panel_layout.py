@@ -7,7 +7,7 @@ Cancel, progress, status and result) never scrolls away.
 from __future__ import annotations
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 
 class _ContentScroll(QScrollArea):
@@ -51,9 +51,8 @@ def panel_layout(panel: QWidget, min_body_height: int = 90, grow_body: bool = Fa
     return body, footer
 
 
-def wrapping_label(text: str = "") -> "QLabel":
+def wrapping_label(text: str = "") -> QLabel:
     """A label whose text wraps at the panel's width instead of being cut."""
-    from qtpy.QtWidgets import QLabel
 
     label = QLabel(text)
     label.setWordWrap(True)
