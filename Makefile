@@ -47,10 +47,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -e ".[$(QT_BINDING),testing]"
 	touch $@
 
-# the README screenshot (needs Xvfb)
+# the README screenshots (needs Xvfb): make run's window, then plain napari on a desktop and a
+# laptop screen (docked from the Plugins menu, clicked through; it fails if a panel does not fit)
 screenshot: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --predict --screenshot docs/screenshot_main.png
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --predict --review --screenshot docs/screenshot_review.png
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/plain_napari.py --shots docs --only reviewed
+	xvfb-run -a -s "-screen 0 1366x768x24" $(BIN)/python docs/plain_napari.py --shots docs --only finetuning
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/screenshot_finetune.py docs/screenshot_finetune.png
 	$(BIN)/python -m napari_ian.sample_data.montage --seed 0 --out docs/phantom_montage.png
 

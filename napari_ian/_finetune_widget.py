@@ -406,11 +406,12 @@ class FinetuneWidget(Panel):
 
         if not self.last_result:
             return None
-        dock, panel = self.viewer.window.add_plugin_dock_widget("napari-ian", "Predict")   # the docked one, if any
-        if not isinstance(panel, PredictWidget):
-            return None
-        dock.show()
-        dock.raise_()
+        # the Predict panel docked already (from the menu or not), else a new one
+        panel = next((w for w in self.viewer.window.dock_widgets.values() if isinstance(w, PredictWidget)), None)
+        if panel is None:
+            panel = self.viewer.window.add_plugin_dock_widget("napari-ian", "Predict")[1]
+        panel.parentWidget().show()
+        panel.parentWidget().raise_()
         panel.refresh_models()
         panel.image_combo.setCurrentIndex(max(panel.image_combo.findData(self.image_combo.currentData()), 0))
         panel.model_combo.setCurrentText(self.last_result["name"])

@@ -28,7 +28,8 @@ def fill_screen(window, grow: bool = True) -> None:
     avail = _available(window)
     frame = window.frameGeometry()
     fits = frame.height() <= avail.height() and frame.width() <= avail.width()
-    if (window.isMaximized() or window.isFullScreen()) and fits:
+    fills = frame.height() >= 0.97 * avail.height() and frame.width() >= 0.97 * avail.width()
+    if fits and (fills or not grow):
         return
     extra_w, extra_h = frame.width() - window.width(), frame.height() - window.height()
     if grow:

@@ -45,5 +45,6 @@ def test_all_five_panels_fit_the_screen_through_the_workflow(tmp_path, width, he
             assert panel["hidden"] == [], (step, name, panel)
             assert panel["cut_buttons"] == [], (step, name, panel)
     assert "saved" in report["finetune_result"]
+    assert report["predict_panels"] == 1 and report["repredicted_with"].startswith("ian-default-ft1")
     assert report["open_sample_s"] < 2.0                             # File > Open Sample: no long freeze
     assert report["axis_labels"] == ["AP", "SI", "RL"]
