@@ -27,7 +27,7 @@ def alive(widget) -> bool:
 
 
 def while_alive(widget, fn):
-    """``fn`` wrapped to do nothing once ``widget`` is gone (held weakly: it keeps no panel alive)."""
+    """``fn`` wrapped to do nothing once ``widget`` is gone (the widget is checked through a weak reference)."""
     ref = weakref.ref(widget)
 
     def call(*args, **kwargs):

@@ -67,6 +67,7 @@ class ReviewWidget(Panel):
         self._layers = (None, None)
         self._ids = (None, None)      # stable ids of the reviewed layers (events carry the layers, not proxies)
         self._watches = {}            # layer id -> SliceWatch (which slices an undo/redo changed)
+        self._seen_at = {}            # layer id -> the dims point of its last refresh
         self._status_file = None
         self.last_updated = set()
         self._pending = set()
@@ -268,8 +269,8 @@ class ReviewWidget(Panel):
         self._start_summary()
         self._connect()
         flagged = self.flagged_slices()
-        if flagged.size:
-            self.go_to_slice(int(flagged[0]))
+        if flagged.size:   # once the table is shown: two shorter stops of the GUI thread than one long one
+            QTimer.singleShot(0, while_alive(self, lambda: self.go_to_slice(int(flagged[0]))))
         return True
 
     def _probability_for(self, pred):
@@ -281,12 +282,13 @@ class ReviewWidget(Panel):
 
     # -- live updates -------------------------------------------------------------------------------
     def _connect(self):
-        self._watches = {}
+        self._watches, self._seen_at = {}, {}
         for layer in self._layers:
             if layer is not None:
                 layer.events.paint.connect(self._painted)
                 layer.events.set_data.connect(self._maybe_undone)
                 self._watches[layer_uid(layer)] = SliceWatch(layer.data, self.axis)
+                self._seen_at[layer_uid(layer)] = tuple(self.viewer.dims.point)
 
     def _disconnect(self):
         for layer in self._layers:
@@ -299,9 +301,13 @@ class ReviewWidget(Panel):
         self._watches = {}
 
     def _maybe_undone(self, event):
-        # napari's undo and redo emit only set_data (as slicing does): the slices' checksums tell
-        watch = self._watches.get(layer_uid(event.source))
-        if watch is None or self._pending:
+        # napari's undo and redo emit only set_data, as slicing does: after a move to another slice
+        # nothing was written, else the slices' checksums tell what an undo or redo changed
+        uid = layer_uid(event.source)
+        watch = self._watches.get(uid)
+        point = tuple(self.viewer.dims.point)
+        moved, self._seen_at[uid] = self._seen_at.get(uid) != point, point
+        if watch is None or self._pending or moved:
             return
         changed = watch.changed(event.source.data)
         if changed.size:
@@ -456,7 +462,6 @@ class ReviewWidget(Panel):
         if pred is None:
             return
         offset = self.viewer.dims.ndim - 3
-        self.viewer.dims.set_current_step(offset + self.axis, int(index))
         vox = []
         for layer in (pred, ref):
             if layer is None:
@@ -466,14 +471,16 @@ class ReviewWidget(Panel):
             if m.any():
                 vox = np.argwhere(m).mean(axis=0)
                 break
-        if len(vox):
-            world = np.asarray(pred.data_to_world(np.insert(vox, self.axis, index)), dtype=float)[-3:]
-            for axis in range(3):
-                if axis != self.axis:       # the side views' slices follow (their crosshair on the nerve)
-                    self.viewer.dims.set_point(offset + axis, float(world[axis]))
-            cam = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
-            shown = [d - offset for d in self.viewer.dims.displayed]
-            cam.center = tuple(world[shown])
+        if not len(vox):
+            self.viewer.dims.set_current_step(offset + self.axis, int(index))
+            return
+        world = np.asarray(pred.data_to_world(np.insert(vox, self.axis, index)), dtype=float)[-3:]
+        # one move of all three slices (one refresh): this one, and the side views' through the nerve
+        self.viewer.dims.set_point(tuple(range(offset, offset + 3)), tuple(float(w) for w in world))
+        self.viewer.dims.set_current_step(offset + self.axis, int(index))   # exactly this slice
+        cam = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
+        shown = [d - offset for d in self.viewer.dims.displayed]
+        cam.center = tuple(world[shown])
 
     # -- review status --------------------------------------------------------------------------------
     def _set_status(self, mask: np.ndarray) -> int:

@@ -11,8 +11,15 @@ PLUGIN = "napari-ian"
 
 
 def dock(viewer, name: str):
-    """Dock the napari-ian panel ``name`` ("Case", "Predict", ...) as the Plugins menu does; return it."""
+    """Dock the napari-ian panel ``name`` ("Case", "Predict", ...) as the Plugins menu does; return it.
+
+    Returns once the window has taken its new layout (the panel tabs itself and the window fills
+    the screen when control returns to Qt): canvas positions computed earlier would be stale.
+    """
+    from qtpy.QtTest import QTest
+
     _dock, panel = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    QTest.qWait(300)
     return panel
 
 

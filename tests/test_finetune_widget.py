@@ -54,6 +54,7 @@ def corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtb
     review.ref_combo.setCurrentText(truth.name)
     review.pred_combo.setCurrentText(pred.name)
     assert review.run()
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] == chosen[0], timeout=2_000)   # the first flagged slice
     w.image_combo.setCurrentText(image.name)
     w.labels_combo.setCurrentText(pred.name)
     assert "no corrected or accepted slices" in w.slices_label.text()

@@ -67,6 +67,7 @@ def test_closing_panels_gives_back_keys_and_callbacks_and_reopening_works(make_n
     layer = viewer.add_labels(pred, name="damaged prediction", scale=truth.scale, metadata=dict(truth.metadata))
     review2.pred_combo.setCurrentText(layer.name)
     assert review2.run()
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] == 40, timeout=2_000)   # the first flagged slice
     viewer.dims.set_current_step(0, 0)
     qtbot.keyClick(canvas, Qt.Key_N, Qt.ShiftModifier)
     assert viewer.dims.current_step[0] == 40 and pressed == ["mine"]

@@ -18,7 +18,7 @@ def phantom_layer_data():
 
 
 @pytest.fixture
-def reviewed(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data):
+def reviewed(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtbot):
     """A shown viewer with the phantom, a damaged copy of its truth as the prediction, and the panel."""
     from napari.layers import Layer
 
@@ -37,6 +37,7 @@ def reviewed(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data):
     w.pred_combo.setCurrentText(layer.name)
     w.image_combo.setCurrentText(image.name)
     assert w.run()
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] == 50, timeout=2_000)   # the first flagged slice
     return viewer, w, truth, layer
 
 
@@ -44,8 +45,7 @@ def test_navigator_moves_the_views_to_flagged_slices(reviewed, qtbot):
     from qtpy.QtCore import QPoint, Qt
 
     viewer, w, truth, pred = reviewed
-    assert list(w.flagged_slices()) == [50, 51, 52, 60]
-    assert viewer.dims.current_step[0] == 50                       # Review went to the first flagged slice
+    assert list(w.flagged_slices()) == [50, 51, 52, 60]            # Review went to the first one (fixture)
     viewer.dims.set_current_step(0, 0)
     canvas = viewer.window._qt_viewer.canvas.native
     qtbot.keyClick(canvas, Qt.Key_N, Qt.ShiftModifier)             # Shift+N: next flagged
