@@ -147,9 +147,6 @@ class PredictWidget(Panel):
     # -- running ----------------------------------------------------------------------------
     def run(self):
         """Start a prediction; returns the worker (or None when the input is not usable)."""
-        from .trainer.modelfile import load_model
-        from .trainer.predict import predict_steps
-        from .trainer.registry import resolve_model
 
         layer = chosen_layer(self.viewer, self.image_combo)
         if layer is None:
@@ -171,10 +168,8 @@ class PredictWidget(Panel):
         image = np.asarray(layer.data)
         spacing = tuple(float(s) for s in layer.scale)
         device = self.device_combo.currentText()
-        n_ap = len(range(*roi[0].indices(image.shape[0]))) if roi is not None else image.shape[0]
-        total = 2 * -(-n_ap // 64)   # predict_steps yields once per batch of 64 slices per side
 
-        @thread_worker(progress={"total": total, "desc": f"{model_name} on {name}"}, ignore_errors=True)
+        @thread_worker(progress={"total": 0, "desc": f"{model_name} on {name}"}, ignore_errors=True)
         def work():
             # napari builds a Labels layer's features with pandas, imported on first use; doing that
             # here keeps a ~0.2 s import off the GUI thread when the result layer is added
@@ -185,24 +180,18 @@ class PredictWidget(Panel):
             import_torch()
 
             from .trainer.volume import count_nonfinite
+            from .trainer.workflows import predict_case_steps
 
             bad = count_nonfinite(image)
             said = f"{name}: {bad} non-finite voxels (NaN/Inf) ignored" if bad else None
             try:
-                model, meta = load_model(resolve_model(model_name))
-                try:
-                    result = yield from predict_steps(image, model, meta, spacing, device=device, roi=roi)
-                    return result, meta, said
-                except RuntimeError as exc:  # e.g. CUDA out of memory: fall back to the CPU, say so
-                    if "out of memory" not in str(exc).lower() or device == "cpu":
-                        raise
-                    result = yield from predict_steps(image, model, meta, spacing, device="cpu", roi=roi, batch=8)
-                    return result, meta, "; ".join(filter(None, (
-                        f"{device} ran out of memory; predicted on the CPU instead", said)))
+                # the one predict flow (also `ian predict`): a GPU out of memory falls back to the CPU
+                res = yield from predict_case_steps(image, spacing, model_name, device=device, roi=roi)
             except RuntimeError as exc:
                 # superqt drops a RuntimeError from a worker as an "aborted thread" without
                 # emitting `errored`; torch reports most failures that way, so hand it on as another type
                 raise PredictionFailed(str(exc)) from exc
+            return res.prediction, res.metadata, "; ".join(filter(None, (res.note, said)))
 
         self.worker = work()
         self.worker.returned.connect(while_alive(self, lambda res: self._add_result(res, layer, model_name)))
@@ -242,9 +231,14 @@ class PredictWidget(Panel):
                                   metadata={PROBABILITY_OF: layer_uid(new)}, **on_grid_of(image_layer))
         if note:
             show_warning(f"napari-ian: {note}")
+        from .trainer.predict import doubt_line
+
         n1, n2 = int((pred.labels == 1).sum()), int((pred.labels == 2).sum())
+        doubt = doubt_line(pred)
+        if pred.doubts:
+            show_warning(f"napari-ian: {new.name}: {doubt}")
         self.status.setText(f"{model_name}: right IAN {n1} voxels, left IAN {n2} voxels "
-                            f"({pred.device}{', bf16' if pred.bf16 else ''}). "
+                            f"({pred.device}{', bf16' if pred.bf16 else ''}); {doubt}. "
                             f"Model trained on: {meta.get('trained_on', 'unknown')}.")
 
     def fresh_layer_name(self, base: str, geom) -> str:
