@@ -12,7 +12,8 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from .trainer.review import measurements_by_region, nerve_measurements, rows_to_csv
+from .trainer.evaluation import table_csv
+from .trainer.review import measurements_by_region, nerve_measurements
 
 
 def measure_in_worker(pred_data, image_data, spacing, axis: int, marker):
@@ -74,7 +75,7 @@ class MeasurementsWindow(QWidget):
     def save_csv(self, path) -> str:
         from .trainer.atomic import atomic_write_text
 
-        atomic_write_text(path, rows_to_csv(self.rows))
+        atomic_write_text(path, table_csv(self.rows, list(self.rows[0]) if self.rows else []))
         return str(path)
 
     def _save_dialog(self):

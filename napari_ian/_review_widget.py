@@ -27,7 +27,8 @@ from ._review_table import ReviewTable, filter_choices, keeps
 from ._panel_layout import compact, panel_layout, wrapping_label
 from ._slice_edits import SliceWatch
 from .trainer.metrics import CATEGORY, SIDES
-from .trainer.review import STATUS, SliceReview, label_free_warnings, rows_to_csv, touched_slices
+from .trainer.evaluation import ROW_FIELDS, table_csv
+from .trainer.review import STATUS, SliceReview, label_free_warnings, touched_slices
 
 AXES = {"coronal (AP)": 0, "axial (SI)": 1, "sagittal (RL)": 2}
 NO_REFERENCE = "(none: warnings from the prediction alone)"
@@ -569,13 +570,16 @@ class ReviewWidget(Panel):
 
     # -- export ----------------------------------------------------------------------------------------
     def export_csv(self, path) -> str:
-        """Write every row (unfiltered) with its status to ``path`` atomically."""
+        """Write the whole table (unfiltered) with each slice's review status to ``path``
+        atomically: against a reference, every slice of both sides in ``ian evaluate --csv``'s
+        format (the same bytes for the same pair, plus the status); otherwise the warnings."""
         from .trainer.atomic import atomic_write_text
 
-        rows = self.all_rows()
-        cols = (["slice", "side", "label", "dsc", "iou", "precision", "recall", "category", "tp", "fp", "fn", "status"]
-                if self.review is not None else ["slice", "side", "label", "kind", "detail", "status"])
-        atomic_write_text(path, rows_to_csv(rows, cols) or ",".join(cols) + "\n")
+        if self.review is not None:
+            text = table_csv(self.review.table_rows(self.status), ROW_FIELDS)
+        else:
+            text = table_csv(self.all_rows(), ["slice", "side", "label", "kind", "detail", "status"])
+        atomic_write_text(path, text)
         return str(path)
 
     def export_csv_dialog(self):

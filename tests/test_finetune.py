@@ -242,7 +242,7 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
     assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--slices", spec, "--name", "cli-ft",
                  "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "6 coronal slices -> 8 side slices to train on (8 with nerve), 4 held out" in out and "saved" in out and "ian predict --model cli-ft" in out
+    assert "6 coronal slices -> 8 slice sides trained on (8 with nerve), 4 held out" in out and "saved" in out and "ian predict --model cli-ft" in out
     m = read_metadata(resolve_model("cli-ft"))
     assert m["finetune"]["train_slices"] + m["finetune"]["held_out_slices"] == 12
     pred_p = tmp_path / "pred.nii.gz"

@@ -4,15 +4,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_ian.trainer.nets import NETWORKS, PLANNED, build_network, count_macs, count_parameters
+from napari_ian.trainer.nets import NETWORKS, PLANNED, THREE_D, build_network, count_macs, count_parameters
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", sorted(set(NETWORKS) - THREE_D))
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_one_interface_slices_in_logits_out(name, in_channels):
     net = build_network(name, in_channels=in_channels, **({"base": 8} if name == "unet" else {}))
     y = net(torch.randn(2, in_channels, 32, 48))
     assert y.shape == (2, 1, 32, 48)
+
+
+@pytest.mark.parametrize("name", sorted(THREE_D))
+def test_3d_networks_take_patches_in_and_give_logits_of_the_same_size(name):
+    net = build_network(name, in_channels=1)
+    y = net(torch.randn(2, 1, 16, 32, 48))
+    assert y.shape == (2, 1, 16, 32, 48)
 
 
 def test_iannet_matches_the_paper_size():

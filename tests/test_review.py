@@ -7,9 +7,10 @@ import io
 import numpy as np
 import pytest
 
+from napari_ian.trainer.evaluation import rows_to_csv
 from napari_ian.trainer.metrics import CATEGORY, slice_metrics
 from napari_ian.trainer.review import (SliceReview, WarningSettings, label_free_warnings, measurements_by_region,
-                                       nerve_measurements, new_status, rows_to_csv, status_from_json, status_to_json,
+                                       nerve_measurements, new_status, status_from_json, status_to_json,
                                        touched_slices)
 
 
@@ -57,11 +58,12 @@ def test_every_category_with_known_dsc_in_the_table_and_the_csv():
     # the same numbers as `ian evaluate` (metrics.slice_metrics)
     sm = slice_metrics(ref, pred, 1)
     np.testing.assert_array_equal(np.nan_to_num(rv.metrics(1).dsc, nan=-1), np.nan_to_num(sm.dsc, nan=-1))
-    parsed = list(csv.DictReader(io.StringIO(rows_to_csv(rv.rows()))))
-    assert len(parsed) == len(rows)
+    parsed = list(csv.DictReader(io.StringIO(rows_to_csv(rv.table_rows()))))
+    assert len(parsed) == 2 * ref.shape[0]
     by = {(int(r["slice"]), r["side"]): r for r in parsed}
     assert by[(4, "right")]["category"] == "boundary failure" and float(by[(4, "right")]["dsc"]) == pytest.approx(0.25)
-    assert by[(2, "right")]["precision"] == "nan"       # an empty prediction has no precision
+    assert by[(2, "right")]["precision"] == ""          # an empty prediction has no precision
+    assert by[(4, "right")]["status"] == "unreviewed"
     s = rv.summary()["right"]
     assert s["failure_rates"]["n"] == 5 and s["failure_rates"]["complete"] == pytest.approx(1 / 5)
     assert s["false_positive_slices"] == 1 and s["true_negative_slices"] == 2

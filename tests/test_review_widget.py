@@ -152,11 +152,35 @@ def test_csv_export_matches_the_table(reviewed, tmp_path):
     viewer, w, truth, pred = reviewed
     out = w.export_csv(tmp_path / "review.csv")
     rows = list(csv.DictReader(open(out)))
-    flagged = [r for r in rows if r["category"] != "pass"]
+    flagged = [r for r in rows if r["category"] not in ("pass", "true-negative slice")]
     assert {(int(r["slice"]), r["side"]) for r in flagged} == {(50, "right"), (51, "right"), (52, "right"),
                                                                (60, "right"), (60, "left")}
     assert all(r["category"] == "complete failure" and float(r["dsc"]) == 0 for r in flagged if r["slice"] != "60")
-    assert len(rows) == len(w.review.rows())
+    assert len(rows) == 2 * truth.data.shape[0]      # every slice of both sides, as `ian evaluate` writes
+
+
+def test_review_export_and_ian_evaluate_csv_are_the_same_bytes(reviewed, tmp_path, qtbot):
+    from qtpy.QtCore import Qt
+
+    from napari_ian._writer import write_labels
+    from napari_ian.trainer.cli import main
+
+    viewer, w, truth, pred = reviewed
+    ref_p, pred_p = tmp_path / "ref.nii.gz", tmp_path / "pred.nii.gz"
+    write_labels(str(ref_p), truth.data, {"metadata": truth.metadata})
+    write_labels(str(pred_p), pred.data, {"metadata": pred.metadata})
+    assert main(["evaluate", "--reference", str(ref_p), "--prediction", str(pred_p),
+                 "--csv", str(tmp_path / "evaluate.csv")]) == 0
+    panel = w.export_csv(tmp_path / "panel.csv")
+    assert open(panel, "rb").read() == (tmp_path / "evaluate.csv").read_bytes()
+    # a reviewed slice changes its status field and nothing else
+    viewer.dims.set_current_step(0, 40)
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_A, Qt.ShiftModifier)   # Shift+A: accept
+    panel_lines = open(w.export_csv(tmp_path / "panel2.csv")).read().splitlines()
+    eval_lines = (tmp_path / "evaluate.csv").read_text().splitlines()
+    changed = [(a, b) for a, b in zip(eval_lines, panel_lines) if a != b]
+    assert len(changed) == 2 and all(a.rsplit(",", 1)[0] == b.rsplit(",", 1)[0] and b.endswith(",accepted")
+                                     for a, b in changed)
 
 
 def test_without_a_reference_it_shows_warnings_not_dsc(reviewed):

@@ -71,7 +71,7 @@ def _source_slices(geometry: Geometry, where) -> tuple[list, list]:
     if not folder.is_dir():
         raise VolumeWriteError(where, f"the source DICOM series {folder} is not there any more; a DICOM SEG "
                                       "references its files")
-    series, _ = scan_folder(folder)
+    series, *_ = scan_folder(folder)
     for s in series:
         dss = [pydicom.dcmread(f, stop_before_pixels=True) for f in s.files]
         if _case_key([s.series_uid] + sorted(str(d.get("SOPInstanceUID", "")) for d in dss)) == geometry.case_key:

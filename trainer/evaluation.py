@@ -9,35 +9,70 @@ import numpy as np
 from .metrics import CATEGORY, SIDES, failure_rates, nerve_metrics, slice_metrics, slice_table_summary, summarize
 from .volume import CORONAL_AXIS
 
-ROW_FIELDS = ["side", "slice", "tp", "fp", "fn", "dsc", "iou", "precision", "recall", "category"]
+#: Columns of the per-slice table (``ian evaluate --csv`` and the Review panel's export).
+ROW_FIELDS = ["side", "slice", "tp", "fp", "fn", "dsc", "iou", "precision", "recall", "category", "status"]
+#: Review status names, in the order of the codes the Review panel stores.
+STATUS = ("unreviewed", "accepted", "corrected")
+
+
+def slice_rows(metrics_by_label: dict, status: np.ndarray | None = None) -> list[dict]:
+    """Every slice of every side as a table row (right first, then left; slices in order).
+
+    Parameters
+    ----------
+    metrics_by_label : dict
+        ``{label: SliceMetrics}`` for labels 1 (right) and 2 (left).
+    status : (2, n) int array, optional
+        Review status codes (see :data:`STATUS`) per side and slice; all unreviewed when omitted.
+    """
+    rows = []
+    for label, name in SIDES.items():
+        sm = metrics_by_label[label]
+        for i in range(len(sm.tp)):
+            rows.append({"side": name, "slice": i, "tp": int(sm.tp[i]), "fp": int(sm.fp[i]), "fn": int(sm.fn[i]),
+                         "dsc": float(sm.dsc[i]), "iou": float(sm.iou[i]), "precision": float(sm.precision[i]),
+                         "recall": float(sm.recall[i]), "category": CATEGORY[sm.category[i]],
+                         "status": STATUS[int(status[label - 1, i])] if status is not None else STATUS[0]})
+    return rows
 
 
 def evaluate_volume(reference: np.ndarray, prediction: np.ndarray, spacing, axis: int = CORONAL_AXIS) -> dict:
     """Per-slice rows and, per side, Table 1/2 summaries plus 3D DSC, HD95 (mm), VS and slice F1."""
     if reference.shape != prediction.shape:
         raise ValueError(f"reference shape {reference.shape} differs from prediction shape {prediction.shape}")
-    rows, sides = [], {}
+    sides, by_label = {}, {}
     for label, name in SIDES.items():
-        sm = slice_metrics(reference, prediction, label, axis)
-        for i in range(len(sm.tp)):
-            rows.append({"side": name, "slice": i, "tp": int(sm.tp[i]), "fp": int(sm.fp[i]), "fn": int(sm.fn[i]),
-                         "dsc": sm.dsc[i], "iou": sm.iou[i], "precision": sm.precision[i],
-                         "recall": sm.recall[i], "category": CATEGORY[sm.category[i]]})
+        sm = by_label[label] = slice_metrics(reference, prediction, label, axis)
         summary = slice_table_summary(sm)
         summary.update(nerve_metrics(reference, prediction, label, spacing, axis))
         summary["_dsc_values"] = sm.dsc[sm.reference_positive]
         sides[name] = summary
-    return {"rows": rows, "sides": sides}
+    return {"rows": slice_rows(by_label), "sides": sides}
+
+
+def table_csv(rows, columns) -> str:
+    """The project's one CSV format: a header of ``columns``, one line per row (other keys
+    ignored), floats with six decimals, an undefined value (NaN) as an empty field, ``\n`` line
+    ends. Used by ``ian evaluate --csv`` and every panel export, so their files agree."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _cell(v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _cell(v):
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.6f}" if np.isfinite(v) else ""
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
 
 
 def rows_to_csv(rows) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=ROW_FIELDS)
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) and np.isfinite(v) else ("" if isinstance(v, float) else v))
-                    for k, v in r.items()})
-    return buf.getvalue()
+    """:func:`table_csv` of per-slice rows (:func:`slice_rows`) with :data:`ROW_FIELDS`."""
+    return table_csv(rows, ROW_FIELDS)
 
 
 def format_summary(result: dict) -> str:

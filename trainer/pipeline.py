@@ -76,8 +76,13 @@ class Pipeline:
         if box is not None:
             pad = [int(np.ceil(margin_mm / s)) for s in spacing]
             wide = tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, volume.shape))
+            wide = self._box_for(wide, midline, volume.shape)
             norm = norm[wide]
         return self._prepare(norm, tuple(float(s) for s in spacing), wide, midline)
+
+    def _box_for(self, box, midline, shape):
+        """The box that is actually prepared (a kind may need more of the slice)."""
+        return box
 
     def _prepare(self, norm, spacing, box, midline) -> Prepared:
         work = to_grid(norm, spacing, self.spacing_mm)
@@ -354,10 +359,17 @@ class HalfSlices(Pipeline):
         d.pop("spacing_mm", None)
         return d
 
+    def _box_for(self, box, midline, shape):
+        # this kind splits each slice at the midline, so a box over one side is widened to both
+        # (predict keeps only what lies inside the drawn box)
+        if box[2].start < midline < box[2].stop:
+            return box
+        return box[:2] + (slice(0, shape[2]),)
+
     def _prepare(self, norm, spacing, box, midline) -> Prepared:
         mid = midline - (box[2].start if box is not None else 0)
         if not 0 < mid < norm.shape[2]:
-            raise ValueError("the box does not reach across the head's midline; draw it over both sides")
+            raise ValueError("the head's midline could not be found in the image")
         halves = split_sides(norm, mid)
         prepared = {side: prepare_slices(half, self.size, self.context)[::2] for side, half in halves.items()}
         return Prepared(norm, norm.shape, spacing, spacing, box, midline,

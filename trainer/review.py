@@ -13,19 +13,17 @@ and tests share one implementation; the scores come from :mod:`.metrics`, the sa
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 
 import numpy as np
 from scipy import ndimage
 
+from .evaluation import STATUS
 from .metrics import CATEGORY, SIDES, metrics_from_counts, slice_table_summary
 
 FLAGGED = tuple(CATEGORY.index(c) for c in ("complete failure", "tracking failure", "boundary failure",
                                               "false-positive slice"))
-STATUS = ("unreviewed", "accepted", "corrected")
 
 
 def _counts_sparse(reference: np.ndarray, prediction: np.ndarray, axis: int, labels=(1, 2)) -> dict:
@@ -113,6 +111,13 @@ class SliceReview:
                             "tp": int(m.tp[i]), "fp": int(m.fp[i]), "fn": int(m.fn[i])})
         return sorted(out, key=lambda r: (r["slice"], r["label"]))
 
+    def table_rows(self, status: np.ndarray | None = None) -> list[dict]:
+        """Every slice of both sides in ``ian evaluate``'s row format, with review ``status``
+        (see :func:`~napari_ian.trainer.evaluation.slice_rows`)."""
+        from .evaluation import slice_rows
+
+        return slice_rows({lab: self.metrics(lab) for lab in SIDES}, status)
+
     def categories(self) -> np.ndarray:
         """(2, n) category index per side (row 0 right, row 1 left) and slice."""
         return np.stack([self.metrics(lab).category for lab in SIDES])
@@ -143,18 +148,6 @@ def touched_slices(atoms, axis: int = 0) -> np.ndarray | None:
         else:
             return None
     return np.unique(np.concatenate(out)) if out else np.empty(0, int)
-
-
-def rows_to_csv(rows, columns=None) -> str:
-    """CSV text of a list of dicts (columns in the first row's order unless given)."""
-    if not rows:
-        return ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns or list(rows[0]), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
 
 
 # -- without a reference ----------------------------------------------------------------------

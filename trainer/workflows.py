@@ -72,7 +72,7 @@ def predict_case_steps(image: np.ndarray, spacing, model: str | Path | None = No
         pass
     pred = yield from predict_steps(image, net, meta, spacing, device="cpu", roi=roi, cancel=cancel,
                                     postprocess=postprocess)
-    return PredictResult(pred, meta, path, f"{device} ran out of memory; predicted on the CPU instead")
+    return PredictResult(pred, meta, path, f"{pick_device(device).type.upper()} ran out of memory; predicted on the CPU instead")
 
 
 def predict_case(image, spacing, model=None, device="auto", roi=None, progress=None, cancel=None,
