@@ -206,3 +206,21 @@ def test_a_comparator_model_file_loads_back_to_the_same_network(tmp_path, name):
     x = torch.randn(1, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), net(x))
+
+
+@pytest.mark.slow
+def test_ian_networks_lists_every_network_with_its_size_cost_and_paper(capsys):
+    from napari_ian.trainer.cli import main
+
+    assert main(["networks"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    for name in NETWORKS:
+        row = next(ln for ln in lines if ln.startswith(name + " "))
+        params, gmac = row.split()[1:3]
+        with torch.device("meta"):
+            assert int(params.replace(",", "")) == count_parameters(build_network(name))
+        assert float(gmac) > 0 and NETWORK_INFO[name].paper in row
+    assert "15,084,801" in out and "41.4" in out and "15,314,945 in the authors' IANNet.py" in out
+    assert "59,332,897" in out          # DeepLabV3+ as in the paper's comparison (ResNet-101)
+    assert "planned" not in out.lower() and "nan" not in out.lower()

@@ -352,10 +352,13 @@ def _cmd_cv(args) -> int:
     rep = run_cv(args.data, specs, args.out, repeats=st["repeats"], fractions=st["fractions"], seed=args.seed,
                  log=log, reference=args.reference, all_pairs=args.all_pairs, postprocess=st["postprocess"])
     print((Path(args.out) / "table1.md").read_text())
-    ref = [c for c in rep["comparisons"] if c["metric"] == "DSC"]
-    for c in ref:
-        p = f"p = {c['p_bonferroni']:.3g} (Bonferroni x{c['bonferroni_factor']})" if c["p"] != "" else c["note"]
-        print(f"DSC {c['model_a']} vs {c['model_b']}: median difference {c['median_difference_a_minus_b']}, {p}")
+    for c in rep["comparisons"]:
+        if c["metric"] == "DSC":
+            if c["p"] == "":
+                print(f"DSC {c['model_a']} vs {c['model_b']}: {c['note']}")
+                continue
+            print(f"DSC {c['model_a']} vs {c['model_b']}: median difference {c['median_difference_a_minus_b']:+.3f}, "
+                  f"p = {c['p_bonferroni']:.3g} (Bonferroni x{c['bonferroni_factor']})")
     return 0
 
 
