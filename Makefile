@@ -14,7 +14,7 @@ APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb
 	libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0 libxkbcommon-x11-0 \
 	libgl1 libegl1 libfontconfig1 libdbus-1-3 libglib2.0-0
 
-.PHONY: run test setup sysdeps screenshot bench-gui bench-review clean
+.PHONY: run test setup sysdeps screenshot sample-data bench-gui bench-review clean
 
 run: setup
 	$(BIN)/python -m napari_ian
@@ -47,12 +47,19 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -e ".[$(QT_BINDING),testing]"
 	touch $@
 
-# the README screenshot (needs Xvfb)
+# the README screenshots (needs Xvfb): make run's window, then plain napari on a desktop and a
+# laptop screen (docked from the Plugins menu, clicked through; it fails if a panel does not fit)
 screenshot: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --predict --screenshot docs/screenshot_main.png
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m napari_ian --predict --review --screenshot docs/screenshot_review.png
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/plain_napari.py --shots docs --only reviewed
+	xvfb-run -a -s "-screen 0 1366x768x24" $(BIN)/python docs/plain_napari.py --shots docs --only finetuning
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/screenshot_finetune.py docs/screenshot_finetune.png
 	$(BIN)/python -m napari_ian.sample_data.montage --seed 0 --out docs/phantom_montage.png
+
+# the pre-generated sample patient shipped in the package (File > Open Sample opens it at once);
+# run after changing the phantom generator
+sample-data: setup
+	$(BIN)/python -m napari_ian._sample_data
 
 # brush latency, GUI vs CLI prediction and memory on a full-size volume (needs Xvfb)
 bench-gui: setup

@@ -37,8 +37,6 @@ def main():
     from qtpy.QtCore import Qt, QTimer
     from qtpy.QtTest import QTest
 
-    from napari_ian._predict_widget import PredictWidget
-    from napari_ian._widgets import CaseWidget
 
     tmp = Path(tempfile.mkdtemp(prefix="ian-bench-"))
     os.environ["NAPARI_IAN_HOME"] = str(tmp / "home")
@@ -59,16 +57,15 @@ def main():
     [img] = viewer.open(str(src), plugin="napari-ian")
     pump(1.0)
     m1 = rss_mb()
-    case = CaseWidget(viewer)
-    viewer.window.add_dock_widget(case)
+    case = guikit.dock(viewer, "Case")
     labels = case.new_labels()
     viewer.layers.selection.active = labels
     pump(0.5)
     m2 = rss_mb()
 
     # -- brush latency: a drag of real mouse events across the coronal slice ------------------
-    case.brush_diameter.setValue(2.5)
-    case.brush_check.setChecked(True)
+    case.brush_box.brush_diameter.setValue(2.5)
+    case.brush_box.brush_check.setChecked(True)
     viewer.dims.current_step = (120, 0, 0)
     canvas = viewer.window._qt_viewer.canvas.native
     pump(0.5)
@@ -79,7 +76,7 @@ def main():
     path = [(60 + 20 * np.sin(t), 100 + 180 * t / 6.0) for t in np.linspace(0, 6, 61)]
     # the same moves with the brush off: what one repaint costs on this machine's renderer
     baseline = []
-    case.brush_check.setChecked(False)
+    case.brush_box.brush_check.setChecked(False)
     labels.mode, labels.mouse_pan = "pan_zoom", False
     for p in path[1:]:
         t = time.perf_counter()
@@ -87,7 +84,7 @@ def main():
         app.processEvents()
         canvas.repaint()
         baseline.append(time.perf_counter() - t)
-    case.brush_check.setChecked(True)
+    case.brush_box.brush_check.setChecked(True)
     QTest.mouseMove(canvas, pos(*path[0]))
     pump(0.2)
     QTest.mousePress(canvas, Qt.LeftButton, Qt.NoModifier, pos(*path[0]))
@@ -102,14 +99,14 @@ def main():
     QTest.mouseRelease(canvas, Qt.LeftButton, Qt.NoModifier, pos(*path[-1]))
     pump(0.2)
     painted = int((np.asarray(labels.data) > 0).sum())
-    brush = case.brush
+    brush = case.brush_box.brush
     compute = []
     for a, b in zip(path[:-1], path[1:]):
         t = time.perf_counter()
         with labels.block_history():
             brush.paint(labels, [np.array([120, *a]), np.array([120, *b])])
         compute.append(time.perf_counter() - t)
-    case.brush_check.setChecked(False)
+    case.brush_box.brush_check.setChecked(False)
     pm = np.asarray(per_move) * 1000
     rows.append(("Sphere brush 2.5 mm, one mouse-move event incl. repaint (60 events)",
                  f"median {np.median(pm):.1f} ms, p95 {np.percentile(pm, 95):.1f} ms, max {pm.max():.1f} ms"))
@@ -122,8 +119,7 @@ def main():
     m3 = rss_mb()
 
     # -- prediction through the panel, with an event-loop heartbeat --------------------------
-    pw = PredictWidget(viewer)
-    viewer.window.add_dock_widget(pw)
+    pw = guikit.dock(viewer, "Predict")
     pw.device_combo.setCurrentText("cpu")
     ticks = []
     timer = QTimer()

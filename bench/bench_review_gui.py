@@ -28,8 +28,6 @@ def main():
     from qtpy.QtCore import QPoint, Qt, QTimer
     from qtpy.QtTest import QTest
 
-    from napari_ian._review_widget import ReviewWidget
-    from napari_ian._widgets import CaseWidget
     from napari_ian.sample_data.phantom import make_phantom
     from napari_ian.trainer.modelfile import load_model
     from napari_ian.trainer.predict import predict_volume
@@ -51,10 +49,8 @@ def main():
     img = viewer.add_image(image, name="phantom MRN", scale=sp)
     viewer.add_labels(truth, name="ground truth", scale=sp)
     layer = viewer.add_labels(pred, name="ian-default prediction", scale=sp)
-    case = CaseWidget(viewer)
-    viewer.window.add_dock_widget(case)
-    w = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(w, area="right")
+    case = guikit.dock(viewer, "Case")
+    w = guikit.dock(viewer, "Review")
     w.ref_combo.setCurrentText("ground truth")
     w.pred_combo.setCurrentText(layer.name)
     w.image_combo.setCurrentText(img.name)
@@ -102,9 +98,9 @@ def main():
     sl = int(w.flagged_slices()[0])
     viewer.dims.set_current_step(0, sl)
     viewer.layers.selection.active = layer
-    case.brush_diameter.setValue(2.5)
-    case.brush_side.setCurrentIndex(0)   # right
-    case.brush_check.setChecked(True)
+    case.brush_box.brush_diameter.setValue(2.5)
+    case.brush_box.brush_side.setCurrentIndex(0)   # right
+    case.brush_box.brush_check.setChecked(True)
     pump(0.5)
 
     def pos(si, rl):
@@ -124,14 +120,14 @@ def main():
     w.last_updated = set()
     measure("Brush stroke (9 mouse moves, repaint included) + live table/strip update", stroke, after=1.5)
     stroke_rows = sorted(w.last_updated)
-    case.brush_check.setChecked(False)
+    case.brush_box.brush_check.setChecked(False)
     measure("Ctrl+Z: undo the stroke (recompute the changed slices)",
             lambda: QTest.keyClick(canvas, Qt.Key_Z, Qt.ControlModifier), after=1.5)
     out = Path(os.environ["NAPARI_IAN_HOME"]) / "review.csv"
     measure("Export CSV (all rows)", lambda: w.export_csv(out))
     measure("Measurements window (area, signal, distance; plot drawn in a worker)", w.show_measurements, after=4.0)
-    assert w._measure_window is not None, "the measurements window did not open within 4 s"
-    w._measure_window.close()
+    assert w.measure_window is not None, "the measurements window did not open within 4 s"
+    w.measure_window.close()
     w.ref_combo.setCurrentText("(none: warnings from the prediction alone)")
     measure("Review without a reference (label-free warnings)", w.run_btn.click)
     beat.stop()

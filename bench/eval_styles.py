@@ -39,8 +39,11 @@ SETS = ("in-style", "sample", "v1", "unseen-artefacts")
 
 
 def _v1():
+    import sys
+
     spec = importlib.util.spec_from_file_location("phantom_v1", HERE / "phantom_v1.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["phantom_v1"] = mod          # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 

@@ -1,17 +1,12 @@
 """Shared bits of the GUI benchmarks: a shown viewer of a fixed size and an event pump."""
 from __future__ import annotations
 
-import time
-
 
 def pump(app, seconds: float = 0.0) -> None:
     """Process Qt events for ``seconds`` (at least once)."""
-    end = time.perf_counter() + seconds
-    while True:
-        app.processEvents()
-        if time.perf_counter() >= end:
-            return
-        time.sleep(0.002)
+    from napari_ian.__main__ import pump as pump_qt
+
+    pump_qt(seconds)
 
 
 def shown_viewer(width: int = 1500, height: int = 1000):
@@ -22,6 +17,11 @@ def shown_viewer(width: int = 1500, height: int = 1000):
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(width, height)
     return viewer, app
+
+
+def dock(viewer, name: str):
+    """Dock the napari-ian panel ``name`` as Plugins > napari-ian does (with napari's viewer proxy)."""
+    return viewer.window.add_plugin_dock_widget("napari-ian", name)[1]
 
 
 def canvas_point(viewer, layer, si: float, rl: float):

@@ -1,41 +1,37 @@
-"""Launch napari with the napari-ian panels docked and the phantom sample open.
+"""Launch napari with the napari-ian panels docked, the phantom open and three views on the nerve.
 
 ``python -m napari_ian [--predict] [--review] [--screenshot FILE.png]``
+
+The window fills the screen, the panels are tabs of one dock (as when they are docked from the
+Plugins menu) and the three views are fitted to the volume with their crosshair on the nerve.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 
 
-def _centre_on_nerve(viewer, labels_layer):
-    import numpy as np
-
-    idx = np.argwhere(np.asarray(labels_layer.data) > 0)
-    if idx.size:
-        # a coronal slice in the mandibular body, where the nerve is a round cross-section
-        ap = int(np.percentile(idx[:, 0], 25))
-        step = list(viewer.dims.current_step)
-        step[0] = ap
-        viewer.dims.current_step = tuple(step)
-
-
-def _run_predict_panel(viewer, truth_layer):
-    """Press the docked Predict panel's button and wait for its result layer."""
-    import time
-
+def pump(seconds: float = 0.0) -> None:
+    """Let Qt lay out and paint for ``seconds`` (at least once)."""
     from qtpy.QtWidgets import QApplication
 
-    from ._predict_widget import PredictWidget
+    end = time.perf_counter() + seconds
+    while True:
+        QApplication.processEvents()
+        if time.perf_counter() >= end:
+            return
+        time.sleep(0.002)
 
-    panel = next(w for w in viewer.window._qt_window.findChildren(PredictWidget))
+
+def _run_predict_panel(viewer, predict, truth_layer):
+    """Press the Predict panel's button and wait for its result layer."""
     n = len(viewer.layers)
-    panel.run_btn.click()
+    predict.run_btn.click()
     t0 = time.time()
     while len(viewer.layers) == n and time.time() - t0 < 300:
-        QApplication.processEvents()
-        time.sleep(0.02)
+        pump(0.02)
     truth_layer.visible = False
     viewer.layers.selection.active = viewer.layers[-1]
 
@@ -51,31 +47,48 @@ def close_toasts(viewer) -> None:
         pass
 
 
-def _run_review_panel(viewer, truth_layer, dock):
-    """Review the prediction against the ground truth and go to the first flagged slice."""
+def _run_review_panel(viewer, review, truth_layer):
+    """Review the prediction against the ground truth (the panel goes to the first flagged slice)."""
+    review.ref_combo.setCurrentText(truth_layer.name)
+    review.pred_combo.setCurrentText(viewer.layers[-1].name)
+    review.image_combo.setCurrentText(viewer.layers[0].name)
+    review.run()
+
+
+def view_report(viewer) -> dict:
+    """What the window shows: its size and the screen's, and for each view whether the volume fits in it."""
+    import numpy as np
     from qtpy.QtWidgets import QApplication
 
-    from ._review_widget import ReviewWidget
+    from ._window import nerve_voxel, orthoviews
 
-    panel = next(w for w in viewer.window._qt_window.findChildren(ReviewWidget))
-    panel.ref_combo.setCurrentText(truth_layer.name)
-    panel.pred_combo.setCurrentText(viewer.layers[-1].name)
-    panel.image_combo.setCurrentText(viewer.layers[0].name)
-    if panel.run():
-        # show the worst slice that holds nerve in the reference (a failure, not an empty slice)
-        rows = [r for r in panel.all_rows() if r["category"] not in ("pass", "false-positive slice")]
-        rows = rows or [r for r in panel.all_rows() if r["tp"] + r["fn"] > 0]
-        if rows:
-            worst = min(rows, key=lambda r: r["dsc"])
-            panel.go_to_slice(worst["slice"], worst["label"])
-    dock.raise_()
-    QApplication.processEvents()
-    return dock
+    win = viewer.window._qt_window
+    avail = QApplication.primaryScreen().availableGeometry()
+    m = orthoviews(viewer)
+    views = [("main", viewer, viewer.window._qt_viewer.canvas.native)]
+    if m.is_shown():
+        views += [(name, w.vm_container.viewer_model, w.qt_viewer.canvas.native)
+                  for name, w in (("right", m.right_widget), ("bottom", m.bottom_widget))]
+    out = {"window": [win.width(), win.height()], "screen": [avail.width(), avail.height()], "views": {}}
+    for name, vm, canvas in views:
+        shown = list(vm.dims.displayed)
+        extent = np.asarray(vm.layers.extent.world)[:, shown]
+        size_px = (extent[1] - extent[0]) * vm.camera.zoom
+        out["views"][name] = {"canvas": [canvas.height(), canvas.width()], "volume_px": size_px.round().tolist(),
+                              "axes": [vm.dims.axis_labels[d] for d in shown]}
+    labels = next((ly for ly in viewer.layers if ly._type_string == "labels" and np.asarray(ly.data).any()), None)
+    if labels is not None:
+        vox = np.round(labels.world_to_data(viewer.dims.point[-3:])).astype(int)
+        out["point_label"] = int(np.asarray(labels.data)[tuple(vox)])
+        out["nerve_voxel"] = nerve_voxel(labels.data).tolist()
+        out["point_voxel"] = vox.tolist()
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m napari_ian", description=__doc__)
     ap.add_argument("--screenshot", help="save a screenshot of the window to this PNG and exit")
+    ap.add_argument("--report", help="with --screenshot: also write what the views show (JSON) to this file")
     ap.add_argument("--no-sample", action="store_true", help="start without the phantom")
     ap.add_argument("--no-views", action="store_true", help="no axial/sagittal side views")
     ap.add_argument("--predict", action="store_true",
@@ -90,49 +103,30 @@ def main(argv=None) -> int:
     import napari
 
     viewer = napari.Viewer(title="napari-ian")
-    case_dock, _ = viewer.window.add_plugin_dock_widget("napari-ian", "Case")
-    viewer.window.add_plugin_dock_widget("napari-ian", "Phantom")
-    predict_dock, _ = viewer.window.add_plugin_dock_widget("napari-ian", "Predict", tabify=True)
-    review_dock, _ = viewer.window.add_plugin_dock_widget("napari-ian", "Review", tabify=True)
-    viewer.window.add_plugin_dock_widget("napari-ian", "Fine-tune", tabify=True)
-    predict_dock.raise_()
-
-    def layout_docks():
-        try:  # the Case panel is the tall one: give it most of the height
-            from qtpy.QtCore import Qt
-
-            win = viewer.window._qt_window
-            win.resizeDocks([case_dock], [450], Qt.Horizontal)
-            heights = [300, 600] if args.review else [560, 340]
-            win.resizeDocks([case_dock, predict_dock], heights, Qt.Vertical)
-        except Exception:  # private attribute of napari's window; only the initial layout depends on it
-            pass
-
-    layout_docks()
+    docks = {name: viewer.window.add_plugin_dock_widget("napari-ian", name)
+             for name in ("Case", "Predict", "Review", "Fine-tune", "Phantom")}
+    pump(0.2)              # the panels tab themselves and the window fills the screen
+    front = "Review" if args.review else "Predict" if args.predict else "Case"
     if not args.no_sample:
-        layers = viewer.open_sample("napari-ian", "phantom")
-        viewer.dims.axis_labels = ("AP", "SI", "RL")
-        _centre_on_nerve(viewer, layers[-1])
+        image, truth = viewer.open_sample("napari-ian", "phantom")
         if args.predict:
-            _run_predict_panel(viewer, layers[-1])
+            _run_predict_panel(viewer, docks["Predict"][1], truth)
             if args.review:
-                _run_review_panel(viewer, layers[-1], review_dock)
+                _run_review_panel(viewer, docks["Review"][1], truth)
         if not args.no_views:
-            from napari_orthogonal_views.ortho_view_manager import show_orthogonal_views
-
-            show_orthogonal_views(viewer)
+            # after the window has its size: views shown earlier keep the small window's proportions
+            docks["Case"][1].show_three_views(labels=truth)
+    docks[front][0].raise_()
     if args.screenshot:
-        from qtpy.QtWidgets import QApplication
-
-        viewer.window._qt_window.resize(1500, 950)
-        for _ in range(5):
-            QApplication.processEvents()
-        layout_docks()
-        QApplication.processEvents()
-        viewer.reset_view()
+        pump(1.0)
         close_toasts(viewer)
-        QApplication.processEvents()
+        pump(0.2)
         viewer.screenshot(args.screenshot, canvas_only=False)
+        if args.report:
+            import json
+            from pathlib import Path
+
+            Path(args.report).write_text(json.dumps(view_report(viewer), indent=1))
         viewer.close()
         print(args.screenshot)
         return 0

@@ -10,33 +10,56 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Labels
 
+from ._identity import same_layer, unwrap
 from .trainer.annotate import sphere_offsets, stroke_indices
 
 
 class SphereBrush:
-    """Attach to Labels layers; while ``enabled``, a left-drag paints spheres of ``diameter_mm``."""
+    """Attach to Labels layers; while ``enabled``, a left-drag paints spheres of ``diameter_mm``.
+
+    A layer can be attached with another ``target``: the drag is read on the layer it happens on
+    and painted into the target (a side view's copy of a layer paints into the layer itself, so
+    its undo history, autosave and review see the stroke).
+    """
 
     def __init__(self, diameter_mm: float = 2.5, label: int = 1):
         self.diameter_mm = float(diameter_mm)
         self.label = int(label)
         self.erase = False
         self.enabled = False
-        self._layers = []
+        self._entries = []        # (layer, its drag callback)
 
-    def attach(self, layer: Labels):
-        if layer in self._layers:
+    def attach(self, layer: Labels, target: Labels | None = None):
+        if any(same_layer(layer, ly) for ly, _ in self._entries):
             return
-        layer.mouse_drag_callbacks.append(self._drag)
-        self._layers.append(layer)
+        paint_into = layer if target is None else target
+
+        def drag(on, event):
+            return self._drag(on, event, paint_into)
+
+        layer.mouse_drag_callbacks.append(drag)
+        self._entries.append((layer, drag))
+        if self.enabled:
+            layer.mouse_pan = False
 
     def detach(self, layer: Labels):
-        if layer in self._layers:
-            layer.mouse_drag_callbacks.remove(self._drag)
-            self._layers.remove(layer)
+        for entry in [e for e in self._entries if same_layer(layer, e[0])]:
+            entry[0].mouse_pan = True
+            if entry[1] in entry[0].mouse_drag_callbacks:
+                entry[0].mouse_drag_callbacks.remove(entry[1])
+            self._entries.remove(entry)
+
+    def detach_all(self):
+        for layer, _ in list(self._entries):
+            self.detach(layer)
+
+    @property
+    def layers(self) -> list:
+        return [layer for layer, _ in self._entries]
 
     def set_enabled(self, on: bool):
         self.enabled = bool(on)
-        for layer in self._layers:
+        for layer, _ in self._entries:
             # our drag paints; the camera must not pan under it, and napari's own brush must rest
             layer.mouse_pan = not self.enabled
             if self.enabled:
@@ -53,16 +76,16 @@ class SphereBrush:
             layer.data_setitem(idx, 0 if self.erase else self.label)
         return idx
 
-    def _drag(self, layer, event):
+    def _drag(self, layer, event, target):
         if not self.enabled or event.button != 1 or layer.ndim != 3:
             return
         last = np.asarray(layer.world_to_data(event.position), dtype=float)
-        with layer.block_history():  # the whole drag is one undo step
-            self.paint(layer, [last])
+        with target.block_history():  # the whole drag is one undo step
+            self.paint(target, [last])
             yield
             while event.type == "mouse_move":
                 p = np.asarray(layer.world_to_data(event.position), dtype=float)
-                self.paint(layer, [last, p])
+                self.paint(target, [last, p])
                 last = p
                 yield
 
@@ -84,7 +107,20 @@ class BrushReach:
         self._centre = None
         self._ring = self._text = None
         viewer.mouse_move_callbacks.append(self._moved)
-        viewer.dims.events.current_step.connect(lambda e: self.update())
+        viewer.dims.events.current_step.connect(self._stepped)
+
+    def _stepped(self, event):
+        self.update()
+
+    def close(self):
+        """Take the ring off the canvas and stop following the mouse and the slices."""
+        if self._moved in self.viewer.mouse_move_callbacks:
+            self.viewer.mouse_move_callbacks.remove(self._moved)
+        self.viewer.dims.events.current_step.disconnect(self._stepped)
+        for node in (self._ring, self._text):
+            if node is not None:
+                node.parent = None
+        self._ring = self._text = None
 
     def _moved(self, viewer, event):
         if self.brush.enabled:
@@ -112,7 +148,8 @@ class BrushReach:
         if self._ring is None:
             from vispy.scene.visuals import Ellipse, Text
 
-            scene = self.viewer.window._qt_viewer.canvas.view.scene   # napari's canvas (no public API)
+            # napari's canvas has no public API; a panel's viewer is a proxy that warns on private access
+            scene = unwrap(self.viewer).window._qt_viewer.canvas.view.scene
             self._ring = Ellipse(center=(0, 0), radius=(1, 1), color=(0, 0, 0, 0), border_color="yellow",
                                  border_width=1.5, parent=scene)
             self._text = Text("", color="yellow", font_size=9, anchor_x="left", anchor_y="bottom", parent=scene)
@@ -151,6 +188,12 @@ class BrushReach:
         self._centre = None
         if self._ring is not None:
             self._ring.visible = self._text.visible = False
+
+    def drawn(self) -> tuple | None:
+        """What the ring shows now: ((x, y) centre in world mm on the canvas, radius in mm, label), or None."""
+        if not self.visible:
+            return None
+        return tuple(float(v) for v in self._ring.center[:2]), float(self._ring.radius[0]), self._text.text
 
     @property
     def visible(self) -> bool:

@@ -12,18 +12,19 @@ import math
 import time
 
 import numpy as np
-from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, QPointF, Qt, Signal
-from qtpy.QtGui import QColor, QPainter, QPen
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                            QInputDialog, QLabel, QLineEdit, QListWidget, QMessageBox, QProgressBar,
-                            QPushButton, QSpinBox, QWidget)
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit,
+                            QMessageBox, QProgressBar, QPushButton, QSpinBox)
 
-from ._combo import refill_combo
-from ._layers import geometry_of
-from ._scroll import scrolling_layout
+from ._combo import chosen_layer, refill_combo, refill_layer_combo
+from ._curve import CurveWidget
+from ._layers import geometry_of, image_layers, labels_layers
+from ._lazy_torch import model_entries, torch_ready, when_devices_known
+from ._model_library import ModelLibrary
+from ._panel import Panel, while_alive
+from ._panel_layout import compact, panel_layout, wrapping_label
 
 
 class _Relay(QObject):
@@ -33,54 +34,18 @@ class _Relay(QObject):
     stage = Signal(str)
 
 
-class CurveWidget(QWidget):
-    """Loss (orange) and held-out DSC (blue) per epoch; cheap to redraw after every epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.loss, self.dsc = [], []
-        self.epochs = 1
-        self.setMinimumHeight(90)
-        self.setToolTip("Orange: training loss. Blue: DSC on the held-out corrected slices (0-1).")
-
-    def reset(self, epochs):
-        self.loss, self.dsc, self.epochs = [], [], max(int(epochs), 1)
-        self.update()
-
-    def add(self, loss, dsc):
-        self.loss.append(float(loss))
-        self.dsc.append(float(dsc))
-        self.update()
-
-    def paintEvent(self, event):
-        p = QPainter(self)
-        p.fillRect(self.rect(), QColor("#262930"))
-        w, h = self.width() - 8, self.height() - 8
-        top = max(self.loss + [1e-6])
-        for values, colour, scale in ((self.loss, "#f08c28", top), (self.dsc, "#4aa3ff", 1.0)):
-            pts = [QPointF(4 + w * i / max(self.epochs - 1, 1), 4 + h * (1 - v / scale))
-                   for i, v in enumerate(values) if not math.isnan(v)]
-            p.setPen(QPen(QColor(colour), 2))
-            for a, b in zip(pts[:-1], pts[1:]):
-                p.drawLine(a, b)
-            for a in pts[-1:]:
-                p.drawEllipse(a, 2, 2)
-
-
-class FinetuneWidget(QWidget):
+class FinetuneWidget(Panel):
     """Corrected slices of this case (and earlier ones) -> a new model in the user registry."""
 
+    TITLE = "Fine-tune"
+
     def __init__(self, napari_viewer):
-        super().__init__()
-        from ._threads import ensure_spare_pool_threads
-
-        ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
-        from ._predict_widget import _devices
-
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.worker = None
+        self._activity = None         # the run's entry in napari's activity bar
         self._cancel = False
         self._name_edited = False
+        self._device_notes = {}
         self.last_result = None
         self.relay = _Relay()
         self.relay.epoch.connect(self._on_epoch)
@@ -88,7 +53,7 @@ class FinetuneWidget(QWidget):
 
         self.image_combo, self.labels_combo, self.base_combo = QComboBox(), QComboBox(), QComboBox()
         self.device_combo = QComboBox()
-        self.device_combo.addItems(_devices())
+        self.device_combo.addItems(["auto", "cpu"])      # cuda / mps are added once torch is loaded
         self.name_edit = QLineEdit()
         self.name_edit.textEdited.connect(lambda *_: setattr(self, "_name_edited", True))
         self.epochs_spin = QSpinBox()
@@ -105,35 +70,29 @@ class FinetuneWidget(QWidget):
         self.holdout_spin.setSuffix(" %")
         self.holdout_spin.setToolTip("Share of each side's corrected slices held out (a contiguous block) "
                                      "to measure the model before and after; never trained on")
-        self.device_note = QLabel()
+        self.device_note = wrapping_label("Runs on: (finding the devices...)")
         self.device_combo.currentTextChanged.connect(self._update_device_note)
-        self._update_device_note()
         self.holdout_case_combo = QComboBox()
         self.holdout_case_combo.setToolTip("Score before/after on a whole case of the store instead of a block "
                                            "of each case's slices (needs the earlier cases)")
         self.earlier_check = QCheckBox("also train on earlier cases' corrections")
-        self.slices_label = QLabel()
-        self.slices_label.setWordWrap(True)
+        self.slices_label = wrapping_label()
         self.run_btn = QPushButton("Fine-tune on my corrections")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m epochs")
         self.progress.setValue(0)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = wrapping_label()
         self.curve = CurveWidget()
-        self.result_label = QLabel("")
-        self.result_label.setWordWrap(True)
+        self.curve.hide()                     # shown from the first run on
+        self.result_label = wrapping_label()
         self.predict_btn = QPushButton("Predict this case with the new model")
         self.predict_btn.setEnabled(False)
-        self.models_list, self.store_list = QListWidget(), QListWidget()
-        self.models_list.setMaximumHeight(110)
-        self.store_list.setMaximumHeight(90)
-        self.rename_btn, self.delete_btn = QPushButton("Rename..."), QPushButton("Delete...")
-        self.store_delete_btn = QPushButton("Remove case from the store...")
+        self.library = ModelLibrary(self.refresh_store)
 
         form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Image", self.image_combo)
         form.addRow("Corrected labels", self.labels_combo)
         form.addRow("Start from model", self.base_combo)
@@ -144,102 +103,81 @@ class FinetuneWidget(QWidget):
         form.addRow("or hold out", self.holdout_case_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("", self.device_note)
-        lay = scrolling_layout(self, 320)
+        for combo in (self.image_combo, self.labels_combo, self.base_combo, self.holdout_case_combo,
+                      self.device_combo):
+            compact(combo)
+        lay, footer = panel_layout(self)
         lay.addLayout(form)
         lay.addWidget(self.earlier_check)
-        lay.addWidget(self.slices_label)
+        lay.addWidget(self.library)
+        lay.addStretch(1)
+        # what will be trained on, the run, its progress and its result never scroll away
+        footer.addWidget(self.slices_label)
         row = QHBoxLayout()
         row.addWidget(self.run_btn, 1)
         row.addWidget(self.cancel_btn)
-        lay.addLayout(row)
-        lay.addWidget(self.progress)
-        lay.addWidget(self.status)
-        lay.addWidget(self.curve)
-        lay.addWidget(self.result_label)
-        lay.addWidget(self.predict_btn)
-        models = QGroupBox("Your models")
-        ml = QFormLayout(models)
-        ml.addRow(self.models_list)
-        mrow = QHBoxLayout()
-        mrow.addWidget(self.rename_btn)
-        mrow.addWidget(self.delete_btn)
-        ml.addRow(mrow)
-        lay.addWidget(models)
-        store = QGroupBox("Corrections store")
-        sl = QFormLayout(store)
-        sl.addRow(self.store_list)
-        sl.addRow(self.store_delete_btn)
-        lay.addWidget(store)
-        lay.addStretch(1)
+        footer.addLayout(row)
+        footer.addWidget(self.progress)
+        footer.addWidget(self.status)
+        footer.addWidget(self.curve)
+        footer.addWidget(self.result_label)
+        footer.addWidget(self.predict_btn)
 
         self.run_btn.clicked.connect(self.run)
         self.cancel_btn.clicked.connect(self.cancel)
         self.predict_btn.clicked.connect(self.predict_with_new_model)
-        self.rename_btn.clicked.connect(self.rename_selected)
-        self.delete_btn.clicked.connect(self.delete_selected)
-        self.store_delete_btn.clicked.connect(self.delete_store_entry)
         self.base_combo.currentTextChanged.connect(self._suggest_name)
-        self.labels_combo.currentTextChanged.connect(lambda *_: self.refresh_slices())
+        self.labels_combo.currentIndexChanged.connect(lambda *_: self.refresh_slices())
         self.earlier_check.toggled.connect(lambda *_: self.refresh_slices())
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            ev.connect(self._refresh_layers)
-        from ._hub import on_models_changed
+            self.listen(ev, self._refresh_layers)
+        from ._hub import hub
 
-        on_models_changed(self, "refresh_models")
+        self.listen(hub.models_changed, self.refresh_models)
+        self.listen(hub.status_changed, self.refresh_slices)   # slices corrected in the Review panel
         self._refresh_layers()
         self.refresh_models()
         self.refresh_store()
+        when_devices_known(while_alive(self, self._devices_known))
+
+    def _devices_known(self, devices, notes):
+        self._device_notes = notes
+        refill_combo(self.device_combo, devices)
+        self._update_device_note()
+        self.refresh_models()          # with their metadata, and the next free name, now that torch is loaded
 
     def _update_device_note(self, *_):
-        # torch is imported already (the device list needs it)
-        from .trainer.train import cpu_bf16_supported, pick_device
-
-        dev = pick_device(self.device_combo.currentText() or "auto")
-        how = {"cuda": "mixed precision (AMP)", "cpu": "bf16 autocast" if cpu_bf16_supported() else "float32",
-               "mps": "float32"}.get(dev.type, "")
-        self.device_note.setText(f"Runs on: {dev.type.upper()}, {how}")
+        note = self._device_notes.get(self.device_combo.currentText() or "auto")
+        self.device_note.setText(note or "Runs on: (finding the devices...)")
 
     # -- lists --------------------------------------------------------------------------------
     def _refresh_layers(self, event=None):
-        for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
-            names = [ly.name for ly in self.viewer.layers if isinstance(ly, kind) and ly.ndim == 3
-                     and not getattr(ly, "rgb", False)]
-            preds = [n for n in names if "prediction" in n.lower()] if kind is Labels else []
-            refill_combo(combo, names, fallback=preds[-1] if preds else None)
+        images = [ly for ly in image_layers(self.viewer)]
+        labels = labels_layers(self.viewer)
+        preds = [ly for ly in labels if (ly.metadata or {}).get("ian_model") or "prediction" in ly.name.lower()]
+        refill_layer_combo(self.image_combo, images)
+        refill_layer_combo(self.labels_combo, labels, fallback=preds[-1] if preds else None)
         self.refresh_slices()
 
     def refresh_models(self):
-        from .trainer.registry import list_models
-
-        entries = list_models()
-        refill_combo(self.base_combo, [e.name for e in entries])
-        self.models_list.clear()
-        for e in entries:
-            if e.source == "user":
-                ft = e.metadata.get("finetune") or {}
-                after = ft.get("after", {}).get("held_out_dsc")
-                extra = f" — from {ft.get('parent')}, held-out DSC {after:.3f}" if after is not None and not \
-                    math.isnan(after) else ""
-                self.models_list.addItem(f"{e.name}{extra}")
-                self.models_list.item(self.models_list.count() - 1).setData(Qt.UserRole, e.name)
+        entries = model_entries()
+        refill_combo(self.base_combo, [name for name, _, _ in entries])
+        self.library.show_models(entries)
         self._suggest_name()
 
     def refresh_store(self):
-        from .trainer.corrections import list_corrections
-
-        self.store_list.clear()
         current = self.holdout_case_combo.currentData()
         self.holdout_case_combo.clear()
         self.holdout_case_combo.addItem("a block of each side's corrected slices", None)
-        for e in list_corrections():
-            self.store_list.addItem(e.describe())
-            self.store_list.item(self.store_list.count() - 1).setData(Qt.UserRole, str(e.path))
+        for e in self.library.show_store():
             self.holdout_case_combo.addItem(f"the whole {e.describe()}", e.case)
         i = self.holdout_case_combo.findData(current)
         self.holdout_case_combo.setCurrentIndex(max(i, 0))
         self.refresh_slices()
 
     def _suggest_name(self, *_):
+        if not torch_ready():        # the next free name needs every model's metadata (torch)
+            return
         from .trainer.finetune import next_model_name
 
         base = self.base_combo.currentText()
@@ -253,10 +191,8 @@ class FinetuneWidget(QWidget):
         from .trainer.corrections import trusted_from_status
         from .trainer.review import load_status
 
-        image = self.viewer.layers[self.image_combo.currentText()] if self.image_combo.currentText() in \
-            self.viewer.layers else None
-        labels = self.viewer.layers[self.labels_combo.currentText()] if self.labels_combo.currentText() in \
-            self.viewer.layers else None
+        image = chosen_layer(self.viewer, self.image_combo)
+        labels = chosen_layer(self.viewer, self.labels_combo)
         if image is None:
             raise ValueError("open an MR image first")
         if labels is None:
@@ -281,7 +217,7 @@ class FinetuneWidget(QWidget):
         except ValueError as exc:
             text = f"<i>{exc}.</i>"
         if self.earlier_check.isChecked():
-            text += f" Earlier cases in the store: {self.store_list.count()}."
+            text += f" Earlier cases in the store: {self.library.store_list.count()}."
         self.slices_label.setText(text)
 
     # -- running -------------------------------------------------------------------------------------
@@ -367,10 +303,15 @@ class FinetuneWidget(QWidget):
                     "holdout": cfg.holdout or cfg.holdout_case}
 
         self.worker = work()
-        self.worker.returned.connect(self._done)
-        self.worker.errored.connect(lambda exc: self._failed(exc))
-        self.worker.finished.connect(self._finished)
+        self.worker.returned.connect(while_alive(self, self._done))
+        self.worker.errored.connect(while_alive(self, self._failed))
+        self.worker.finished.connect(while_alive(self, self._finished))
         self.curve.reset(cfg.epochs)
+        self.curve.show()
+        from napari.utils import progress
+
+        # napari's activity bar (bottom right) shows it too, whichever panel tab is in front
+        self._activity = progress(total=cfg.epochs, desc=f"Fine-tuning {base} → {name}")
         self.progress.setRange(0, cfg.epochs)
         self.progress.setValue(0)
         self.run_btn.setEnabled(False)
@@ -387,11 +328,16 @@ class FinetuneWidget(QWidget):
             self._cancel = True
             self.status.setText("Cancelling: no model will be saved...")
 
+    def closing(self):
+        self._cancel = True          # the worker stops between batches and saves nothing
+
     def _on_stage(self, text):
         self.status.setText(text)
 
     def _on_epoch(self, info):
         self.progress.setValue(int(info["epoch"]))
+        if self._activity is not None:
+            self._activity.update(int(info["epoch"]) - self._activity.n)
         self.curve.add(info["loss"], info["val_dsc"])
         dsc = info["val_dsc"]
         self.status.setText(f"Epoch {info['epoch']}/{info['epochs']} · loss {info['loss']:.3f} · held-out DSC "
@@ -445,6 +391,9 @@ class FinetuneWidget(QWidget):
 
     def _finished(self):
         self.worker = None
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
         self.run_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         exc, self._mismatch = getattr(self, "_mismatch", None), None
@@ -466,71 +415,16 @@ class FinetuneWidget(QWidget):
 
         if not self.last_result:
             return None
-        panels = self.viewer.window._qt_window.findChildren(PredictWidget)
-        panel = panels[0] if panels else self.viewer.window.add_plugin_dock_widget("napari-ian", "Predict")[1]
+        # the Predict panel docked already (from the menu or not), else a new one
+        panel = next((w for w in self.viewer.window.dock_widgets.values() if isinstance(w, PredictWidget)), None)
+        if panel is None:
+            panel = self.viewer.window.add_plugin_dock_widget("napari-ian", "Predict")[1]
+        panel.parentWidget().show()
+        panel.parentWidget().raise_()
         panel.refresh_models()
-        panel.image_combo.setCurrentText(self.image_combo.currentText())
+        panel.image_combo.setCurrentIndex(max(panel.image_combo.findData(self.image_combo.currentData()), 0))
         panel.model_combo.setCurrentText(self.last_result["name"])
         return panel.run()
-
-    def _selected_model(self):
-        item = self.models_list.currentItem()
-        return item.data(Qt.UserRole) if item is not None else None
-
-    def rename_selected(self):
-        from .trainer.finetune import rename_model
-
-        old = self._selected_model()
-        if not old:
-            show_info("napari-ian: select one of your models first")
-            return
-        new, ok = QInputDialog.getText(self, "Rename model", f"New name for {old}:", text=old)
-        if not ok or not new.strip() or new.strip() == old:
-            return
-        try:
-            rename_model(old, new.strip())
-        except (ValueError, OSError) as exc:
-            show_error(f"napari-ian: {exc}")
-            return
-        from ._hub import hub
-
-        hub.models_changed.emit()
-
-    def delete_selected(self, confirm: bool = True):
-        from .trainer.finetune import delete_model
-
-        name = self._selected_model()
-        if not name:
-            show_info("napari-ian: select one of your models first")
-            return
-        if confirm and QMessageBox.question(self, "Delete model", f"Delete the model {name}? This cannot be "
-                                            "undone.") != QMessageBox.Yes:
-            return
-        try:
-            delete_model(name)
-        except (ValueError, OSError) as exc:
-            show_error(f"napari-ian: {exc}")
-            return
-        from ._hub import hub
-
-        hub.models_changed.emit()
-
-    def delete_store_entry(self, confirm: bool = True):
-        from .trainer.corrections import CorrectionsError, delete_corrections, read_entry
-
-        item = self.store_list.currentItem()
-        if item is None:
-            show_info("napari-ian: select a case in the corrections store first")
-            return
-        if confirm and QMessageBox.question(self, "Corrections store", f"Remove {item.text()} from the "
-                                            "corrections store? Its corrected slices will no longer be "
-                                            "trained on.") != QMessageBox.Yes:
-            return
-        try:
-            delete_corrections(read_entry(item.data(Qt.UserRole)))
-        except CorrectionsError as exc:
-            show_error(f"napari-ian: {exc}")
-        self.refresh_store()
 
 
 class FinetuneFailed(Exception):

@@ -10,45 +10,36 @@ from __future__ import annotations
 import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton
 
-from ._combo import refill_combo
-from ._layers import GEOMETRY_KEY, labels_layer_data
-from ._widgets import _image_layers
+from ._combo import chosen_layer, refill_combo, refill_layer_combo
+from ._identity import layer_uid
+from ._layers import GEOMETRY_KEY, image_layers, labels_layer_data, on_grid_of
+from ._lazy_torch import model_entries, when_devices_known
+from ._panel import Panel, while_alive
+from ._panel_layout import compact, panel_layout, wrapping_label
 from .trainer.volume import Geometry
+
+PROBABILITY_OF = "ian_probability_of"    # metadata of a probability map: the id of its prediction layer
 
 
 class PredictionFailed(Exception):
     """A model run that failed in the worker (carries the original message)."""
 
 
-def _devices():
-    import torch
-
-    out = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        out.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        out.append("mps")
-    return out
-
-
-class PredictWidget(QWidget):
+class PredictWidget(Panel):
     """Image + model + device -> IAN labels (1 = right, 2 = left) as a new Labels layer."""
 
-    def __init__(self, napari_viewer):
-        super().__init__()
-        from ._threads import ensure_spare_pool_threads
+    TITLE = "Predict"
 
-        ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
-        self.viewer = napari_viewer
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
         self.image_combo = QComboBox()
         self.model_combo = QComboBox()
         self.refresh_btn = QPushButton("↻")
         self.refresh_btn.setToolTip("Reload the model list (bundled and user models)")
         self.device_combo = QComboBox()
-        self.device_combo.addItems(_devices())
+        self.device_combo.addItems(["auto", "cpu"])      # cuda / mps are added once torch is loaded
         self.prob_check = QCheckBox("also add the probability map")
         self.roi_check = QCheckBox("only inside the box")
         self.roi_check.setToolTip("Predict only inside the rectangles of the 'prediction box' layer: their "
@@ -60,8 +51,7 @@ class PredictWidget(QWidget):
         self.run_btn = QPushButton("Predict")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = wrapping_label()
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         row = QHBoxLayout()
@@ -69,62 +59,73 @@ class PredictWidget(QWidget):
         row.addWidget(self.refresh_btn)
         form.addRow("Model", row)
         form.addRow("Device", self.device_combo)
+        for combo in (self.image_combo, self.model_combo, self.device_combo):
+            compact(combo)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn)
         buttons.addWidget(self.cancel_btn)
-        lay = QVBoxLayout(self)
+        lay, footer = panel_layout(self)
         lay.addLayout(form)
         lay.addWidget(self.prob_check)
         box_row = QHBoxLayout()
         box_row.addWidget(self.roi_check, 1)
         box_row.addWidget(self.box_btn)
         lay.addLayout(box_row)
-        lay.addLayout(buttons)
-        lay.addWidget(self.status)
         lay.addStretch(1)
+        footer.addLayout(buttons)      # the run button and the result stay in view in a short dock
+        footer.addWidget(self.status)
         self.worker = None
         self.run_btn.clicked.connect(self.run)
         self.cancel_btn.clicked.connect(self.cancel)
         self.refresh_btn.clicked.connect(self.refresh_models)
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            ev.connect(self._refresh_images)
+            self.listen(ev, self._refresh_images)
         self._refresh_images()
         self.refresh_models()
-        from ._hub import on_models_changed
+        from ._hub import hub
 
-        on_models_changed(self, "refresh_models")   # a fine-tuned model appears at once
+        self.listen(hub.models_changed, self.refresh_models)   # a fine-tuned model appears at once
+        when_devices_known(while_alive(self, self._devices_known))
 
     # -- lists ------------------------------------------------------------------------------
     def _refresh_images(self, event=None):
-        refill_combo(self.image_combo, [ly.name for ly in _image_layers(self.viewer)])
+        refill_layer_combo(self.image_combo, image_layers(self.viewer))
+
+    def _devices_known(self, devices, notes):
+        refill_combo(self.device_combo, devices)
+        for i, name in enumerate(devices):
+            self.device_combo.setItemData(i, notes.get(name, ""), 3)     # tooltip
+        self.refresh_models()                                            # with their metadata now
 
     def refresh_models(self):
-        from .trainer.registry import list_models
-
         current = self.model_combo.currentText()
         self.model_combo.clear()
-        for e in list_models():
-            self.model_combo.addItem(e.name)
-            self.model_combo.setItemData(self.model_combo.count() - 1,
-                                         f"{e.source}: {e.metadata.get('trained_on', '')}", 3)  # tooltip
+        for name, source, meta in model_entries():
+            self.model_combo.addItem(name)
+            if meta is not None:
+                self.model_combo.setItemData(self.model_combo.count() - 1,
+                                             f"{source}: {meta.get('trained_on', '')}", 3)  # tooltip
         if current:
             self.model_combo.setCurrentText(current)
 
     # -- box --------------------------------------------------------------------------------
     BOX_NAME = "prediction box"
+    BOX_KEY = "ian_prediction_box"      # metadata that marks the box layer (its name may change)
+
+    def box_layer(self):
+        """The prediction box (a Shapes layer made by :meth:`draw_box`), or None."""
+        return next((ly for ly in self.viewer.layers if (ly.metadata or {}).get(self.BOX_KEY)), None)
 
     def draw_box(self):
         """A Shapes layer on the chosen image's grid, ready for a rectangle; ticks 'only inside the box'."""
-        name = self.image_combo.currentText()
-        if name not in self.viewer.layers:
+        image = chosen_layer(self.viewer, self.image_combo)
+        if image is None:
             show_info("napari-ian: open an MR image first")
             return None
-        image = self.viewer.layers[name]
-        if self.BOX_NAME in self.viewer.layers:
-            box = self.viewer.layers[self.BOX_NAME]
-        else:
-            box = self.viewer.add_shapes(name=self.BOX_NAME, ndim=3, scale=image.scale, translate=image.translate,
-                                         edge_color="lime", face_color="transparent", edge_width=0.3)
+        box = self.box_layer()
+        if box is None:
+            box = self.viewer.add_shapes(name=self.BOX_NAME, ndim=3, edge_color="lime", face_color="transparent",
+                                         edge_width=0.3, metadata={self.BOX_KEY: True}, **on_grid_of(image))
         self.viewer.layers.selection.active = box
         box.mode = "add_rectangle"
         self.roi_check.setChecked(True)
@@ -136,9 +137,9 @@ class PredictWidget(QWidget):
 
         if not self.roi_check.isChecked():
             return None
-        if self.BOX_NAME not in self.viewer.layers or not len(self.viewer.layers[self.BOX_NAME].data):
+        box = self.box_layer()
+        if box is None or not len(box.data):
             raise ValueError("'only inside the box' is ticked but no box is drawn (press 'Draw box')")
-        box = self.viewer.layers[self.BOX_NAME]
         world = [box.data_to_world(v) for shape in box.data for v in np.asarray(shape)]
         vox = np.asarray([image_layer.world_to_data(w) for w in world], dtype=float)
         return roi_from_vertices(vox, image_layer.data.shape)
@@ -146,15 +147,12 @@ class PredictWidget(QWidget):
     # -- running ----------------------------------------------------------------------------
     def run(self):
         """Start a prediction; returns the worker (or None when the input is not usable)."""
-        from .trainer.modelfile import load_model
-        from .trainer.predict import predict_steps
-        from .trainer.registry import resolve_model
 
-        name = self.image_combo.currentText()
-        if name not in self.viewer.layers:
+        layer = chosen_layer(self.viewer, self.image_combo)
+        if layer is None:
             show_info("napari-ian: open an MR image first")
             return None
-        layer = self.viewer.layers[name]
+        name = layer.name
         if layer.ndim != 3:
             show_error(f"napari-ian: {name} is {layer.ndim}D; prediction needs a 3D volume")
             return None
@@ -170,10 +168,8 @@ class PredictWidget(QWidget):
         image = np.asarray(layer.data)
         spacing = tuple(float(s) for s in layer.scale)
         device = self.device_combo.currentText()
-        n_ap = len(range(*roi[0].indices(image.shape[0]))) if roi is not None else image.shape[0]
-        total = 2 * -(-n_ap // 64)   # predict_steps yields once per batch of 64 slices per side
 
-        @thread_worker(progress={"total": total, "desc": f"{model_name} on {name}"}, ignore_errors=True)
+        @thread_worker(progress={"total": 0, "desc": f"{model_name} on {name}"}, ignore_errors=True)
         def work():
             # napari builds a Labels layer's features with pandas, imported on first use; doing that
             # here keeps a ~0.2 s import off the GUI thread when the result layer is added
@@ -184,29 +180,23 @@ class PredictWidget(QWidget):
             import_torch()
 
             from .trainer.volume import count_nonfinite
+            from .trainer.workflows import predict_case_steps
 
             bad = count_nonfinite(image)
             said = f"{name}: {bad} non-finite voxels (NaN/Inf) ignored" if bad else None
             try:
-                model, meta = load_model(resolve_model(model_name))
-                try:
-                    result = yield from predict_steps(image, model, meta, spacing, device=device, roi=roi)
-                    return result, meta, said
-                except RuntimeError as exc:  # e.g. CUDA out of memory: fall back to the CPU, say so
-                    if "out of memory" not in str(exc).lower() or device == "cpu":
-                        raise
-                    result = yield from predict_steps(image, model, meta, spacing, device="cpu", roi=roi, batch=8)
-                    return result, meta, "; ".join(filter(None, (
-                        f"{device} ran out of memory; predicted on the CPU instead", said)))
+                # the one predict flow (also `ian predict`): a GPU out of memory falls back to the CPU
+                res = yield from predict_case_steps(image, spacing, model_name, device=device, roi=roi)
             except RuntimeError as exc:
                 # superqt drops a RuntimeError from a worker as an "aborted thread" without
                 # emitting `errored`; torch reports most failures that way, so hand it on as another type
                 raise PredictionFailed(str(exc)) from exc
+            return res.prediction, res.metadata, "; ".join(filter(None, (res.note, said)))
 
         self.worker = work()
-        self.worker.returned.connect(lambda res: self._add_result(res, layer, model_name))
-        self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(self._finished)
+        self.worker.returned.connect(while_alive(self, lambda res: self._add_result(res, layer, model_name)))
+        self.worker.errored.connect(while_alive(self, self._failed))
+        self.worker.finished.connect(while_alive(self, self._finished))
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         where = "" if roi is None else " inside the box " + ",".join(f"{r.start}:{r.stop}" for r in roi)
@@ -219,6 +209,10 @@ class PredictWidget(QWidget):
             self.worker.quit()
             self.status.setText("Cancelled: no layer was added.")
 
+    def closing(self):
+        if self.worker is not None:
+            self.worker.quit()
+
     def _add_result(self, res, image_layer, model_name):
         pred, meta, note = res
         geom_d = (image_layer.metadata or {}).get(GEOMETRY_KEY)
@@ -226,20 +220,25 @@ class PredictWidget(QWidget):
         data, kwargs, _ = labels_layer_data(pred.labels, geom, self.fresh_layer_name(f"{model_name} prediction", geom))
         if not geom_d:
             kwargs["metadata"].pop(GEOMETRY_KEY)
-        kwargs["scale"] = tuple(image_layer.scale)
-        kwargs["translate"] = tuple(image_layer.translate)
+        kwargs.update(on_grid_of(image_layer))
         kwargs["metadata"]["ian_model"] = {"name": model_name, "trained_on": meta.get("trained_on", ""),
                                            "device": pred.device, "bf16": pred.bf16}
-        self.viewer.add_labels(data, **kwargs)
+        new = self.viewer.add_labels(data, **kwargs)
         if self.prob_check.isChecked():
-            self.viewer.add_image(pred.probability, name=f"{model_name} probability", scale=image_layer.scale,
-                                  translate=image_layer.translate, colormap="magma", blending="additive",
-                                  contrast_limits=(0.0, 1.0))
+            # tied to its prediction by id, not by name (the Review panel reads it for its warnings)
+            self.viewer.add_image(pred.probability, name=f"{model_name} probability", colormap="magma",
+                                  blending="additive", contrast_limits=(0.0, 1.0),
+                                  metadata={PROBABILITY_OF: layer_uid(new)}, **on_grid_of(image_layer))
         if note:
             show_warning(f"napari-ian: {note}")
+        from .trainer.predict import doubt_line
+
         n1, n2 = int((pred.labels == 1).sum()), int((pred.labels == 2).sum())
+        doubt = doubt_line(pred)
+        if pred.doubts:
+            show_warning(f"napari-ian: {new.name}: {doubt}")
         self.status.setText(f"{model_name}: right IAN {n1} voxels, left IAN {n2} voxels "
-                            f"({pred.device}{', bf16' if pred.bf16 else ''}). "
+                            f"({pred.device}{', bf16' if pred.bf16 else ''}); {doubt}. "
                             f"Model trained on: {meta.get('trained_on', 'unknown')}.")
 
     def fresh_layer_name(self, base: str, geom) -> str:

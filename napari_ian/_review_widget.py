@@ -1,39 +1,38 @@
 """Review panel: go straight to the slices where a prediction failed, in the paper's terms.
 
-With a reference labels layer, every slice and side gets the SPEC.md scores and failure category
-(:class:`~napari_ian.trainer.review.SliceReview`, the same code as ``ian evaluate``); without one,
-warnings computed from the prediction alone. A colour strip along the slice axis and a sortable
-table both move the viewer to a slice; brush strokes recompute only the slices they touched.
-Review status per slice (unreviewed / accepted / corrected) is saved in the case's workspace.
+With a reference labels layer, every slice and side gets DSC, IoU, precision, recall and the
+paper's failure category (:class:`~napari_ian.trainer.review.SliceReview`, the same code as
+``ian evaluate``); without one, warnings computed from the prediction alone. This module wires the
+panel: which layers are reviewed, live updates when they are painted (a paint on the prediction
+marks its slices corrected), navigation and the review status. The table, the strip, the summary,
+the status file and the measurements window are their own modules.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QRectF, Qt, QTimer, Signal
-from qtpy.QtGui import QColor, QPainter
-from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView,
-                            QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox
 
-from ._combo import refill_combo
-from ._layers import geometry_of
-from ._scroll import scrolling_layout
+from ._combo import chosen_layer, refill_layer_combo
+from ._identity import layer_uid
+from ._panel import Panel, while_alive
+from ._review_status import StatusFile
+from ._review_strip import (CATEGORY_COLOURS, NERVE_COLOUR, STATUS_COLOURS, WARNING_COLOUR, ReviewStrip,
+                            legend_html)
+from ._review_summary import summary_html, summary_tooltip
+from ._review_table import ReviewTable, filter_choices, keeps
+from ._panel_layout import compact, panel_layout, wrapping_label
+from ._slice_edits import SliceWatch
 from .trainer.metrics import CATEGORY, SIDES
-from .trainer.review import (FLAGGED, STATUS, SliceReview, label_free_warnings, load_status,
-                             measurements_by_region, nerve_measurements, new_status, rows_to_csv, status_to_json,
-                             touched_slices)
+from .trainer.review import STATUS, SliceReview, label_free_warnings, rows_to_csv, touched_slices
 
 AXES = {"coronal (AP)": 0, "axial (SI)": 1, "sagittal (RL)": 2}
 NO_REFERENCE = "(none: warnings from the prediction alone)"
-CATEGORY_COLOURS = {
-    "true-negative slice": "#3a3f4b", "false-positive slice": "#b05cd6", "complete failure": "#e0303a",
-    "tracking failure": "#f08c28", "boundary failure": "#f2d230", "pass": "#38b54a"}
-WARNING_COLOUR, NERVE_COLOUR = "#f08c28", "#38b54a"
-STATUS_COLOURS = {"unreviewed": "#3a3f4b", "accepted": "#4aa3ff", "corrected": "#ff5fd2"}
+NO_IMAGE = "(none)"
+UNREVIEWED, ACCEPTED, CORRECTED = (STATUS.index(s) for s in ("unreviewed", "accepted", "corrected"))
 
 
 def foreign_labels(data) -> list:
@@ -44,68 +43,35 @@ def foreign_labels(data) -> list:
     return np.unique(a[(a < 0) | (a > 2)]).tolist()
 
 
-class ReviewStrip(QWidget):
-    """Rows of coloured cells along the slice axis (right, left, review status); click to go."""
-
-    clicked = Signal(int)
-
-    def __init__(self):
-        super().__init__()
-        self.colours = np.zeros((0, 0), object)   # (rows, n) colour names
-        self.current = -1
-        self.setMinimumHeight(46)
-        self.setToolTip("Rows: right IAN, left IAN, review status. Click a slice to go there.")
-
-    def set_colours(self, colours):
-        self.colours = colours
-        self.update()
-
-    def slice_at(self, x: float) -> int:
-        n = self.colours.shape[1]
-        return int(np.clip(x / max(self.width(), 1) * n, 0, n - 1)) if n else -1
-
-    def paintEvent(self, event):
-        p = QPainter(self)
-        rows, n = self.colours.shape if self.colours.ndim == 2 else (0, 0)
-        if not n:
-            return
-        w, h = self.width() / n, self.height() / rows
-        for r in range(rows):
-            for i in range(n):
-                p.fillRect(QRectF(i * w, r * h, w + 0.5, h - 2), QColor(self.colours[r, i]))
-        if 0 <= self.current < n:
-            p.setPen(QColor("white"))
-            p.drawRect(QRectF(self.current * w, 0, max(w, 2), self.height() - 1))
-
-    def mousePressEvent(self, event):
-        pos = event.position() if hasattr(event, "position") else event.pos()
-        i = self.slice_at(pos.x())
-        if i >= 0:
-            self.clicked.emit(i)
+def is_prediction(layer) -> bool:
+    """A labels layer made by the Predict panel (or named like one)."""
+    return bool((layer.metadata or {}).get("ian_model")) or "prediction" in layer.name.lower()
 
 
-class ReviewWidget(QWidget):
+class ReviewWidget(Panel):
     """Reference + prediction (any two labels layers) -> per-slice table, strip, navigator, summary."""
+
+    TITLE = "Review"
 
     SHORTCUTS = (("Shift+N", "next flagged slice", "next_flagged"),
                  ("Shift+P", "previous flagged slice", "previous_flagged"),
-                 ("Shift+A", "accept this slice (both sides)", "accept_current"))
+                 ("Shift+A", "accept this slice (both sides)", "accept_current"),
+                 ("Shift+U", "next unreviewed slice", "next_unreviewed"))
 
     def __init__(self, napari_viewer):
-        super().__init__()
-        from ._threads import ensure_spare_pool_threads
-
-        ensure_spare_pool_threads()   # see _threads.py: workers must not starve Qt's own pool tasks
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.review = None            # SliceReview when a reference is chosen
         self.warnings = []            # label-free warnings otherwise
         self.status = None            # (2, n) int8
         self.axis = 0
         self._layers = (None, None)
-        self._row_items = {}          # (slice, side) -> list of QTableWidgetItem (for targeted updates)
+        self._ids = (None, None)      # stable ids of the reviewed layers (events carry the layers, not proxies)
+        self._watches = {}            # layer id -> SliceWatch (which slices an undo/redo changed)
+        self._seen_at = {}            # layer id -> the dims point of its last refresh
+        self._status_file = None
         self.last_updated = set()
         self._pending = set()
-        self._history = {}
+        self._summary = {}
         self._3d_worker, self._3d_dirty, self._3d_gen = None, False, 0
         self._3d_timer = QTimer(self)
         self._3d_timer.setSingleShot(True)
@@ -116,23 +82,20 @@ class ReviewWidget(QWidget):
         self.axis_combo = QComboBox()
         self.axis_combo.addItems(list(AXES))
         self.run_btn = QPushButton("Review")
-        self.mode_label = QLabel()
-        self.mode_label.setWordWrap(True)
+        self.mode_label = wrapping_label()
         self.strip = ReviewStrip()
+        self.legend = wrapping_label()
         self.filter_combo = QComboBox()
-        self.table = QTableWidget(0, 0)
-        self.table.setSortingEnabled(True)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        # columns fit their contents once per fill; the table scrolls sideways, the panel never widens
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.summary_label = QLabel()
-        self.summary_label.setWordWrap(True)
+        self.table = ReviewTable()
+        self.summary_label = wrapping_label()
         self.summary_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.prev_btn, self.next_btn = QPushButton("◀ Flagged"), QPushButton("Flagged ▶")
         self.accept_btn = QPushButton("Accept")
+        self.accept_btn.setToolTip("Accept this slice on both sides (Shift+A)")
+        self.unreviewed_btn = QPushButton("Next unreviewed")
+        self.unreviewed_btn.setToolTip("The next slice with nerve that is neither accepted nor corrected (Shift+U)")
+        self.accept_pass_btn = QPushButton("Accept all passing")
+        self.accept_pass_btn.setToolTip("Accept every unreviewed slice whose category is 'pass' (DSC ≥ 0.3)")
         self.csv_btn = QPushButton("Export CSV...")
         self.marker_spin = QSpinBox()
         self.marker_spin.setRange(-1, 100000)
@@ -144,82 +107,99 @@ class ReviewWidget(QWidget):
         self.measure_btn.setToolTip("Cross-sectional area (mm²), mean and max signal and distance along the "
                                     "nerve per slice: a plot, per-region means and a CSV")
         form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Reference", self.ref_combo)
         form.addRow("Prediction", self.pred_combo)
         form.addRow("Image (signal)", self.image_combo)
-        form.addRow("Slice axis", self.axis_combo)
-        nav = QHBoxLayout()
-        for b in (self.prev_btn, self.next_btn, self.accept_btn):
-            nav.addWidget(b)
-        low = QHBoxLayout()
-        low.addWidget(QLabel("Loop ends at slice"))
-        low.addWidget(self.marker_spin)
-        low.addWidget(self.measure_btn)
+        axis_row = QHBoxLayout()
+        axis_row.addWidget(self.axis_combo, 1)
+        axis_row.addWidget(self.run_btn, 1)
+        form.addRow("Slice axis", axis_row)
         for combo in (self.ref_combo, self.pred_combo, self.image_combo, self.axis_combo, self.filter_combo):
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(12)
-        # rows keep their height (a table of at least a few rows); the panel scrolls in a short dock
-        self.table.setMinimumHeight(160)
-        lay = scrolling_layout(self, 300)
+            compact(combo)
+        # a table of at least a few rows; in a dock too short for everything the panel scrolls
+        self.table.setMinimumHeight(110)
+        lay, footer = panel_layout(self, 200, grow_body=True)
+        footer.addWidget(self.summary_label)      # the case's figures stay in view under the table
         lay.addLayout(form)
-        lay.addWidget(self.run_btn)
         lay.addWidget(self.mode_label)
         lay.addWidget(self.strip)
-        lay.addLayout(nav)
+        lay.addWidget(self.legend)
+        for buttons in ((self.prev_btn, self.next_btn, self.accept_btn), (self.unreviewed_btn, self.accept_pass_btn)):
+            row = QHBoxLayout()
+            for b in buttons:
+                row.addWidget(b)
+            lay.addLayout(row)
         row = QHBoxLayout()
         row.addWidget(QLabel("Show"))
         row.addWidget(self.filter_combo, 1)
         row.addWidget(self.csv_btn)
         lay.addLayout(row)
         lay.addWidget(self.table, 1)
-        lay.addWidget(self.summary_label)
+        low = QHBoxLayout()
+        low.addWidget(QLabel("Loop ends at"))
+        low.addWidget(self.marker_spin)
+        low.addWidget(self.measure_btn)
         lay.addLayout(low)
-        keys = ", ".join(f"{k}: {what}" for k, what, _ in self.SHORTCUTS)
-        hint = QLabel(f"Keys: {keys}. Painting on a slice marks it corrected.")
-        hint.setWordWrap(True)
-        lay.addWidget(hint)
+        lay.addWidget(wrapping_label("Keys: " + " · ".join(f"{k} {what}" for k, what, _ in self.SHORTCUTS)
+                                     + ". Painting on a slice marks it corrected."))
         self.run_btn.clicked.connect(self.run)
         self.strip.clicked.connect(self.go_to_slice)
-        self.table.cellClicked.connect(self._row_clicked)
+        self.table.row_clicked.connect(self.go_to_slice)
         self.filter_combo.currentIndexChanged.connect(lambda *_: self._fill_table())
         self.prev_btn.clicked.connect(self.previous_flagged)
         self.next_btn.clicked.connect(self.next_flagged)
         self.accept_btn.clicked.connect(self.accept_current)
+        self.unreviewed_btn.clicked.connect(self.next_unreviewed)
+        self.accept_pass_btn.clicked.connect(self.accept_all_passing)
         self.csv_btn.clicked.connect(self.export_csv_dialog)
         self.measure_btn.clicked.connect(self.show_measurements)
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            ev.connect(self._refresh_layers)
-        self.viewer.dims.events.current_step.connect(self._dims_changed)
-        for key, _, method in self.SHORTCUTS:
-            self.viewer.bind_key(key, self._key(method), overwrite=True)
+            self.listen(ev, self._refresh_layers)
+        self.listen(self.viewer.layers.events.inserted, self._follow_new_prediction)
+        self.listen(self.viewer.dims.events.current_step, self._dims_changed)
+        self.bind_keys(self.SHORTCUTS)
         self._refresh_layers()
 
-    def _key(self, method):
-        def action(viewer):
-            getattr(self, method)()
-        action.__name__ = f"napari_ian_review_{method}"
-        return action
+    def closing(self):
+        self._disconnect()
+        self._3d_timer.stop()
 
     # -- layer lists ---------------------------------------------------------------------------
     def _refresh_layers(self, event=None):
-        labels = [ly.name for ly in self.viewer.layers if isinstance(ly, Labels)]
-        images = [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and not ly.rgb]
-        for combo, names in ((self.ref_combo, labels + [NO_REFERENCE]), (self.pred_combo, labels),
-                             (self.image_combo, images + ["(none)"])):
-            refill_combo(combo, names)
+        labels = [ly for ly in self.viewer.layers if isinstance(ly, Labels)]
+        images = [ly for ly in self.viewer.layers if isinstance(ly, Image) and not ly.rgb]
+        first = self.pred_combo.count() == 0
+        refill_layer_combo(self.ref_combo, labels, extra=[NO_REFERENCE])
+        refill_layer_combo(self.pred_combo, labels)
+        refill_layer_combo(self.image_combo, images, extra=[NO_IMAGE])
         # sensible first choice: a ground truth / reference as reference, a prediction as prediction
-        if self.pred_combo.count() and not self._layers[1]:
-            preds = [n for n in labels if "prediction" in n.lower()]
-            refs = [n for n in labels if "truth" in n.lower() or "reference" in n.lower()]
+        if self.pred_combo.count() and (first or self._layers[1] is None):
+            preds = [ly for ly in labels if is_prediction(ly)]
+            refs = [ly for ly in labels if "truth" in ly.name.lower() or "reference" in ly.name.lower()]
             if preds:
-                self.pred_combo.setCurrentText(preds[-1])
+                self._choose(self.pred_combo, preds[-1])
             if refs:
-                self.ref_combo.setCurrentText(refs[0])
+                self._choose(self.ref_combo, refs[0])
             elif preds:
                 self.ref_combo.setCurrentText(NO_REFERENCE)
 
-    def _layer(self, name):
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+    @staticmethod
+    def _choose(combo, layer):
+        combo.setCurrentIndex(max(combo.findData(layer_uid(layer)), 0))
+
+    def _follow_new_prediction(self, event):
+        """A new prediction of the reviewed grid replaces the old one in the panel (and is reviewed)."""
+        new, old = event.value, self._layers[1]
+        if not isinstance(new, Labels) or not (new.metadata or {}).get("ian_model") or old is None:
+            return
+        if new.data.shape != old.data.shape or layer_uid(new) == self._ids[1]:
+            return
+        self._refresh_layers()            # napari calls the latest connected callback first
+        self._choose(self.pred_combo, new)
+        if self.run():
+            self.mode_label.setText(self.mode_label.text() + f"<br>Now reviewing the new prediction "
+                                    f"<b>{new.name}</b> (was {old.name}).")
 
     # -- computing ----------------------------------------------------------------------------------
     def check_layers(self, ref, pred) -> str | None:
@@ -239,16 +219,17 @@ class ReviewWidget(QWidget):
         return None
 
     def run(self):
-        """(Re)compute the review for the chosen layers; returns True when it could."""
-        ref = self._layer(self.ref_combo.currentText())
-        pred = self._layer(self.pred_combo.currentText())
+        """(Re)compute the review for the chosen layers and go to the first flagged slice; True when it could."""
+        ref = chosen_layer(self.viewer, self.ref_combo)
+        pred = chosen_layer(self.viewer, self.pred_combo)
         problem = self.check_layers(ref, pred)
         self._disconnect()
         if problem:
-            self.review, self.warnings = None, []
+            self.review, self.warnings, self.status = None, [], None
             self.mode_label.setText(f"<b>Cannot review:</b> {problem}.")
-            self.table.setRowCount(0)
+            self.table.clear_rows()
             self.strip.set_colours(np.zeros((0, 0), object))
+            self.summary_label.setText("")
             show_info(f"napari-ian: {problem}")
             return False
         self.axis = AXES[self.axis_combo.currentText()]
@@ -261,38 +242,53 @@ class ReviewWidget(QWidget):
             if not np.asarray(ref.data).any():
                 notes.append(f"the reference {ref.name} is empty: every predicted slice counts as a "
                              "false-positive slice")
+            if not ref.contour:
+                ref.contour = 1   # an outline: the reference no longer looks like the prediction
             self.review = SliceReview(ref.data, pred.data, self.axis)
             self.warnings = []
-            mode = f"<b>{pred.name}</b> against <b>{ref.name}</b>: per-slice DSC (SPEC.md)."
+            mode = (f"<b>{pred.name}</b> against <b>{ref.name}</b> (outlined): DSC per "
+                    f"{self.axis_combo.currentText().split()[0]} slice.")
         else:
             self.review = None
             self.warnings = label_free_warnings(pred.data, pred.scale, self.axis, self._probability_for(pred))
             mode = (f"<b>No reference</b>: <i>warnings</i> from {pred.name} alone (gaps, jumps, stray pieces, "
                     "areas, low probability) — likely failures, <i>not DSC</i>.")
         self._layers = (ref, pred)
-        self._3d_gen = getattr(self, "_3d_gen", 0) + 1   # 3D numbers of an earlier review are stale now
-        self._load_status(pred)
+        self._ids = tuple(layer_uid(ly) if ly is not None else None for ly in (ref, pred))
+        self._3d_gen += 1   # 3D numbers of an earlier review are stale now
+        self._status_file = StatusFile(pred, self.axis)
+        self.status, note = self._status_file.load()
+        if note:
+            notes.append(note)
         self.mode_label.setText(mode + "".join(f"<br>Note: {n}." for n in notes))
+        self.legend.setText(legend_html(ref is not None))
+        self.accept_pass_btn.setEnabled(ref is not None)
         self._fill_filter()
         self._fill_table()
         self._paint_strip()
         self._start_summary()
         self._connect()
+        flagged = self.flagged_slices()
+        if flagged.size:   # once the table is shown: two shorter stops of the GUI thread than one long one
+            QTimer.singleShot(0, while_alive(self, lambda: self.go_to_slice(int(flagged[0]))))
         return True
 
     def _probability_for(self, pred):
-        model = (pred.metadata or {}).get("ian_model", {}).get("name")
-        name = f"{model} probability" if model else None
-        layer = self._layer(name) if name else None
+        from ._predict_widget import PROBABILITY_OF
+
+        uid = layer_uid(pred)
+        layer = next((ly for ly in self.viewer.layers if (ly.metadata or {}).get(PROBABILITY_OF) == uid), None)
         return np.asarray(layer.data) if layer is not None and layer.data.shape == pred.data.shape else None
 
     # -- live updates -------------------------------------------------------------------------------
     def _connect(self):
+        self._watches, self._seen_at = {}, {}
         for layer in self._layers:
             if layer is not None:
                 layer.events.paint.connect(self._painted)
                 layer.events.set_data.connect(self._maybe_undone)
-                self._history[id(layer)] = self._history_key(layer)
+                self._watches[layer_uid(layer)] = SliceWatch(layer.data, self.axis)
+                self._seen_at[layer_uid(layer)] = tuple(self.viewer.dims.point)
 
     def _disconnect(self):
         for layer in self._layers:
@@ -302,49 +298,41 @@ class ReviewWidget(QWidget):
                         ev.disconnect(fn)
                     except (TypeError, ValueError, RuntimeError):
                         pass
-
-    @staticmethod
-    def _history_key(layer):
-        # napari's undo/redo emit no paint event, only set_data (as slicing does); the lengths of
-        # its history stacks tell an undo or redo apart from a slice change
-        return (len(getattr(layer, "_undo_history", ())), len(getattr(layer, "_redo_history", ())))
+        self._watches = {}
 
     def _maybe_undone(self, event):
-        layer = event.source
-        key = self._history_key(layer)
-        if self._history.get(id(layer)) == key:
+        # napari's undo and redo emit only set_data, as slicing does: after a move to another slice
+        # nothing was written, else the slices' checksums tell what an undo or redo changed
+        uid = layer_uid(event.source)
+        watch = self._watches.get(uid)
+        point = tuple(self.viewer.dims.point)
+        moved, self._seen_at[uid] = self._seen_at.get(uid) != point, point
+        if watch is None or self._pending or moved:
             return
-        self._history[id(layer)] = key
-        if self.review is not None:
-            old = self.review.categories(), [a.copy() for lab in SIDES for a in self.review._counts[lab]]
-            self.review.recompute()
-            new = [a for lab in SIDES for a in self.review._counts[lab]]
-            changed = np.flatnonzero(np.any([o != n for o, n in zip(old[1], new)], axis=0))
-        else:
-            changed = np.arange(self.status.shape[1])
+        changed = watch.changed(event.source.data)
         if changed.size:
             self.update_slices(changed)
 
     def _painted(self, event):
         sl = touched_slices(event.value, self.axis)
-        ref, pred = self._layers
         if sl is None:
             sl = np.arange(self.status.shape[1])
-        if event.source is pred and len(sl):
-            sides = self._painted_sides(event.value)
-            for s in sides:
-                self.status[s - 1, sl] = STATUS.index("corrected")
-            self._save_status()
-        self._history[id(event.source)] = self._history_key(event.source)
+        if layer_uid(event.source) == self._ids[1] and len(sl):
+            for s in self._painted_sides(event.value):
+                self.status[s - 1, sl] = CORRECTED
+            self._status_file.save(self.status)
         # napari announces a data_setitem edit before writing it: recompute once control returns
         first = not self._pending
         self._pending.update(int(s) for s in sl)
         if first:
-            QTimer.singleShot(0, self._flush_pending)
+            QTimer.singleShot(0, while_alive(self, self._flush_pending))
 
     def _flush_pending(self):
         sl, self._pending = sorted(self._pending), set()
         if sl and self._layers[1] is not None:
+            for layer in self._layers:
+                if layer is not None and layer_uid(layer) in self._watches:
+                    self._watches[layer_uid(layer)].seen(layer.data, sl)
             self.update_slices(sl)
 
     @staticmethod
@@ -364,28 +352,23 @@ class ReviewWidget(QWidget):
         slices = np.asarray(slices, dtype=int)
         if self.review is not None:
             self.review.update_slices(slices)
-            new_rows = [r for r in self.review.rows() if r["slice"] in set(slices.tolist())]
+            wanted = set(slices.tolist())
+            new_rows = [r for r in self.all_rows() if r["slice"] in wanted]
         else:
+            # warnings compare neighbouring slices (gaps, jumps): an edit can change those of others
             ref, pred = self._layers
             self.warnings = label_free_warnings(pred.data, pred.scale, self.axis, self._probability_for(pred))
-            new_rows = [r for r in self._warning_rows() if r["slice"] in set(slices.tolist())]
+            slices = np.arange(self.status.shape[1])
+            new_rows = self.all_rows()
         self.last_updated = {int(s) for s in slices}
-        self._replace_rows(set(self.last_updated), new_rows)
+        self.table.replace(self.last_updated, new_rows, self._keep)
         self._paint_strip()
         self._start_summary()
 
     # -- table ---------------------------------------------------------------------------------------
-    def _columns(self):
-        if self.review is not None:
-            return ["slice", "side", "dsc", "iou", "precision", "recall", "category", "status"]
-        return ["slice", "side", "kind", "detail", "status"]
-
-    def _warning_rows(self):
-        return [dict(w) for w in self.warnings]
-
     def all_rows(self) -> list[dict]:
         """The rows behind the table (before filtering), with each slice's review status."""
-        rows = self.review.rows() if self.review is not None else self._warning_rows()
+        rows = self.review.rows() if self.review is not None else [dict(w) for w in self.warnings]
         for r in rows:
             r["status"] = STATUS[self.status[r["label"] - 1, r["slice"]]]
         return rows
@@ -393,71 +376,15 @@ class ReviewWidget(QWidget):
     def _fill_filter(self):
         self.filter_combo.blockSignals(True)
         self.filter_combo.clear()
-        if self.review is not None:
-            self.filter_combo.addItems(["flagged (failures and false-positive slices)", "all slices with nerve"]
-                                       + [c for c in CATEGORY if c != "true-negative slice"])
-        else:
-            from .trainer.review import WARNING_KINDS
-            self.filter_combo.addItems(["all warnings"] + list(WARNING_KINDS))
+        self.filter_combo.addItems(filter_choices(self.review is not None))
         self.filter_combo.blockSignals(False)
 
     def _keep(self, row) -> bool:
-        f = self.filter_combo.currentText()
-        if f.startswith("flagged"):
-            return CATEGORY.index(row["category"]) in FLAGGED
-        if f.startswith("all"):
-            return True
-        return row.get("category", row.get("kind")) == f
+        return keeps(self.filter_combo.currentText(), row)
 
     def _fill_table(self):
-        cols = self._columns()
-        self.table.setSortingEnabled(False)
-        self.table.clear()
-        self.table.setColumnCount(len(cols))
-        self.table.setHorizontalHeaderLabels(cols)
-        self.table.setRowCount(0)
-        self._row_items = {}
-        for r in self.all_rows():
-            if self._keep(r):
-                self._append_row(r, cols)
-        self.table.resizeColumnsToContents()
-        self.table.setSortingEnabled(True)
-
-    def _append_row(self, r, cols):
-        i = self.table.rowCount()
-        self.table.insertRow(i)
-        items = []
-        for j, c in enumerate(cols):
-            v = r.get(c, "")
-            item = QTableWidgetItem()
-            if isinstance(v, float):
-                item.setData(Qt.DisplayRole, "" if np.isnan(v) else round(v, 3))
-            elif isinstance(v, (int, np.integer)):
-                item.setData(Qt.DisplayRole, int(v))
-            else:
-                item.setText(str(v))
-            item.setData(Qt.UserRole, (int(r["slice"]), r["label"]))
-            self.table.setItem(i, j, item)
-            items.append(item)
-        self._row_items.setdefault((int(r["slice"]), r["side"]), []).append(items)
-
-    def _replace_rows(self, slices: set, new_rows):
-        cols = self._columns()
-        self.table.setSortingEnabled(False)
-        for key in [k for k in self._row_items if k[0] in slices]:
-            for items in self._row_items.pop(key):
-                self.table.removeRow(self.table.row(items[0]))
-        for r in new_rows:
-            r["status"] = STATUS[self.status[r["label"] - 1, r["slice"]]]
-            if self._keep(r):
-                self._append_row(r, cols)
-        self.table.setSortingEnabled(True)
-
-    def _row_clicked(self, row, col):
-        item = self.table.item(row, 0)
-        if item is not None:
-            sl, label = item.data(Qt.UserRole)
-            self.go_to_slice(sl, label)
+        if self.status is not None:
+            self.table.fill(self.all_rows(), self._keep, self.review is not None)
 
     # -- strip and navigation -------------------------------------------------------------------------
     def _paint_strip(self):
@@ -492,29 +419,49 @@ class ReviewWidget(QWidget):
             self.strip.current = self._current()
             self.strip.update()
 
+    def _step(self, candidates, forward: bool, what: str) -> int | None:
+        """Go to the next (previous) of ``candidates`` after (before) this slice, wrapping round at the end."""
+        c = np.asarray(candidates, dtype=int)
+        if not c.size:
+            self.viewer.status = f"napari-ian: no {what} slice"
+            return None
+        here = self._current()
+        ahead = c[c > here] if forward else c[c < here][::-1]
+        target = int(ahead[0]) if ahead.size else int(c[0] if forward else c[-1])
+        if not ahead.size:
+            self.viewer.status = f"napari-ian: wrapped round to the {'first' if forward else 'last'} {what} slice"
+        self.go_to_slice(target)
+        return target
+
     def next_flagged(self):
-        f = self.flagged_slices()
-        after = f[f > self._current()] if f.size else f
-        if after.size:
-            self.go_to_slice(int(after[0]))
-        elif f.size:
-            show_info("napari-ian: no flagged slice after this one")
+        return self._step(self.flagged_slices(), True, "flagged")
 
     def previous_flagged(self):
-        f = self.flagged_slices()
-        before = f[f < self._current()] if f.size else f
-        if before.size:
-            self.go_to_slice(int(before[-1]))
-        elif f.size:
-            show_info("napari-ian: no flagged slice before this one")
+        return self._step(self.flagged_slices(), False, "flagged")
+
+    def unreviewed_slices(self) -> np.ndarray:
+        """Slices with nerve (in the reference or the prediction) not yet accepted or corrected on that side."""
+        if self.status is None:
+            return np.zeros(0, int)
+        n = self.status.shape[1]
+        nerve = np.zeros((2, n), bool)
+        for layer in self._layers:
+            if layer is not None:
+                a = np.moveaxis(np.asarray(layer.data), self.axis, 0).reshape(n, -1)
+                for s, lab in enumerate(SIDES):
+                    nerve[s] |= (a == lab).any(axis=1)
+        return np.flatnonzero((nerve & (self.status == UNREVIEWED)).any(axis=0))
+
+    def next_unreviewed(self):
+        return self._step(self.unreviewed_slices(), True, "unreviewed")
 
     def go_to_slice(self, index: int, label: int | None = None):
-        """Move every view to slice ``index`` and centre on the nerve there (``label``'s, else both)."""
+        """Move every view to slice ``index``, with the other two views through the nerve there
+        (``label``'s, else either) and the main view centred on it."""
         ref, pred = self._layers
         if pred is None:
             return
         offset = self.viewer.dims.ndim - 3
-        self.viewer.dims.set_current_step(offset + self.axis, int(index))
         vox = []
         for layer in (pred, ref):
             if layer is None:
@@ -524,46 +471,29 @@ class ReviewWidget(QWidget):
             if m.any():
                 vox = np.argwhere(m).mean(axis=0)
                 break
-        if len(vox):
-            point = np.insert(vox, self.axis, index)
-            world = np.asarray(pred.data_to_world(point), dtype=float)
-            cam = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
-            shown = [d - offset for d in self.viewer.dims.displayed]
-            cam.center = tuple(world[shown])
+        if not len(vox):
+            self.viewer.dims.set_current_step(offset + self.axis, int(index))
+            return
+        world = np.asarray(pred.data_to_world(np.insert(vox, self.axis, index)), dtype=float)[-3:]
+        # one move of all three slices (one refresh): this one, and the side views' through the nerve
+        self.viewer.dims.set_point(tuple(range(offset, offset + 3)), tuple(float(w) for w in world))
+        self.viewer.dims.set_current_step(offset + self.axis, int(index))   # exactly this slice
+        cam = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
+        shown = [d - offset for d in self.viewer.dims.displayed]
+        cam.center = tuple(world[shown])
 
     # -- review status --------------------------------------------------------------------------------
-    def _status_path(self, pred) -> Path | None:
-        from .trainer.review import status_file
-
-        geom = geometry_of(pred)
-        if geom is None or not geom.case_key:
-            return None
-        return status_file(geom.case_key, pred.name, self.axis)
-
-    def _load_status(self, pred):
-        n = pred.data.shape[self.axis]
-        self.status = new_status(n)
-        geom = geometry_of(pred)
-        if geom is None or not geom.case_key:
-            return
-        try:
-            saved = load_status(geom.case_key, pred.name, n, self.axis)
-        except ValueError as exc:
-            show_info(f"napari-ian: review status not used ({exc})")
-            return
-        if saved is not None:
-            self.status = saved
-
-    def _save_status(self):
-        from .trainer.atomic import atomic_write_text
-
-        path = self._status_path(self._layers[1])
-        if path is None:
-            return
-        try:
-            atomic_write_text(path, status_to_json(self.status))
-        except OSError as exc:
-            show_error(f"napari-ian: review status not saved ({exc.strerror or exc})")
+    def _set_status(self, mask: np.ndarray) -> int:
+        """Accept the unreviewed (side, slice) cells in ``mask``; save, update; returns how many."""
+        change = mask & (self.status == UNREVIEWED)
+        if not change.any():
+            return 0
+        self.status[change] = ACCEPTED
+        self._status_file.save(self.status)
+        changed = np.flatnonzero(change.any(axis=0))
+        self.table.replace(changed, [r for r in self.all_rows() if r["slice"] in set(changed.tolist())], self._keep)
+        self._paint_strip()
+        return int(change.sum())
 
     def accept_current(self):
         """Mark the current slice accepted on both sides (a corrected slice stays corrected)."""
@@ -571,36 +501,36 @@ class ReviewWidget(QWidget):
             show_info("napari-ian: press Review first")
             return
         i = self._current()
-        if not 0 <= i < self.status.shape[1]:
-            return
-        for s in range(2):
-            if self.status[s, i] == STATUS.index("unreviewed"):
-                self.status[s, i] = STATUS.index("accepted")
-        self._save_status()
-        self._replace_rows({i}, [r for r in self.all_rows() if r["slice"] == i])
-        self._paint_strip()
+        if 0 <= i < self.status.shape[1]:
+            mask = np.zeros_like(self.status, dtype=bool)
+            mask[:, i] = True
+            self._set_status(mask)
+
+    def accept_all_passing(self) -> int:
+        """Accept every unreviewed slice and side whose category is 'pass'; returns how many."""
+        if self.review is None:
+            show_info("napari-ian: accepting passing slices needs a reference (press Review with one)")
+            return 0
+        n = self._set_status(self.review.categories() == CATEGORY.index("pass"))
+        self.viewer.status = f"napari-ian: accepted {n} passing slice{'s' if n != 1 else ''}"
+        return n
 
     # -- summary ---------------------------------------------------------------------------------------
     def _start_summary(self):
         if self.review is None:
             n = len(self.warnings)
+            self.summary_label.setToolTip("")
             self.summary_label.setText(f"{n} warning{'s' if n != 1 else ''} on "
                                        f"{len(self.flagged_slices())} slices (not DSC).")
             return
-        text = []
-        for side, s in self.review.summary().items():
-            d, fr = s["dsc"], s["failure_rates"]
-            if not s["reference_positive_slices"]:
-                text.append(f"<b>{side}</b>: no reference nerve; {s['false_positive_slices']} false-positive slices")
-                continue
-            text.append(f"<b>{side}</b>: DSC {d['mean']:.3f} ± {d['sd']:.3f} ({d['median']:.3f}), IoU "
-                        f"{s['iou']['mean']:.3f}, precision {s['precision']['mean']:.3f}, recall {s['recall']['mean']:.3f}; "
-                        f"failures: complete {fr['complete']:.1%}, tracking {fr['tracking']:.1%}, "
-                        f"boundary {fr['boundary']:.1%} of {fr['n']} slices; FP slices {s['false_positive_slices']}")
-        self._summary_text = "<br>".join(text)
-        self.summary_label.setText(self._summary_text + "<br><i>3D DSC, HD95, volumetric similarity: computing…</i>")
+        self._summary = self.review.summary()
+        self._show_summary(None)
         # the 3D numbers take seconds on a full volume: one worker at a time, started after edits settle
         self._3d_timer.start()
+
+    def _show_summary(self, nerve3d, note=""):
+        self.summary_label.setText(summary_html(self._summary, nerve3d, note))
+        self.summary_label.setToolTip(summary_tooltip(self._summary, nerve3d))
 
     def _run_3d(self):
         if self._3d_worker is not None:
@@ -619,10 +549,9 @@ class ReviewWidget(QWidget):
             return {side: nerve_metrics(rdata, pdata, lab, sp, axis) for lab, side in SIDES.items()}
 
         worker = nerve3d()
-        worker.returned.connect(lambda res: self._show_3d(res, gen))
-        worker.errored.connect(lambda exc: self.summary_label.setText(
-            self._summary_text + f"<br>3D numbers failed: {exc}"))
-        worker.finished.connect(self._3d_finished)
+        worker.returned.connect(while_alive(self, lambda res: self._show_3d(res, gen)))
+        worker.errored.connect(while_alive(self, lambda exc: self._show_summary({}, f"3D figures failed: {exc}")))
+        worker.finished.connect(while_alive(self, self._3d_finished))
         self._3d_worker = worker
         self._3d_dirty = False
         worker.start()
@@ -635,9 +564,7 @@ class ReviewWidget(QWidget):
     def _show_3d(self, res, gen=None):
         if self._3d_dirty or self.review is None or (gen is not None and gen != self._3d_gen):
             return  # stale: newer edits are being measured, or another review replaced this one
-        lines = [f"<b>{side}</b> 3D: DSC {m['dsc_3d']:.3f}, HD95 {m['hd95_mm']:.2f} mm, volumetric similarity "
-                 f"{m['volumetric_similarity']:.3f}" for side, m in res.items()]
-        self.summary_label.setText(self._summary_text + "<br>" + "<br>".join(lines))
+        self._show_summary(res)
         self.last_3d = res
 
     # -- export ----------------------------------------------------------------------------------------
@@ -665,57 +592,37 @@ class ReviewWidget(QWidget):
             return None
 
     # -- measurements ----------------------------------------------------------------------------------
-    def measurements(self) -> list[dict]:
-        """Per-slice area, signal and distance of the prediction (needs an image on the same grid)."""
-        pred, image = self._layers[1], self._layer(self.image_combo.currentText())
-        self.measurements_inputs(pred, image)
-        return nerve_measurements(pred.data, image.data, pred.scale, self.axis)
-
     def show_measurements(self):
         """Compute the measurements and draw their plot in a worker, then open the window.
 
         Returns the worker (None when the inputs are not usable); the window is
-        ``self._measure_window`` once it has opened.
+        ``self.measure_window`` once it has opened.
         """
-        pred = self._layers[1]
-        image = self._layer(self.image_combo.currentText())
+        from ._measurements import measure_in_worker
+
+        pred, image = self._layers[1], chosen_layer(self.viewer, self.image_combo)
         try:
             self.measurements_inputs(pred, image)
         except ValueError as exc:
             show_info(f"napari-ian: {exc}")
             return None
         marker = self.marker_spin.value() if self.marker_spin.value() >= 0 else None
-        # copies: the annotator may paint while the worker reads
-        pdata, idata, sp, axis = np.asarray(pred.data).copy(), np.asarray(image.data), tuple(pred.scale), self.axis
-
-        @thread_worker(ignore_errors=True)
-        def work():
-            # matplotlib's import (~0.5 s) and the drawing stay off the GUI thread
-            from .trainer.review_plot import measurements_rgba
-
-            rows = nerve_measurements(pdata, idata, sp, axis)
-            rgba = measurements_rgba(rows, marker)
-            # Qt's 32-bit RGB byte order (B, G, R, 255): the GUI thread then makes a pixmap with no
-            # conversion. A conversion would be spread over Qt's global thread pool, whose threads
-            # napari's workers occupy while they wait for the GIL the GUI thread holds: a deadlock.
-            bgrx = np.ascontiguousarray(rgba[..., [2, 1, 0, 3]])
-            bgrx[..., 3] = 255
-            return rows, measurements_by_region(rows, marker), bgrx
-
-        worker = work()
-        worker.returned.connect(lambda res: self._open_measurements(*res, marker))
+        worker = measure_in_worker(pred.data, image.data, pred.scale, self.axis, marker)
+        worker.returned.connect(while_alive(self, lambda res: self._open_measurements(*res, marker)))
         worker.errored.connect(lambda exc: show_error(f"napari-ian: measurements failed: {exc}"))
         self.measure_btn.setEnabled(False)
-        worker.finished.connect(lambda: self.measure_btn.setEnabled(True))
-        self._measure_worker = worker
+        worker.finished.connect(while_alive(self, lambda: self.measure_btn.setEnabled(True)))
         worker.start()
         return worker
 
     def _open_measurements(self, rows, regions, bgrx, marker):
-        if getattr(self, "_measure_window", None) is not None:
-            self._measure_window.close()
-        self._measure_window = MeasurementsWindow(rows, regions, marker, bgrx)
-        self._measure_window.show()
+        from ._measurements import MeasurementsWindow
+
+        if getattr(self, "measure_window", None) is not None:
+            self.measure_window.close()
+        self.measure_window = MeasurementsWindow(rows, regions, marker, bgrx)
+        self.measure_window.show()
+        self.on_close(self.measure_window.close)
 
     @staticmethod
     def measurements_inputs(pred, image):
@@ -725,53 +632,4 @@ class ReviewWidget(QWidget):
             raise ValueError("choose the MR image the prediction belongs to (same grid) under 'Image (signal)'")
 
 
-class MeasurementsWindow(QWidget):
-    """Area and mean signal along the nerve (a picture drawn in the worker), region means, CSV export."""
-
-    def __init__(self, rows, regions, marker, bgrx: np.ndarray):
-        super().__init__()
-        from qtpy.QtGui import QImage, QPixmap
-
-        self.rows = rows
-        self.setWindowTitle("napari-ian: nerve measurements")
-        self._pixels = bgrx          # QImage borrows this buffer
-        h, w = bgrx.shape[:2]
-        pix = QPixmap.fromImage(QImage(bgrx.data, w, h, 4 * w, QImage.Format_RGB32))
-        self.plot = QLabel()
-        self.plot.setPixmap(pix)
-        self.plot.setAlignment(Qt.AlignCenter)
-        text = []
-        for side, groups in regions.items():
-            for name, g in groups.items():
-                text.append(f"{side}, {name}: {g['slices']} slices, area {g['mean_area_mm2']:.2f} mm², "
-                            f"signal {g['mean_signal']:.3g}")
-        lines = text or ["No nerve in the prediction."]
-        lines.append("<i>Areas are cut by the slices: where the nerve runs steeply through them (the ramus) "
-                     "the cut is oblique and the area larger than the nerve's true cross-section.</i>")
-        if marker is None:
-            lines.append("<i>Set the loop-region slice to split the nerve into regions.</i>")
-        info = QLabel("<br>".join(lines))
-        info.setWordWrap(True)
-        self.csv_btn = QPushButton("Save CSV...")
-        self.csv_btn.clicked.connect(self._save_dialog)
-        lay = QVBoxLayout(self)
-        lay.addWidget(self.plot, 1)
-        lay.addWidget(info)
-        lay.addWidget(self.csv_btn)
-
-    def save_csv(self, path) -> str:
-        from .trainer.atomic import atomic_write_text
-
-        atomic_write_text(path, rows_to_csv(self.rows))
-        return str(path)
-
-    def _save_dialog(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Save measurements", "nerve_measurements.csv", "CSV (*.csv)")
-        if path:
-            try:
-                self.save_csv(path)
-            except OSError as exc:
-                show_error(f"napari-ian: {path}: {exc.strerror or exc}")
-
-
-__all__ = ["ReviewWidget", "MeasurementsWindow"]
+__all__ = ["ReviewWidget"]

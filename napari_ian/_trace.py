@@ -35,7 +35,18 @@ class CenterlineTracer:
         self._timer.setSingleShot(True)
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self.paint)
-        self.points.events.data.connect(lambda e: self._timer.start())
+        self.points.events.data.connect(self._points_moved)
+
+    def _points_moved(self, event):
+        self._timer.start()
+
+    def close(self):
+        """Stop following the points (the painted tube stays)."""
+        self._timer.stop()
+        try:
+            self.points.events.data.disconnect(self._points_moved)
+        except (RuntimeError, ValueError, TypeError):
+            pass
 
     def ordered_points(self) -> np.ndarray:
         """Clicked points in data coordinates of the labels layer, in clicking order."""

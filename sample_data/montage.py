@@ -61,11 +61,43 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="docs/phantom_montage.png")
+    ap.add_argument("--training-looks", default=None, help="also draw randomised training looks to this PNG")
     a = ap.parse_args(argv)
+    if a.training_looks:
+        print(plot_training_looks(a.training_looks))
     image, labels, spacing, info = make_phantom(a.seed)
     plot_montage(image, labels, spacing, a.out,
                  f"napari-ian phantom, seed {a.seed} (synthetic, not patient data): red = right IAN, blue = left IAN")
     print(a.out)
+
+
+
+def plot_training_looks(out, seed: int = 100_000, n: int = 8, spacing=(1.6, 1.0, 1.0)):
+    """One anatomy through ``n`` randomised training looks (coronal slices through the nerve)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .synth import anatomy_on_grid, random_volume
+
+    a = anatomy_on_grid(seed, spacing)
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(2, n // 2, figsize=(3.2 * n // 2, 6.4), facecolor="black")
+    for ax in axes.ravel():
+        img, lab, st = random_volume(a, rng)
+        pos = np.argwhere(lab > 0)
+        i = int(np.median(pos[:, 0])) if len(pos) else img.shape[0] // 2
+        ax.imshow(img[i], cmap="gray", vmin=0, vmax=float(np.percentile(img, 99.7)),
+                  aspect=spacing[1] / spacing[2], interpolation="nearest")
+        ax.contour(lab[i] > 0, levels=[0.5], colors=[(1.0, 0.3, 0.2)], linewidths=0.7)
+        ax.set_title(f"{st.family}, voxel {'x'.join(f'{v:.1f}' for v in st.voxel_mm)} mm, SNR {st.snr:.0f}",
+                     color="white", fontsize=8)
+        ax.axis("off")
+    fig.suptitle("training volumes: one phantom anatomy, random looks and views (red: IAN label)", color="white")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80, facecolor="black")
+    plt.close(fig)
+    return out
 
 
 if __name__ == "__main__":

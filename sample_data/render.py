@@ -56,7 +56,10 @@ STYLE_RANGES = {
     "coils": (1, 8),
     "gamma": (0.6, 1.6),
     "metal_susceptibility": (0.5, 1.6),
+    "nerve_gap_min": 0.08,              # the nerve differs from canal, fat and pterygoid by at least this
+    "cnr_min": 1.2,                     # noise never hides that difference (gap / noise sigma)
 }
+NERVE_NEIGHBOURS = ("canal", "fat", "pterygoid")   # what the nerve runs through or beside
 
 
 @dataclasses.dataclass
@@ -76,6 +79,12 @@ class Style:
     metal_susceptibility: float = 1.0
     gamma: float = 1.0
     family: str = "mrn"
+    cnr_min: float = 0.0                # > 0: noise capped so the nerve stays this visible
+
+    @property
+    def nerve_gap(self) -> float:
+        """Smallest difference between the nerve's mean and its neighbours' (NERVE_NEIGHBOURS)."""
+        return float(min(abs(self.means[T["nerve"]] - self.means[T[n]]) for n in NERVE_NEIGHBOURS))
 
 
 def _table(values: dict, default=0.0) -> np.ndarray:
@@ -107,12 +116,7 @@ def random_style(rng: np.random.Generator, family: str | None = None, grid_spaci
                 means[T[v]] = means[T["nerve"]] * rng.uniform(0.6, 1.3)
     else:
         means = rng.uniform(0, 1, n).astype(np.float32)
-        canal = float(means[T["canal"]])
-        if abs(means[T["nerve"]] - canal) < 0.15:
-            up, down = 1.0 - canal, canal          # room above and below the canal's intensity
-            sign = 1 if (up >= 0.15 and (down < 0.15 or rng.random() < 0.5)) else -1
-            room = up if sign > 0 else down
-            means[T["nerve"]] = canal + sign * rng.uniform(0.15, max(0.15, min(0.5, room)))
+    _keep_nerve_visible(means, family, rng, R["nerve_gap_min"])
     means[T["background"]] = 0.0
     if rng.random() < 0.8:
         means[T["air"]] = 0.0
@@ -133,7 +137,24 @@ def random_style(rng: np.random.Generator, family: str | None = None, grid_spaci
         snr=float(np.exp(rng.uniform(np.log(R["snr"][0]), np.log(R["snr"][1])))),
         coils=int(rng.integers(R["coils"][0], R["coils"][1] + 1)),
         metal_susceptibility=float(rng.uniform(*R["metal_susceptibility"])),
-        gamma=float(np.exp(rng.uniform(np.log(R["gamma"][0]), np.log(R["gamma"][1])))), family=family)
+        gamma=float(np.exp(rng.uniform(np.log(R["gamma"][0]), np.log(R["gamma"][1])))), family=family,
+        cnr_min=R["cnr_min"])
+
+
+def _keep_nerve_visible(means, family, rng, gap):
+    """Move the nerve's mean (in place) until it differs from each neighbour's by ``gap``: brighter
+    than all of them in the MRN family (a nerve-selective sequence), either way otherwise."""
+    near = np.array([means[T[k]] for k in NERVE_NEIGHBOURS])
+    nerve = float(means[T["nerve"]])
+    if np.min(np.abs(nerve - near)) >= gap and (family != "mrn" or nerve > near.max()):
+        return
+    top, bottom = float(near.max()), float(near.min())
+    if family == "mrn" or bottom < gap or rng.random() < 0.5:
+        means[T["nerve"]] = top + rng.uniform(gap, max(gap, 0.5 * max(top, 0.25)))
+    else:
+        means[T["nerve"]] = bottom - rng.uniform(gap, bottom)
+    if family == "mrn":
+        means[T["other_nerve"]] = means[T["nerve"]] * rng.uniform(0.6, 1.2)
 
 
 def smooth_noise(rng, shape, sigma_vox) -> np.ndarray:
@@ -283,7 +304,10 @@ def acquire_image(img, spacing, style: Style, rng, resample: bool = True) -> np.
     img = motion_ghosts(img, style.ghost_strength, rng, style.phase_axis)
     img = img * bias_field(img.shape, style.bias_strength, rng)
     level = float(style.means[T["nerve"]]) if style.family == "mrn" else float(np.percentile(img, 90))
-    img = add_noise(img, max(level, 0.05) / style.snr, style.coils, rng)
+    sigma = max(level, 0.05) / style.snr
+    if style.cnr_min > 0:   # training: the nerve may be faint, never drowned
+        sigma = min(sigma, style.nerve_gap / style.cnr_min)
+    img = add_noise(img, max(sigma, 1e-4), style.coils, rng)
     if style.gamma != 1.0:
         top = float(np.percentile(img, 99.5)) or 1.0
         img = (np.clip(img / top, 0, None) ** np.float32(style.gamma)) * np.float32(top)

@@ -16,17 +16,16 @@ def home(tmp_path, monkeypatch):
 
 
 def _case_panel(viewer, delay_ms=200):
-    from napari_ian._widgets import CaseWidget
+    from gui_actions import dock
 
-    w = CaseWidget(viewer)
+    w = dock(viewer, "Case")
     w.autosaver.delay_ms = delay_ms
-    viewer.window.add_dock_widget(w)
     return w
 
 
-def test_paint_autosaves_then_crash_and_restore(make_napari_viewer, qtbot, home):
+def test_paint_autosaves_then_crash_and_restore_the_chosen_one(make_napari_viewer, qtbot, home):
     viewer = make_napari_viewer(show=True)
-    image, _ = viewer.open_sample("napari-ian", "phantom")
+    image, truth = viewer.open_sample("napari-ian", "phantom")
     w = _case_panel(viewer)
     assert not w.restore_btn.isEnabled()
     labels = w.new_labels()
@@ -35,16 +34,28 @@ def test_paint_autosaves_then_crash_and_restore(make_napari_viewer, qtbot, home)
     saved = w.autosaver.saved[-1]
     assert saved.exists() and str(home) in str(saved)
     assert "phantom" not in saved.name and "IAN" not in saved.name   # hashes only in file names
-    qtbot.waitUntil(lambda: "Autosaved for this image" in w.autosave_info.text(), timeout=5_000)
     painted = np.asarray(labels.data).copy()
     assert painted.any()
+    # later, a prediction on the same image is edited too: it is the newest autosave
+    pred = viewer.add_labels(np.zeros_like(painted), name="ian-default prediction", scale=labels.scale,
+                             metadata={"ian_geometry": labels.metadata["ian_geometry"]})
+    pred.paint((60, 30, 200), 2)
+    qtbot.waitUntil(lambda: len(w.autosaver.saved) > 1, timeout=10_000)
+    qtbot.waitUntil(lambda: w.restore_combo.count() == 2, timeout=5_000)
 
     # "crash": a new viewer opens the same image; nothing was saved by the user
     viewer2 = make_napari_viewer(show=True)
     viewer2.open_sample("napari-ian", "phantom")
     w2 = _case_panel(viewer2)
-    assert w2.restore_btn.isEnabled() and "Autosaved" in w2.autosave_info.text()
-    restored = w2.restore_autosave()
+    assert w2.restore_btn.isEnabled() and "2 autosaves" in w2.autosave_info.text()
+    offered = [w2.restore_combo.itemText(i) for i in range(w2.restore_combo.count())]
+    assert offered[0].startswith("ian-default prediction (") and offered[1].startswith(f"{labels.name} (")
+    w2.restore_combo.setCurrentIndex(1)                # the hand labels, not the newest autosave
+    n = len(viewer2.layers)
+    w2.restore_btn.click()
+    assert len(viewer2.layers) == n + 1
+    restored = viewer2.layers[-1]
+    assert restored.name == f"{labels.name} (restored)"
     np.testing.assert_array_equal(restored.data, painted)
     np.testing.assert_allclose(restored.scale, image.scale)
 

@@ -23,32 +23,27 @@ def test_sphere_in_mm_on_anisotropic_voxels():
 @pytest.mark.gui
 def test_drag_with_the_real_mouse_paints_a_mm_ball_and_undo_removes_it(make_napari_viewer, qtbot, tmp_path,
                                                                        monkeypatch):
-    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
 
-    from napari_ian._widgets import CaseWidget
+    from gui_actions import canvas_point, dock
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
     viewer = make_napari_viewer(show=True)
     image, truth = viewer.open_sample("napari-ian", "phantom")
     truth.visible = False
-    w = CaseWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Case")
     labels = w.new_labels()
     viewer.layers.selection.active = labels
-    w.brush_diameter.setValue(4.0)
-    w.brush_side.setCurrentIndex(1)                 # left IAN = 2
-    w.brush_check.setChecked(True)
+    w.brush_box.brush_diameter.setValue(4.0)
+    w.brush_box.brush_side.setCurrentIndex(1)                 # left IAN = 2
+    w.brush_box.brush_check.setChecked(True)
     ap = 50
     viewer.dims.current_step = (ap, 0, 0)
     canvas = viewer.window._qt_viewer.canvas.native
     qtbot.wait(100)
     target = np.array([30.0, 200.0])                # (SI, RL) voxel to paint
-    world = target * np.asarray(labels.scale[1:])
-    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    centre = np.asarray(cam.center)[-2:]
-    px = (world - centre) * cam.zoom + np.array([canvas.height(), canvas.width()]) / 2.0
-    pos = QPoint(int(round(px[1])), int(round(px[0])))
+    pos = canvas_point(viewer, labels, *target)
     QTest.mouseMove(canvas, pos)
     qtbot.wait(50)
     QTest.mousePress(canvas, Qt.LeftButton, Qt.NoModifier, pos)
@@ -107,16 +102,15 @@ def test_tube_through_points_is_connected_and_of_the_right_diameter():
 def test_traced_points_paint_a_tube_that_follows_a_moved_point(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     from scipy import ndimage
 
-    from napari_ian._widgets import CaseWidget
+    from gui_actions import dock
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-ian", "phantom")
-    w = CaseWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Case")
     labels = w.new_labels()
-    w.brush_diameter.setValue(2.5)
-    tracer = w.start_trace()
+    w.brush_box.brush_diameter.setValue(2.5)
+    tracer = w.brush_box.start_trace()
     pts_layer = tracer.points
     sp = np.asarray(labels.scale)
     clicks = np.array([[20, 40, 60], [45, 44, 70], [70, 42, 90]], float)
@@ -170,85 +164,75 @@ def test_moving_one_point_repaints_only_its_stretch(qtbot):
     np.testing.assert_array_equal(np.asarray(labels.data) == 1, erased)
 
 
-def _canvas_pos(viewer, labels, vox_si_rl):
-    """Canvas pixel of a (SI, RL) voxel on the current coronal slice (2D view)."""
-    from qtpy.QtCore import QPoint
-
-    canvas = viewer.window._qt_viewer.canvas.native
-    world = np.asarray(vox_si_rl, float) * np.asarray(labels.scale[1:])
-    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    centre = np.asarray(cam.center)[-2:]
-    px = (world - centre) * cam.zoom + np.array([canvas.height(), canvas.width()]) / 2.0
-    return QPoint(int(round(px[1])), int(round(px[0])))
-
-
 @pytest.mark.gui
 def test_reach_ring_follows_the_mouse_and_shortcuts_drive_the_brush(make_napari_viewer, qtbot, tmp_path,
                                                                      monkeypatch):
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
 
-    from napari_ian._widgets import CaseWidget
+    from gui_actions import canvas_point, dock
+    from napari_ian._identity import same_layer
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-ian", "phantom")
-    w = CaseWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Case")
     labels = w.new_labels()
     viewer.layers.selection.active = labels
     viewer.dims.current_step = (40, 0, 0)
     canvas = viewer.window._qt_viewer.canvas.native
     qtbot.wait(100)
     QTest.keyClick(canvas, Qt.Key_B, Qt.ShiftModifier)            # Shift+B: brush on
-    assert w.brush_check.isChecked() and w.brush.enabled
-    w.brush_diameter.setValue(4.0)
+    assert w.brush_box.brush_check.isChecked() and w.brush_box.brush.enabled
+    w.brush_box.brush_diameter.setValue(4.0)
     target = np.array([30.0, 150.0])
-    QTest.mouseMove(canvas, _canvas_pos(viewer, labels, target))
-    reach = w.reach
+    QTest.mouseMove(canvas, canvas_point(viewer, labels, *target))
+    reach = w.brush_box.reach
     qtbot.waitUntil(lambda: reach.visible and reach.centre() is not None, timeout=3_000)
-    assert viewer.layers.selection.active is labels                # painting goes on in the labels layer
+    assert same_layer(viewer.layers.selection.active, labels)      # painting goes on in the labels layer
     assert all(ly._type_string != "shapes" for ly in viewer.layers)  # the ring is no layer
     sp = np.asarray(labels.scale)
     centre = reach.centre()
     assert centre[0] == 40 and abs(centre[1] - target[0]) <= 1 and abs(centre[2] - target[1]) <= 1
     # drawn in world mm where the sphere would be centred, with the sphere's radius in mm
     cw = labels.data_to_world(centre)
-    assert np.allclose(reach._ring.center[:2], (cw[2], cw[1])) and np.allclose(reach._ring.radius, 2.0)
+    centre_xy, radius, label = reach.drawn()
+    assert np.allclose(centre_xy, (cw[2], cw[1])) and np.isclose(radius, 2.0)
     k = int(2.0 // sp[0])
-    assert reach._text.text == f"4.0 mm: \u00b1{k} slices (\u00b1{k * sp[0]:.1f} mm)"
+    assert label == f"4.0 mm: \u00b1{k} slices (\u00b1{k * sp[0]:.1f} mm)"
     # the ring is drawn: yellow pixels on the canvas around the mouse
     shot = viewer.screenshot(canvas_only=True, flash=False)
     yellow = (shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 80)
     assert yellow.sum() > 20
     QTest.keyClick(canvas, Qt.Key_Up, Qt.ShiftModifier)            # Shift+Up: +0.5 mm, the ring grows
-    assert w.brush_diameter.value() == 4.5 and w.brush.diameter_mm == 4.5
-    qtbot.waitUntil(lambda: np.allclose(reach._ring.radius, 2.25), timeout=3_000)
+    assert w.brush_box.brush_diameter.value() == 4.5 and w.brush_box.brush.diameter_mm == 4.5
+    qtbot.waitUntil(lambda: np.isclose(reach.drawn()[1], 2.25), timeout=3_000)
     QTest.keyClick(canvas, Qt.Key_L, Qt.ShiftModifier)
-    assert w.brush.label == 2
+    assert w.brush_box.brush.label == 2
     QTest.keyClick(canvas, Qt.Key_R, Qt.ShiftModifier)
-    assert w.brush.label == 1
+    assert w.brush_box.brush.label == 1
     QTest.keyClick(canvas, Qt.Key_E, Qt.ShiftModifier)
-    assert w.brush.erase
+    assert w.brush_box.brush.erase
     QTest.keyClick(canvas, Qt.Key_B, Qt.ShiftModifier)            # brush off: the ring goes
-    assert not w.brush.enabled and not reach.visible
-    for key, what, _ in CaseWidget.SHORTCUTS:                      # every shortcut is listed in the panel
-        assert key in w.shortcuts_label.text() and what in w.shortcuts_label.text()
+    assert not w.brush_box.brush.enabled and not reach.visible
+    for key, what, _ in type(w.brush_box).SHORTCUTS:                      # every shortcut is listed in the panel
+        assert key in w.brush_box.shortcuts_label.text() and what in w.brush_box.shortcuts_label.text()
 
 
 @pytest.mark.gui
 def test_brush_without_an_image_or_labels_says_what_to_do(make_napari_viewer, qtbot, monkeypatch, tmp_path):
-    from napari_ian import _widgets
+    from gui_actions import dock
+    from napari_ian import _brush_controls, _case_widget
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
     said = []
-    monkeypatch.setattr(_widgets, "show_info", lambda msg: said.append(msg))
+    for module in (_brush_controls, _case_widget):
+        monkeypatch.setattr(module, "show_info", lambda msg: said.append(msg))
     viewer = make_napari_viewer(show=True)
-    w = _widgets.CaseWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    w.brush_check.setChecked(True)
+    w = dock(viewer, "Case")
+    w.brush_box.brush_check.setChecked(True)
     assert said and "open an image" in said[-1]
-    assert w.start_trace() is None and "New IAN labels" in said[-1]
+    assert w.brush_box.start_trace() is None and "New IAN labels" in said[-1]
     assert w.new_labels() is None and "open an image" in said[-1]
     assert len(viewer.layers) == 0                                 # nothing half-made
 
@@ -278,16 +262,15 @@ def test_snapping_follows_the_bright_nerve_between_few_points(phantom):
 
 @pytest.mark.gui
 def test_trace_with_snap_paints_along_the_nerve(make_napari_viewer, qtbot, tmp_path, monkeypatch):
-    from napari_ian._widgets import CaseWidget
+    from gui_actions import dock
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
     viewer = make_napari_viewer(show=True)
     image, truth = viewer.open_sample("napari-ian", "phantom")
-    w = CaseWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Case")
     labels = w.new_labels()
-    w.snap_check.setChecked(True)
-    tracer = w.start_trace()
+    w.brush_box.snap_check.setChecked(True)
+    tracer = w.brush_box.start_trace()
     assert tracer.image is not None
     from napari_ian.sample_data.phantom import make_phantom
 

@@ -14,14 +14,30 @@ def phantom_layer_data():
     return phantom_layers()
 
 
+def _paint_with_the_mouse(viewer, layer, slice_index, label, centre, qtbot):
+    """napari's own brush, a short left-drag of real mouse events across ``centre`` (SI, RL) on a coronal slice."""
+    from gui_actions import canvas_point, drag
+
+    viewer.dims.set_current_step(0, int(slice_index))
+    viewer.layers.selection.active = layer
+    layer.mode = "paint"
+    layer.selected_label = label
+    layer.brush_size = 6
+    si, rl = centre
+    drag(viewer, [canvas_point(viewer, layer, si, rl + d) for d in (-4, -2, 0, 2, 4)])
+
+
 @pytest.fixture
 def corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtbot):
-    """A shown viewer: phantom, a damaged 'prediction', slices corrected by painting and accepted by key."""
+    """A shown viewer: phantom, a damaged 'prediction', slices corrected by painting and accepted by key.
+
+    The Review and Fine-tune panels are docked as from the Plugins menu; five slices are painted on
+    with real mouse events (napari's brush) and must count as corrected in the Fine-tune panel.
+    """
     from napari.layers import Layer
     from qtpy.QtCore import Qt
 
-    from napari_ian._finetune_widget import FinetuneWidget
-    from napari_ian._review_widget import ReviewWidget
+    from gui_actions import dock
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
     viewer = make_napari_viewer(show=True)
@@ -33,27 +49,32 @@ def corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtb
     pred_data[chosen] = 0                                      # the model missed these slices
     pred = viewer.add_labels(pred_data, name="ian-default prediction", scale=truth.scale,
                              metadata=dict(truth.metadata))
-    review = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(review)
+    review = dock(viewer, "Review")
+    w = dock(viewer, "Fine-tune")
     review.ref_combo.setCurrentText(truth.name)
     review.pred_combo.setCurrentText(pred.name)
     assert review.run()
-    for i in chosen[:5]:                                       # the annotator repaints five slices ...
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] == chosen[0], timeout=2_000)   # the first flagged slice
+    w.image_combo.setCurrentText(image.name)
+    w.labels_combo.setCurrentText(pred.name)
+    assert "no corrected or accepted slices" in w.slices_label.text()
+    for i in chosen[:5]:                                       # the annotator paints on five slices ...
+        for lab in (1, 2):
+            centre = np.argwhere(t[i] == lab).mean(axis=0)
+            _paint_with_the_mouse(viewer, pred, i, lab, centre, qtbot)
+    qtbot.waitUntil(lambda: "5 right + 5 left coronal slices" in w.slices_label.text(), timeout=5_000)
+    pred.mode = "pan_zoom"
+    for i in chosen[:5]:                                       # ... (exactly, for the training below)
         for lab in (1, 2):
             idx = np.nonzero(t[i] == lab)
             pred.data_setitem((np.full(idx[0].size, i), *idx), lab)
-    qtbot.waitUntil(lambda: (review.status[:, chosen[:5]] == 2).all(), timeout=5_000)
     canvas = viewer.window._qt_viewer.canvas.native
     for i in chosen[5:]:                                       # ... repairs three more and accepts them by key
         pred.data[i] = t[i]
         viewer.dims.set_current_step(0, int(i))
         qtbot.keyClick(canvas, Qt.Key_A, Qt.ShiftModifier)
     assert (review.status[:, chosen] >= 1).all()
-    w = FinetuneWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    w.image_combo.setCurrentText(image.name)
-    w.labels_combo.setCurrentText(pred.name)
-    w.refresh_slices()
+    qtbot.waitUntil(lambda: "8 right + 8 left coronal slices" in w.slices_label.text(), timeout=5_000)
     return viewer, w, image, pred, chosen
 
 
@@ -65,14 +86,14 @@ def _user_models():
 
 
 def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, qtbot):
-    from napari_ian._predict_widget import PredictWidget
+    from gui_actions import dock
     from napari_ian.trainer.modelfile import read_metadata
     from napari_ian.trainer.registry import resolve_model
 
     viewer, w, image, pred, chosen = corrected
     assert "8 right + 8 left coronal slices" in w.slices_label.text()
-    pw = PredictWidget(viewer)                                 # the model picker of another panel
-    viewer.window.add_dock_widget(pw)
+    pw = dock(viewer, "Predict")                               # the model picker of another panel
+    qtbot.waitUntil(lambda: w.device_note.text().startswith("Runs on: CPU"), timeout=60_000)   # torch loaded
     assert w.name_edit.text() == "ian-default-ft1"
     w.epochs_spin.setValue(2)
     w.device_combo.setCurrentText("cpu")
@@ -95,7 +116,7 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     assert len(meta["finetune"]["cases"]) == 1 and meta["finetune"]["settings"]["epochs"] == 2
     # it is in the other panel's picker at once, and in this panel's list of the user's models
     assert "ian-default-ft1" in [pw.model_combo.itemText(i) for i in range(pw.model_combo.count())]
-    assert w.models_list.count() == 1 and w.store_list.count() == 1
+    assert w.library.models_list.count() == 1 and w.library.store_list.count() == 1
     assert w.name_edit.text() == "ian-default-ft2"
     # one click re-predicts the case with it, as a new layer (the corrected one is untouched)
     before = np.asarray(pred.data).copy()
@@ -109,12 +130,17 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
 
 
 def test_cancel_leaves_the_registry_and_layers_unchanged(corrected, qtbot):
+    from qtpy.QtWidgets import QLabel
+
     viewer, w, image, pred, chosen = corrected
     layers = [ly.name for ly in viewer.layers]
     w.epochs_spin.setValue(50)
     w.device_combo.setCurrentText("cpu")
     w.run_btn.click()
     qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=120_000)   # mid-run
+    # the run is in napari's activity bar too (seen whichever panel tab is in front)
+    assert any(label.text().startswith("Fine-tuning ian-default → ian-default-ft1")
+               for label in viewer.window._qt_window.findChildren(QLabel))
     w.cancel_btn.click()
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "Cancelled" in w.status.text() and w.progress.value() < 50
@@ -157,29 +183,32 @@ def test_bad_inputs_are_explained(corrected, qtbot, monkeypatch):
     assert w.run() is None and "bundled" in said[-1]
     # the failed run had stored this case: it can be held out whole, but only beside earlier cases
     w.refresh_store()
-    assert w.store_list.count() == 1 and w.holdout_case_combo.count() == 2
+    assert w.library.store_list.count() == 1 and w.holdout_case_combo.count() == 2
     w.holdout_case_combo.setCurrentIndex(1)
     w.name_edit.setText("whole-case")
     assert w.run() is None and "needs the earlier cases" in said[-1]
 
 
-def test_a_deleted_panel_does_not_break_the_model_list_signal(make_napari_viewer, qtbot):
+def test_a_deleted_panel_does_not_break_the_model_list_signal(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    import shutil
+
     from qtpy.QtCore import QCoreApplication, QEvent
 
+    from gui_actions import dock
     from napari_ian._hub import hub
-    from napari_ian._predict_widget import PredictWidget
+    from napari_ian.trainer.registry import resolve_model, user_models_dir
 
-    viewer = make_napari_viewer(show=True)
-    gone, kept = PredictWidget(viewer), PredictWidget(viewer)
-    calls = []
-    kept.refresh_models = lambda: calls.append(1)          # instance attribute: what the hub calls
-    gone.deleteLater()
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    gone, kept = (dock(make_napari_viewer(show=True), "Predict") for _ in range(2))
+    gone.deleteLater()                                     # its window closed
     QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
     with pytest.raises(RuntimeError, match="deleted"):
         gone.isVisible()                                   # its Qt side is gone, the Python object is not
+    user_models_dir().mkdir(parents=True)
+    shutil.copy(resolve_model("ian-default"), user_models_dir() / "site.pt")
+    hub.models_changed.emit()                              # no error from the deleted panel ...
     hub.models_changed.emit()
-    hub.models_changed.emit()
-    assert calls == [1, 1]
+    assert "site" in [kept.model_combo.itemText(i) for i in range(kept.model_combo.count())]   # ... the live one follows
 
 
 def test_stored_corrections_of_another_image_are_replaced_only_after_asking(corrected, qtbot):
@@ -206,12 +235,11 @@ def test_stored_corrections_of_another_image_are_replaced_only_after_asking(corr
 
 
 def test_a_new_prediction_never_takes_over_an_earlier_layers_review_status(corrected, qtbot):
-    from napari_ian._predict_widget import PredictWidget
+    from gui_actions import dock
 
     viewer, w, image, pred, chosen = corrected
     viewer.layers.remove(pred)                 # the corrected layer is gone (closed, or napari restarted)
-    pw = PredictWidget(viewer)
-    viewer.window.add_dock_widget(pw)
+    pw = dock(viewer, "Predict")
     pw.image_combo.setCurrentText(image.name)
     pw.model_combo.setCurrentText("ian-default")
     pw.run_btn.click()
@@ -223,21 +251,21 @@ def test_a_new_prediction_never_takes_over_an_earlier_layers_review_status(corre
     assert "no corrected or accepted slices" in w.slices_label.text()
 
 
-def test_panels_leave_spare_threads_for_qt(make_napari_viewer):
-    """Qt's own image conversions share the global pool with napari's workers: panels keep it roomy."""
+def test_qt_thread_pool_is_roomy_and_sized_once(make_napari_viewer):
+    """Qt's own image conversions share the global pool with napari's workers: it is made roomy once,
+    when the first panel is docked, and left alone afterwards (another plugin may size it too)."""
     from qtpy.QtCore import QThread, QThreadPool
 
-    from napari_ian._finetune_widget import FinetuneWidget
-    from napari_ian._predict_widget import PredictWidget
-    from napari_ian._review_widget import ReviewWidget
-    from napari_ian._widgets import PhantomWidget
+    from gui_actions import dock
 
     viewer = make_napari_viewer(show=True)
     pool = QThreadPool.globalInstance()
-    for panel in (FinetuneWidget, PredictWidget, ReviewWidget, PhantomWidget):
-        pool.setMaxThreadCount(QThread.idealThreadCount())
-        panel(viewer)
-        assert pool.maxThreadCount() >= QThread.idealThreadCount() + 4, panel.__name__
+    dock(viewer, "Review")
+    assert pool.maxThreadCount() >= QThread.idealThreadCount() + 4
+    pool.setMaxThreadCount(QThread.idealThreadCount() + 20)   # someone else's choice
+    for panel in ("Fine-tune", "Predict", "Phantom", "Case"):
+        dock(viewer, panel)
+        assert pool.maxThreadCount() == QThread.idealThreadCount() + 20, panel
 
 
 TAKE_NAME = """

@@ -49,8 +49,14 @@ def test_manifest_validates_and_plugin_is_in_plugins_menu(viewer):
 
 
 def test_open_sample_gives_image_and_ground_truth_in_mm(viewer):
+    import time
+
+    t0 = time.perf_counter()
     layers = viewer.open_sample("napari-ian", "phantom")
+    assert time.perf_counter() - t0 < 2.0                      # napari is not frozen for seconds
     image, labels = layers
+    assert viewer.dims.axis_labels == ("AP", "SI", "RL")        # anatomical axes, not -3 -2 -1
+    assert all(str(u) == "millimeter" for layer in layers for u in layer.units)
     assert image._type_string == "image" and labels._type_string == "labels"
     geom = phantom_geometry(image.data.shape, image.scale)
     np.testing.assert_allclose(image.scale, geom.spacing)
@@ -64,6 +70,21 @@ def test_open_sample_gives_image_and_ground_truth_in_mm(viewer):
     shot = viewer.screenshot(canvas_only=True, flash=False)
     assert shot[..., :3].max() > 200          # the bright nerve saturates the gray map
     assert (shot[..., :3].mean(axis=-1) > 20).mean() > 0.2   # an MR picture, not a blank canvas
+
+
+@pytest.mark.slow
+def test_the_shipped_sample_is_the_generators_patient(phantom_cache):
+    """The pre-generated sample equals make_phantom(0) exactly (after a generator change: make sample-data)."""
+    from napari_ian._sample_data import SAMPLE_FILE, SAMPLE_SEED, read_sample_file
+
+    image, labels, geom, seed = read_sample_file(SAMPLE_FILE)
+    g_image, g_labels, g_spacing, _ = phantom_cache(SAMPLE_SEED)
+    stale = "the shipped sample no longer matches the phantom generator: run `make sample-data`"
+    assert seed == SAMPLE_SEED
+    assert image.dtype == g_image.dtype and np.array_equal(image, g_image), stale
+    assert np.array_equal(labels, g_labels), stale
+    want = phantom_geometry(g_image.shape, g_spacing, case_key=f"phantom-seed-{SAMPLE_SEED}")
+    assert geom.to_dict() == want.to_dict(), stale
 
 
 def _write_small_series(folder, spacing=(0.8, 1.6, 0.43)):
@@ -82,6 +103,7 @@ def test_open_dicom_folder_through_the_reader_contribution(viewer, tmp_path):
     layer = layers[0]
     np.testing.assert_array_equal(layer.data, vol)
     np.testing.assert_allclose(layer.scale, geom.spacing, rtol=1e-5)
+    assert viewer.dims.axis_labels == ("AP", "SI", "RL") and [str(u) for u in layer.units] == ["millimeter"] * 3
 
 
 def test_bad_folder_gives_one_line_notification_and_no_layer(viewer, tmp_path):
@@ -104,11 +126,10 @@ def test_mr700_is_refused_with_a_notification(viewer):
 
 
 def test_new_labels_paint_and_save_on_the_source_grid(viewer, tmp_path):
-    from napari_ian._widgets import CaseWidget
+    from gui_actions import dock
 
     [image] = viewer.open(ANATOMICAL, plugin="napari-ian")
-    widget = CaseWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Case")
     assert widget.image_combo.currentText() == image.name
     labels = widget.new_labels()
     assert labels.data.shape == image.data.shape
@@ -144,10 +165,9 @@ def test_writer_refuses_labels_without_geometry(tmp_path):
 def test_phantom_widget_makes_a_patient_off_the_gui_thread(viewer, qtbot):
     from qtpy.QtCore import Qt
 
-    from napari_ian._widgets import PhantomWidget
+    from gui_actions import dock
 
-    widget = PhantomWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Phantom")
     widget.seed.setValue(3)
     qtbot.mouseClick(widget.go, Qt.LeftButton)
     assert not widget.go.isEnabled()            # the button waits while the worker runs
@@ -157,17 +177,33 @@ def test_phantom_widget_makes_a_patient_off_the_gui_thread(viewer, qtbot):
     qtbot.waitUntil(lambda: widget.go.isEnabled(), timeout=10_000)
 
 
-def test_launcher_screenshot(tmp_path):
-    """`python -m napari_ian` docks the panels and opens the phantom (the README's run command)."""
-    out = tmp_path / "shot.png"
-    env = dict(os.environ)
-    r = subprocess.run([sys.executable, "-m", "napari_ian", "--screenshot", str(out)], env=env,
-                       capture_output=True, text=True, timeout=300)
+@pytest.mark.slow
+def test_launcher_fills_the_screen_with_three_views_fitted_to_the_volume_on_the_nerve(tmp_path):
+    """`python -m napari_ian` (make run): panels docked, the phantom open, three views on the nerve."""
+    import json
+    import shutil
+
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is needed to make a screen of a given size")
+    out, report = tmp_path / "shot.png", tmp_path / "views.json"
+    env = dict(os.environ, NAPARI_CONFIG=str(tmp_path / "napari_settings.yaml"), NAPARI_IAN_HOME=str(tmp_path))
+    r = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", sys.executable, "-m", "napari_ian",
+                        "--screenshot", str(out), "--report", str(report)],
+                       env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     from skimage.io import imread
 
-    img = imread(out)
-    assert img.shape[0] > 600 and img.shape[1] > 1000
+    assert imread(out).shape[:2] == (1000, 1600)                      # the window fills the screen
+    views = json.loads(report.read_text())
+    assert views["window"] == views["screen"] == [1600, 1000]
+    assert set(views["views"]) == {"main", "right", "bottom"}         # coronal, and two side views
+    assert len({tuple(v["axes"]) for v in views["views"].values()}) == 3
+    for name, v in views["views"].items():
+        canvas, volume = np.asarray(v["canvas"]), np.asarray(v["volume_px"])
+        assert min(canvas) > 150, (name, v)                           # none collapsed
+        assert np.all(volume <= canvas + 2), (name, v)                # the whole volume is in view ...
+        assert np.max(volume / canvas) > 0.8, (name, v)               # ... and fills the view
+    assert views["point_label"] == 1 and views["point_voxel"] == views["nerve_voxel"]   # crosshair on the nerve
 
 
 def test_trainer_never_imports_napari_or_qt():

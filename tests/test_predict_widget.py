@@ -21,12 +21,11 @@ def viewer_with_sample(make_napari_viewer):
 def test_predict_adds_an_editable_labels_layer_and_the_gui_stays_responsive(viewer_with_sample, qtbot):
     from qtpy.QtCore import Qt, QTimer
 
-    from napari_ian._predict_widget import PredictWidget
+    from gui_actions import dock
 
     viewer = viewer_with_sample
     image, truth = viewer.layers[0], viewer.layers[1]
-    w = PredictWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Predict")
     assert w.image_combo.currentText() == image.name
     assert w.model_combo.currentText() == "ian-default"
     ticks = []
@@ -54,10 +53,10 @@ def test_predict_adds_an_editable_labels_layer_and_the_gui_stays_responsive(view
 
 
 def test_cancel_leaves_no_half_layer(viewer_with_sample, qtbot):
-    from napari_ian._predict_widget import PredictWidget
+    from gui_actions import dock
 
     viewer = viewer_with_sample
-    w = PredictWidget(viewer)
+    w = dock(viewer, "Predict")
     worker = w.run()
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         w.cancel()
@@ -68,14 +67,17 @@ def test_cancel_leaves_no_half_layer(viewer_with_sample, qtbot):
 
 def test_predict_refuses_2d_images_with_a_notification(make_napari_viewer, monkeypatch):
     import napari_ian._predict_widget as pw
+    from gui_actions import dock
+
+    from napari_ian._identity import layer_uid
 
     viewer = make_napari_viewer(show=True)
-    viewer.add_image(np.zeros((32, 32), np.float32), name="flat")
+    flat = viewer.add_image(np.zeros((32, 32), np.float32), name="flat")
     errors = []
     monkeypatch.setattr(pw, "show_error", errors.append)
-    w = pw.PredictWidget(viewer)
-    # 2D layers are not offered; force the name to check the guard itself
-    w.image_combo.addItem("flat")
+    w = dock(viewer, "Predict")
+    assert w.image_combo.findText("flat") < 0                # 2D layers are not offered ...
+    w.image_combo.addItem("flat", layer_uid(flat))            # ... so force one to check the guard itself
     w.image_combo.setCurrentText("flat")
     assert w.run() is None
     assert errors and "needs a 3D volume" in errors[0]
@@ -95,12 +97,11 @@ def test_roi_from_vertices_spans_drawn_axes_only():
 
 
 def test_predict_inside_a_drawn_box_only(viewer_with_sample, qtbot):
-    from napari_ian._predict_widget import PredictWidget
+    from gui_actions import dock
 
     viewer = viewer_with_sample
     image, truth = viewer.layers[0], viewer.layers[1]
-    w = PredictWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Predict")
     box = w.draw_box()
     assert box.mode == "add_rectangle" and w.roi_check.isChecked()
     # a rectangle around the right nerve (label 1) on one coronal slice, as drawn with the mouse
@@ -121,10 +122,11 @@ def test_predict_inside_a_drawn_box_only(viewer_with_sample, qtbot):
 
 def test_box_ticked_but_not_drawn_is_refused(viewer_with_sample, monkeypatch):
     import napari_ian._predict_widget as pw
+    from gui_actions import dock
 
     errors = []
     monkeypatch.setattr(pw, "show_error", errors.append)
-    w = pw.PredictWidget(viewer_with_sample)
+    w = dock(viewer_with_sample, "Predict")
     w.roi_check.setChecked(True)
     assert w.run() is None and "no box is drawn" in errors[-1]
     assert len(viewer_with_sample.layers) == 2
@@ -132,10 +134,11 @@ def test_box_ticked_but_not_drawn_is_refused(viewer_with_sample, monkeypatch):
 
 def test_predict_without_any_model_says_so(viewer_with_sample, monkeypatch):
     import napari_ian._predict_widget as pw
+    from gui_actions import dock
 
     errors = []
     monkeypatch.setattr(pw, "show_error", errors.append)
-    w = pw.PredictWidget(viewer_with_sample)
+    w = dock(viewer_with_sample, "Predict")
     w.model_combo.clear()                            # e.g. the bundled model file was removed
     assert w.run() is None and "no model" in errors[-1]
 
@@ -157,13 +160,14 @@ def _failing_predict_steps(message, fail_unless_cpu=True):
 
 def test_out_of_memory_mid_run_falls_back_to_the_cpu_and_says_so(viewer_with_sample, qtbot, monkeypatch):
     import napari_ian._predict_widget as pw
+    from gui_actions import dock
     from napari_ian.trainer import predict
 
     warnings = []
     monkeypatch.setattr(pw, "show_warning", warnings.append)
     monkeypatch.setattr(predict, "predict_steps", _failing_predict_steps("CUDA out of memory. Tried to allocate 2 GiB"))
     viewer = viewer_with_sample
-    w = pw.PredictWidget(viewer)
+    w = dock(viewer, "Predict")
     w.device_combo.setCurrentText("auto")
     worker = w.run()
     with qtbot.waitSignal(worker.finished, timeout=120_000):
@@ -175,13 +179,14 @@ def test_out_of_memory_mid_run_falls_back_to_the_cpu_and_says_so(viewer_with_sam
 
 def test_a_model_failing_mid_run_adds_nothing_and_says_why(viewer_with_sample, qtbot, monkeypatch):
     import napari_ian._predict_widget as pw
+    from gui_actions import dock
     from napari_ian.trainer import predict
 
     errors = []
     monkeypatch.setattr(pw, "show_error", errors.append)
     monkeypatch.setattr(predict, "predict_steps", _failing_predict_steps("weights do not match", False))
     viewer = viewer_with_sample
-    w = pw.PredictWidget(viewer)
+    w = dock(viewer, "Predict")
     assert w.run() is not None
     qtbot.waitUntil(lambda: w.run_btn.isEnabled() and bool(errors), timeout=60_000)
     qtbot.wait(100)

@@ -18,11 +18,11 @@ def phantom_layer_data():
 
 
 @pytest.fixture
-def reviewed(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data):
+def reviewed(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtbot):
     """A shown viewer with the phantom, a damaged copy of its truth as the prediction, and the panel."""
     from napari.layers import Layer
 
-    from napari_ian._review_widget import ReviewWidget
+    from gui_actions import dock
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
     viewer = make_napari_viewer(show=True)
@@ -32,12 +32,12 @@ def reviewed(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data):
     gap[gap == 1] = 0                                  # complete failures on 50-52 (right)
     pred[60] = np.roll(pred[60], 4, axis=0)            # a shifted slice (right and left)
     layer = viewer.add_labels(pred, name="test prediction", scale=truth.scale, metadata=dict(truth.metadata))
-    w = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Review")
     w.ref_combo.setCurrentText(truth.name)
     w.pred_combo.setCurrentText(layer.name)
     w.image_combo.setCurrentText(image.name)
     assert w.run()
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] == 50, timeout=2_000)   # the first flagged slice
     return viewer, w, truth, layer
 
 
@@ -45,7 +45,7 @@ def test_navigator_moves_the_views_to_flagged_slices(reviewed, qtbot):
     from qtpy.QtCore import QPoint, Qt
 
     viewer, w, truth, pred = reviewed
-    assert list(w.flagged_slices()) == [50, 51, 52, 60]
+    assert list(w.flagged_slices()) == [50, 51, 52, 60]            # Review went to the first one (fixture)
     viewer.dims.set_current_step(0, 0)
     canvas = viewer.window._qt_viewer.canvas.native
     qtbot.keyClick(canvas, Qt.Key_N, Qt.ShiftModifier)             # Shift+N: next flagged
@@ -54,7 +54,14 @@ def test_navigator_moves_the_views_to_flagged_slices(reviewed, qtbot):
     assert viewer.dims.current_step[0] == 51
     qtbot.keyClick(canvas, Qt.Key_P, Qt.ShiftModifier)             # Shift+P: previous
     assert viewer.dims.current_step[0] == 50
-    # clicking the table row of slice 60 goes there and centres on the nerve
+    viewer.dims.set_current_step(0, 70)
+    qtbot.mouseClick(w.next_btn, Qt.LeftButton)                    # past the last one: wraps round
+    assert viewer.dims.current_step[0] == 50 and "wrapped" in viewer.status
+    qtbot.mouseClick(w.prev_btn, Qt.LeftButton)
+    assert viewer.dims.current_step[0] == 60
+    # clicking the table row of slice 60 goes there, centres on the nerve, and the other two views'
+    # slices (the three views' crosshair) go through it
+    viewer.dims.set_current_step(0, 0)
     row = next(i for i in range(w.table.rowCount()) if w.table.item(i, 0).text() == "60")
     rect = w.table.visualItemRect(w.table.item(row, 1))
     qtbot.mouseClick(w.table.viewport(), Qt.LeftButton, pos=rect.center())
@@ -64,34 +71,58 @@ def test_navigator_moves_the_views_to_flagged_slices(reviewed, qtbot):
     centroid = np.argwhere(np.asarray(pred.data)[60] == lab).mean(axis=0)
     cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     assert np.allclose(cam.center[-2:], centroid * np.asarray(pred.scale[1:]), atol=0.5)
-    # clicking the strip at a slice's cell goes there too
+    assert np.allclose(viewer.dims.point[1:], centroid * np.asarray(pred.scale[1:]), atol=1.0)
+    # clicking the strip at a slice's cell goes there too; the strip has a legend
     n = w.status.shape[1]
     x = int((30 + 0.5) / n * w.strip.width())
     qtbot.mouseClick(w.strip, Qt.LeftButton, pos=QPoint(x, 5))
     assert viewer.dims.current_step[0] == 30
+    assert all(word in w.legend.text() for word in ("pass", "complete", "accepted", "corrected"))
+
+
+def test_accept_all_passing_and_next_unreviewed(reviewed, qtbot):
+    from qtpy.QtCore import Qt
+
+    from napari_ian.trainer.metrics import CATEGORY
+
+    viewer, w, truth, pred = reviewed
+    passing = w.review.categories() == CATEGORY.index("pass")
+    qtbot.mouseClick(w.accept_pass_btn, Qt.LeftButton)             # one click, not one per slice
+    assert (w.status[passing] == 1).all() and (w.status[~passing] == 0).all()
+    assert w.table.item_for(50, "right", "status").text() == "unreviewed"
+    # what is left to look at: the slices with nerve that did not pass
+    viewer.dims.set_current_step(0, 0)
+    seen = []
+    for _ in range(5):
+        qtbot.mouseClick(w.unreviewed_btn, Qt.LeftButton)
+        seen.append(viewer.dims.current_step[0])
+    assert seen == [50, 51, 52, 60, 50]                            # and round again
+    w.accept_current()                                             # slice 50 done
+    assert w.next_unreviewed() == 51
 
 
 def test_a_paint_event_updates_only_the_touched_rows_and_marks_them_corrected(reviewed, qtbot):
     viewer, w, truth, pred = reviewed
     w.filter_combo.setCurrentIndex(1)                               # all slices with nerve
-    untouched = {k: [id(it) for it in v[0]] for k, v in w._row_items.items() if k[0] != 60}
+    others = [(s, side) for s in (40, 59, 61, 70) for side in ("right", "left")]
+    untouched = {k: id(w.table.item_for(*k, "dsc")) for k in others}
     before = w.table.rowCount()
     fixed = np.asarray(truth.data)[60]
     idx = np.nonzero(fixed == 1)
     pred.data_setitem((np.full(idx[0].size, 60), *idx), 1)          # the annotator repairs slice 60 (right)
     qtbot.waitUntil(lambda: w.last_updated == {60}, timeout=2_000)
-    assert {k: [id(it) for it in v[0]] for k, v in w._row_items.items() if k[0] != 60} == untouched
+    assert {k: id(w.table.item_for(*k, "dsc")) for k in others} == untouched   # other rows left alone
     assert w.table.rowCount() == before
-    right60 = w._row_items[(60, "right")][0]
-    assert right60[6].text() == "pass" and right60[7].text() == "corrected"
+    assert w.table.item_for(60, "right", "category").text() == "pass"
+    assert w.table.item_for(60, "right", "status").text() == "corrected"
     assert w.status[0, 60] == 2 and w.status[1, 60] == 0
     # undo (no paint event in napari) brings the failure back, again only for that slice
     w.last_updated = set()
     pred.undo()
     qtbot.waitUntil(lambda: w.last_updated == {60}, timeout=2_000)
-    assert w._row_items[(60, "right")][0][6].text() == "complete failure"
+    assert w.table.item_for(60, "right", "category").text() == "complete failure"
     pred.redo()
-    qtbot.waitUntil(lambda: w._row_items[(60, "right")][0][6].text() == "pass", timeout=2_000)
+    qtbot.waitUntil(lambda: w.table.item_for(60, "right", "category").text() == "pass", timeout=2_000)
     # the same numbers as a full recompute
     from napari_ian.trainer.review import SliceReview
 
@@ -102,13 +133,15 @@ def test_a_paint_event_updates_only_the_touched_rows_and_marks_them_corrected(re
 def test_status_is_saved_with_the_case_and_restored(reviewed, qtbot):
     from qtpy.QtCore import Qt
 
-    from napari_ian._review_widget import ReviewWidget
+    from gui_actions import close_panel, dock
 
     viewer, w, truth, pred = reviewed
     viewer.dims.set_current_step(0, 40)
     qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_A, Qt.ShiftModifier)   # Shift+A: accept
     assert list(w.status[:, 40]) == [1, 1]
-    w2 = ReviewWidget(viewer)
+    close_panel(viewer, w)                                         # closed, and opened again
+    w2 = dock(viewer, "Review")
+    assert w2 is not w
     w2.ref_combo.setCurrentText(truth.name)
     w2.pred_combo.setCurrentText(pred.name)
     assert w2.run()
@@ -141,8 +174,8 @@ def test_measurements_plot_and_csv(reviewed, tmp_path, qtbot):
     viewer, w, truth, pred = reviewed
     w.marker_spin.setValue(40)
     assert w.show_measurements() is not None
-    qtbot.waitUntil(lambda: getattr(w, "_measure_window", None) is not None, timeout=20_000)
-    win = w._measure_window
+    qtbot.waitUntil(lambda: getattr(w, "measure_window", None) is not None, timeout=20_000)
+    win = w.measure_window
     assert win.isVisible() and not win.plot.pixmap().isNull() and win.plot.pixmap().width() > 300
     rows = list(csv.DictReader(open(win.save_csv(tmp_path / "m.csv"))))
     assert rows and {"area_mm2", "mean_signal", "max_signal", "distance_mm"} <= set(rows[0])
@@ -151,6 +184,7 @@ def test_measurements_plot_and_csv(reviewed, tmp_path, qtbot):
 
 
 def test_bad_inputs_are_explained(make_napari_viewer, monkeypatch, tmp_path):
+    from gui_actions import dock
     from napari_ian import _review_widget as rw
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
@@ -161,7 +195,7 @@ def test_bad_inputs_are_explained(make_napari_viewer, monkeypatch, tmp_path):
     b = viewer.add_labels(np.zeros((10, 12, 15), np.uint8), name="b", scale=(0.8, 1.6, 0.4))
     c = viewer.add_labels(np.zeros((10, 12, 14), np.uint8), name="c", scale=(1.0, 1.6, 0.4))
     flat = viewer.add_labels(np.zeros((12, 14), np.uint8), name="flat")
-    w = rw.ReviewWidget(viewer)
+    w = dock(viewer, "Review")
     for ref, pred, words in ((a, b, "not the same grid"), (a, c, "different voxel sizes"), (a, flat, "2D")):
         w.ref_combo.setCurrentText(ref.name)
         w.pred_combo.setCurrentText(pred.name)
@@ -179,3 +213,17 @@ def test_bad_inputs_are_explained(make_napari_viewer, monkeypatch, tmp_path):
     text = w.mode_label.text()
     assert "reference a is empty" in text and "values 7" in text
     assert [r["category"] for r in w.review.rows()] == ["false-positive slice"]
+
+
+def test_the_reference_is_outlined_and_a_new_prediction_is_followed(reviewed, qtbot):
+    viewer, w, truth, pred = reviewed
+    assert truth.contour >= 1 and "outlined" in w.mode_label.text()   # not drawn like the prediction
+    assert truth.get_color(1).tolist() != pred.get_color(1).tolist()   # the sample's truth has its own colours
+    redone = np.asarray(truth.data).copy()
+    redone[30] = 0                                                    # the new model misses slice 30 instead
+    # what the Predict panel adds when the user predicts again
+    new = viewer.add_labels(redone, name="ian-default prediction (2)", scale=truth.scale,
+                            metadata={**truth.metadata, "ian_model": {"name": "ian-default"}})
+    assert w.pred_combo.currentText() == new.name
+    assert "Now reviewing the new prediction" in w.mode_label.text()
+    assert 30 in w.flagged_slices() and 50 not in w.flagged_slices()

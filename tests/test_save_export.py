@@ -63,7 +63,7 @@ def test_dicom_with_identifiers_leaves_none_in_names_autosaves_or_exports(make_n
                                                                          monkeypatch, phantom):
     from qtpy.QtWidgets import QFileDialog
 
-    from napari_ian._widgets import CaseWidget, autosaver_for
+    from gui_actions import dock
 
     home, out = tmp_path / "home", tmp_path / "exports"
     out.mkdir()
@@ -73,11 +73,10 @@ def test_dicom_with_identifiers_leaves_none_in_names_autosaves_or_exports(make_n
     [image] = viewer.open(str(folder), plugin="napari-ian")
     assert not any(s in image.name.upper() for s in PHI)
     assert image.name == "t2 stir cor"                       # the series description, not the folder
-    w = CaseWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Case")
     labels = w.new_labels()
     labels.data_setitem((np.array([5, 5]), np.array([20, 21]), np.array([40, 40])), 1)
-    saver = autosaver_for(viewer)
+    saver = w.autosaver
     saver.flush()
     qtbot.waitUntil(lambda: bool(saver.saved), timeout=5_000)
     # the save dialog offers a neutral name; we accept it in another folder
@@ -108,15 +107,15 @@ def test_dicom_with_identifiers_leaves_none_in_names_autosaves_or_exports(make_n
 
 @pytest.mark.gui
 def test_save_without_labels_or_geometry_says_why(make_napari_viewer, tmp_path, monkeypatch):
-    from napari_ian import _widgets
+    from gui_actions import dock
+    from napari_ian import _case_widget
 
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
     said, errors = [], []
-    monkeypatch.setattr(_widgets, "show_info", lambda m: said.append(m))
+    monkeypatch.setattr(_case_widget, "show_info", lambda m: said.append(m))
     monkeypatch.setattr("napari.utils.notifications.show_error", lambda m: errors.append(m))
     viewer = make_napari_viewer(show=True)
-    w = _widgets.CaseWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Case")
     assert w.save_labels_dialog() is None and "no IAN labels layer" in said[-1]
     # a plain labels layer (not made by napari-ian): refused with the reason, no file written
     viewer.add_image(np.zeros((4, 5, 6), np.float32), name="plain")

@@ -136,7 +136,7 @@ def _cmd_train(args) -> int:
     if args.synthetic is not None:
         run_synthetic_training(cfg, out, n_anatomies=args.synthetic, cache_dir=args.anatomy_cache,
                                trained_on=args.trained_on, callbacks=Bars(), log=log, init_state=init,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, parent=Path(args.init).stem if args.init else None)
     else:
         run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
                      callbacks=Bars(), log=log, overwrite=args.overwrite)

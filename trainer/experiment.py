@@ -79,7 +79,7 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
 def run_synthetic_training(cfg: TrainConfig, out_path, *, n_anatomies: int = 48, cache_dir="data/anatomy",
                            pool_size: int = 16, refresh_every: int = 6, validation_anatomies: int = 2,
                            trained_on: str = "", callbacks=None, cancel=None, log=print, init_state=None,
-                           overwrite: bool = False):
+                           overwrite: bool = False, parent: str | None = None):
     """Train on randomised synthetic volumes (:mod:`.synthetic`) and save the model with its metadata.
 
     Anatomies come from the training seed range and are cached in ``cache_dir``; validation uses
@@ -122,7 +122,7 @@ def run_synthetic_training(cfg: TrainConfig, out_path, *, n_anatomies: int = 48,
                          "best": best, "history": history, "machine": platform.machine(), "torch": torch.__version__,
                          "parameters": count_parameters(model)},
             "trained_on": trained_on,
-            "parent": None,
+            "parent": parent,
             "metrics": {"validation_dsc": best.get("val_dsc"),
                         "note": "mean coronal-slice DSC (working grid) on randomised renders of held-out phantom anatomies"},
         }

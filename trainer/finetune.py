@@ -360,8 +360,6 @@ class _WorkSampler:
 
 def _work_validator(pipe, work):
     """Per-epoch DSC on the held-out working slices (the live curve; not the before/after)."""
-    from .pipeline import context_index, run_network, _pad_to
-
     def validate(model, device, bf16, channels_last):
         scores = []
         model.eval()
@@ -369,11 +367,8 @@ def _work_validator(pipe, work):
             idx = np.flatnonzero(w.held_work.any(axis=0))
             if not idx.size:
                 continue
-            vol = w.prepared.volume
-            padded, (h, ww) = _pad_to(vol, pipe.multiple, (1, 2))
-            prob = np.concatenate([run_network(model, padded[context_index(len(vol), idx[i:i + 8], pipe.context)],
-                                               device, bf16, channels_last)[:, :h, :ww]
-                                   for i in range(0, len(idx), 8)])
+            prob = np.concatenate([pipe.infer_slices(w.prepared.volume, idx[i:i + 8], (False,), model, device, bf16,
+                                                     channels_last) for i in range(0, len(idx), 8)])
             for side, cols in ((1, slice(0, w.midline_work)), (2, slice(w.midline_work, None))):
                 for j, a in enumerate(idx):
                     ref = w.labels_work[a][:, cols] == side

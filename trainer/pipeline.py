@@ -154,7 +154,7 @@ class Slices25D(Pipeline):
     roi_min_voxels: int = 6_000_000
     kind = "slices25d"
 
-    def _slices(self, vol, centres, flips, model, device, bf16, channels_last, box=None):
+    def infer_slices(self, vol, centres, flips, model, device, bf16=False, channels_last=False, box=None):
         """Probabilities (len(centres), H, W) of whole working slices (or of ``box`` in-plane)."""
         n = vol.shape[0]
         sub = vol if box is None else vol[:, box[0], box[1]]
@@ -180,7 +180,7 @@ class Slices25D(Pipeline):
             for i in range(0, len(first), batch):
                 if cancel is not None and cancel():
                     raise Cancelled()
-                coarse[i:i + batch] = self._slices(vol, first[i:i + batch], flips, model, device, bf16, channels_last)
+                coarse[i:i + batch] = self.infer_slices(vol, first[i:i + batch], flips, model, device, bf16, channels_last)
                 done += len(first[i:i + batch])
                 yield done, total
             found = np.argwhere(coarse > 0.5)
@@ -197,7 +197,7 @@ class Slices25D(Pipeline):
             if cancel is not None and cancel():
                 raise Cancelled()
             centres = todo[i:i + batch]
-            p = self._slices(vol, centres, flips, model, device, bf16, channels_last, box)
+            p = self.infer_slices(vol, centres, flips, model, device, bf16, channels_last, box)
             if box is None:
                 prob[centres] = p
             else:

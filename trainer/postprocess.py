@@ -9,7 +9,7 @@ as the nerve, then grows it piece by piece, nearest first:
 * a piece that lies ahead of one of the nerve's ends (nothing of the nerve beyond that end, the
   step to the piece within ``max_turn_deg`` of the nerve's course there, 1.5 times that for gaps
   up to ``bridge_mm``) and within ``far_mm`` (pieces beyond ``bridge_mm`` must be at least
-  ``min_piece_mm`` long) is joined by a bridge along the most probable path between them (a
+  ``min_piece_mm`` long, and none smaller than ``min_bridge_mm3``) is joined by a bridge along the most probable path between them (a
   minimal path through ``1 / (p + floor)``), drawn as a tube of the nerve's own width;
 * anything else (a piece beside the nerve, or far from it) is dropped.
 
@@ -34,6 +34,7 @@ class PathSettings:
     far_mm: float = 25.0
     min_piece_mm: float = 5.0
     max_turn_deg: float = 40.0
+    min_bridge_mm3: float = 2.0      # smaller pieces are never bridged to (only kept when touching)
     probability_floor: float = 0.02
 
 
@@ -149,40 +150,51 @@ def one_nerve(prob: np.ndarray, spacing, settings: PathSettings | None = None):
     areas = areas[areas > 0] * sp[1] * sp[2]
     radius = float(np.clip(np.sqrt(np.median(areas) / np.pi), 0.6, 2.0)) if areas.size else 1.0
     rep.kept = 1
-    changed = True
-    while changed and rest:
-        changed = False
-        tree = cKDTree(np.concatenate(kept_mm))
-        dists = []
-        for p in rest:
-            d, j = tree.query(p["mm"])
-            k = int(np.argmin(d))
-            dists.append((float(d[k]), k, int(j[k])))
-        order = np.argsort([d[0] for d in dists])
+    voxel_mm3 = float(np.prod(sp))
+
+    def closest(tree, p):
+        d, j = tree.query(p["mm"])
+        k = int(np.argmin(d))
+        return float(d[k]), k, tree.data[int(j[k])]
+
+    # each remaining piece's closest approach to what is kept so far, updated as pieces join
+    tree = cKDTree(nerve["mm"])
+    best = [closest(tree, p) for p in rest]
+    while rest:
         all_kept = np.concatenate(kept_mm)
-        for oi in order:
-            p, (d, k, j) = rest[oi], dists[oi]
-            join = d <= st.keep_mm
-            bridge = False
-            if not join and d <= st.far_mm and (d <= st.bridge_mm or p["length"] >= st.min_piece_mm):
-                bridge = _continues(all_kept, all_kept[j], p["mm"][k], d,
-                                    st.max_turn_deg * (1.5 if d <= st.bridge_mm else 1.0))
-            if not (join or bridge):
-                continue
-            if bridge:
-                a = np.rint(all_kept[j] / sp).astype(int)
-                b = p["pts"][k]
-                path = probable_path(prob, a, b, sp, st.probability_floor)
-                out[_tube(prob.shape, path, radius, sp)] = True
-                rep.bridges += 1
-                rep.bridged_mm += float(np.linalg.norm(np.diff(path * sp, axis=0), axis=1).sum())
-                rep.bridge_slices += sorted(set(int(i) for i in path[:, 0]))
-            out[tuple(p["pts"].T)] = True
-            kept_mm.append(p["mm"])
-            rep.kept += 1
-            rest = [q for qi, q in enumerate(rest) if qi != oi]
-            changed = True
-            break   # distances changed: measure again
+        accepted = None
+        for oi in np.argsort([b_[0] for b_ in best]):
+            p, (d, k, here) = rest[oi], best[oi]
+            if d > st.far_mm:
+                break
+            if d <= st.keep_mm:
+                accepted = (oi, False)
+                break
+            if len(p["pts"]) * voxel_mm3 < st.min_bridge_mm3:
+                continue   # a speck beyond the fringe is not joined from afar
+            if (d <= st.bridge_mm or p["length"] >= st.min_piece_mm) and _continues(
+                    all_kept, here, p["mm"][k], d, st.max_turn_deg * (1.5 if d <= st.bridge_mm else 1.0)):
+                accepted = (oi, True)
+                break
+        if accepted is None:
+            break
+        oi, bridge = accepted
+        p, (d, k, here) = rest[oi], best[oi]
+        added = [p["mm"]]
+        if bridge:
+            a = np.rint(here / sp).astype(int)
+            path = probable_path(prob, a, p["pts"][k], sp, st.probability_floor)
+            out[_tube(prob.shape, path, radius, sp)] = True
+            rep.bridges += 1
+            rep.bridged_mm += float(np.linalg.norm(np.diff(path * sp, axis=0), axis=1).sum())
+            rep.bridge_slices += sorted(set(int(i) for i in path[:, 0]))
+            added.append(path * sp)
+        out[tuple(p["pts"].T)] = True
+        kept_mm.append(p["mm"])
+        rep.kept += 1
+        del rest[oi], best[oi]
+        tree = cKDTree(np.concatenate(added))
+        best = [min(b_, closest(tree, q), key=lambda t: t[0]) for b_, q in zip(best, rest)]
     for p in rest:
         rep.dropped += 1
         rep.dropped_mm3 += len(p["pts"]) * float(np.prod(sp))

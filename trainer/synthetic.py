@@ -164,10 +164,26 @@ def slice_dsc_volume(prob: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def volume_validator(pipeline: Pipeline, volumes, batch: int = 16):
-    """``validate(model, device, bf16, channels_last)``: mean coronal-slice DSC on ``volumes``."""
+    """``validate(model, device, bf16, channels_last)``: mean coronal-slice DSC on ``volumes``.
+
+    The mean runs over slices that hold nerve, so a slice pipeline is run on those slices only
+    (their neighbours still feed its context); a patch pipeline runs on the whole volume.
+    """
+    from .pipeline import Slices25D
+
+    def one(prep, mask, model, device, bf16, channels_last):
+        if isinstance(pipeline, Slices25D):
+            idx = np.flatnonzero(mask.any(axis=(1, 2)))
+            prob = np.zeros(mask.shape, np.float32)
+            for i in range(0, len(idx), batch):
+                prob[idx[i:i + batch]] = pipeline.infer_slices(prep.volume, idx[i:i + batch], (False,), model, device,
+                                                          bf16, channels_last)
+            return prob
+        return pipeline.infer(prep, model, device, bf16, channels_last, batch)
+
     def validate(model, device, bf16, channels_last):
         model.eval()
-        scores = [slice_dsc_volume(pipeline.infer(prep, model, device, bf16, channels_last, batch), mask)
+        scores = [slice_dsc_volume(one(prep, mask, model, device, bf16, channels_last), mask)
                   for prep, mask in volumes]
         d = np.concatenate(scores) if scores else np.zeros(0)
         return float(d.mean()) if d.size else float("nan")

@@ -1,0 +1,81 @@
+"""The Interactive panel in plain napari: real clicks on the canvas give the nerve in the chosen labels
+layer, one undo step per click, hand edits and the other nerve untouched."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+
+def _click(viewer, layer, vox):
+    """A real left click on the canvas at voxel (ap, si, rl) of ``layer`` (the coronal slice moved there)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from gui_actions import canvas_point
+
+    step = list(viewer.dims.current_step)
+    step[0] = int(round(vox[0]))
+    viewer.dims.current_step = tuple(step)
+    QTest.qWait(50)
+    canvas = viewer.window._qt_viewer.canvas.native
+    QTest.mouseClick(canvas, Qt.LeftButton, Qt.NoModifier, canvas_point(viewer, layer, vox[1], vox[2]))
+    QTest.qWait(50)
+
+
+def test_clicks_give_the_nerve_one_undo_step_each_and_leave_hand_edits(make_napari_viewer, qtbot, tmp_path,
+                                                                        monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gui_actions import dock
+    from test_interactive import SP, _curved_nerve
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    img, truth, pts = _curved_nerve()
+    viewer = make_napari_viewer(show=True)
+    image = viewer.add_image(img, name="mr", scale=SP)
+    labels = viewer.add_labels(np.zeros(img.shape, np.uint8), name="IAN labels", scale=SP)
+    labels.data[5, 35:37, 50:52] = 2               # a hand edit far from the nerve (the other side)
+    hand = np.asarray(labels.data).copy()
+    viewer.reset_view()
+    w = dock(viewer, "Interactive")
+    w.image_combo.setCurrentText("mr")
+    w.labels_combo.setCurrentText("IAN labels")
+    w.start()
+    qtbot.waitUntil(lambda: w.points is not None, timeout=120_000)
+    assert w.points.mode == "add"
+    history = []
+    for p in (pts[0], pts[40], pts[-1]):
+        _click(viewer, image, p)
+        qtbot.waitUntil(lambda: len(w.clicks()) == len(history) + 1, timeout=5_000)
+        qtbot.waitUntil(lambda: w.worker is None and not w._timer.isActive(), timeout=30_000)
+        history.append(np.asarray(labels.data).copy())
+    assert [k for _, k in w.clicks()] == [1, 1, 1] and w.clicks_list.count() == 3
+    got = np.asarray(labels.data) == 1
+    ref = truth == 1
+    assert 2 * (got & ref).sum() / (got.sum() + ref.sum()) > 0.7
+    assert w.last_update_s < 1.0                                   # one click updates within a second
+    # the hand edit (the other side) is untouched
+    assert np.array_equal(np.asarray(labels.data) == 2, hand == 2)
+    # each click was one undo step
+    labels.undo()
+    np.testing.assert_array_equal(np.asarray(labels.data), history[1])
+    labels.redo()
+    # a "not nerve" click (Shift+3 in the panel) on the nerve's middle removes the nerve there
+    w.mark_negative()
+    _click(viewer, image, pts[80])
+    qtbot.waitUntil(lambda: len(w.clicks()) == 4, timeout=5_000)
+    qtbot.waitUntil(lambda: w.worker is None and not w._timer.isActive(), timeout=30_000)
+    near = np.argwhere(np.asarray(labels.data) == 1)
+    assert np.linalg.norm((near - pts[80]) * np.asarray(SP), axis=1).min() > 2.0
+    # deleting that click from the panel's list brings the nerve back there
+    w.clicks_list.setCurrentRow(3)
+    w.delete_btn.click()
+    qtbot.waitUntil(lambda: w.worker is None and not w._timer.isActive() and len(w.clicks()) == 3, timeout=30_000)
+    qtbot.wait(300)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
+    near = np.argwhere(np.asarray(labels.data) == 1)
+    assert np.linalg.norm((near - pts[80]) * np.asarray(SP), axis=1).min() < 1.0
