@@ -1,4 +1,4 @@
-"""The ``ian`` command line: phantom, info, train, finetune, predict, evaluate, cv, models, convert.
+"""The ``ian`` command line: phantom, info, train, finetune, predict, evaluate, cv, networks, models, convert.
 
 Every failure the user can cause prints one line, ``ian: <path>: <problem>``, and exits with
 status 2; no traceback. Before any work, each command checks that none of its outputs is one
@@ -304,21 +304,94 @@ def _cmd_models(args) -> int:
     return 0
 
 
+_CV_SPLITS = {"repeats": 10, "fractions": (0.7, 0.15, 0.15), "postprocess": True}   # ian cv without --paper
+_CV_TRAINING = ("epochs", "patience", "batch_size", "size", "context", "lr", "weight_decay", "loss", "augment")
+
+
+def _cv_settings(args) -> dict:
+    """Each ``ian cv`` setting: the one given, else the paper's (with --paper), else the default."""
+    from .cv import PAPER_PROTOCOL
+    from .train import TrainConfig
+
+    plain = TrainConfig()
+    preset = {**{k: getattr(plain, k) for k in _CV_TRAINING}, **_CV_SPLITS, **(PAPER_PROTOCOL if args.paper else {})}
+    given = {"epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
+             "size": tuple(int(v) for v in args.size.split("x")) if args.size else None, "context": args.context,
+             "lr": args.lr, "weight_decay": args.weight_decay, "loss": args.loss, "augment": args.augment,
+             "repeats": args.repeats, "postprocess": args.postprocess,
+             "fractions": tuple(float(v) for v in args.fractions.split("/")) if args.fractions else None}
+    out = {k: (given[k] if given[k] is not None else v) for k, v in preset.items()}
+    total = sum(out["fractions"])
+    out["fractions"] = tuple(f / total for f in out["fractions"])
+    return out
+
+
 def _cmd_cv(args) -> int:
-    from .cv import parse_model_spec, run_cv
+    from .cv import PAPER_MODELS, paper_specs, parse_model_spec, run_cv
     from .data import read_cases
     from .output_paths import check_outputs
     from .train import TrainConfig
 
     read_cases(args.data)   # a missing or malformed dataset fails before --out is created
     check_outputs({"the data folder": args.data}, {"--out": args.out}, folders=("--out",))
+    st = _cv_settings(args)
+    base = TrainConfig(epochs=st["epochs"], patience=st["patience"], batch_size=st["batch_size"], size=st["size"],
+                       context=st["context"], lr=st["lr"], weight_decay=st["weight_decay"], loss=st["loss"],
+                       augment=st["augment"], device=args.device, seed=args.seed)
+    if args.model:
+        specs = [parse_model_spec(m, base, PAPER_MODELS if args.paper else None) for m in args.model]
+    else:
+        specs = paper_specs(base) if args.paper else [parse_model_spec("unet", base)]
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if args.paper:
+        log(f"the paper's protocol: {', '.join(s.name for s in specs)}; {st['repeats']} x "
+            f"{'/'.join(f'{f:.0%}' for f in st['fractions'])} patient splits, {st['size'][0]}x{st['size'][1]} 2D "
+            f"slices (context {st['context']}), AdamW lr {st['lr']:g} wd {st['weight_decay']:g}, cosine, "
+            f"{st['epochs']} epochs, batch {st['batch_size']}, patience {st['patience']}, {st['loss']} loss, "
+            f"augmentation {'on' if st['augment'] else 'off'}, post-processing {'on' if st['postprocess'] else 'off'}")
+    rep = run_cv(args.data, specs, args.out, repeats=st["repeats"], fractions=st["fractions"], seed=args.seed,
+                 log=log, reference=args.reference, all_pairs=args.all_pairs, postprocess=st["postprocess"])
+    print((Path(args.out) / "table1.md").read_text())
+    for c in rep["comparisons"]:
+        if c["metric"] == "DSC":
+            if c["p"] == "":
+                print(f"DSC {c['model_a']} vs {c['model_b']}: {c['note']}")
+                continue
+            print(f"DSC {c['model_a']} vs {c['model_b']}: median difference {c['median_difference_a_minus_b']:+.3f}, "
+                  f"p = {c['p_bonferroni']:.3g} (Bonferroni x{c['bonferroni_factor']})")
+    return 0
 
-    base = TrainConfig(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
-                       size=tuple(int(v) for v in args.size.split("x")), context=args.context, device=args.device)
-    specs = [parse_model_spec(m, base) for m in (args.model or ["unet"])]
-    fr = tuple(float(v) for v in args.fractions.split("/"))
-    run_cv(args.data, specs, args.out, repeats=args.repeats, fractions=tuple(f / sum(fr) for f in fr),
-           seed=args.seed, log=lambda m: print(m, flush=True))
+
+def _cmd_networks(args) -> int:
+    import json
+
+    import torch
+
+    from .cv import PAPER_MODELS
+    from .nets import NETWORK_INFO, NETWORKS, build_network, count_macs, count_parameters, is_3d
+
+    def size(name, **config):
+        net = build_network(name, **config)
+        shape = (1, 1, 64, 64, 64) if is_3d(name) else (1, 1, 256, 256)
+        return f"{count_parameters(net):>12,} {count_macs(net, shape) / 1e9:>6.1f}"
+
+    torch.set_grad_enabled(False)
+    pad = " " * 36
+    print(f"{'network':<14} {'parameters':>12} {'GMAC':>6}  (per 256x256 slice; 3D: per 64x64x64 patch)")
+    for name in NETWORKS:
+        info = NETWORK_INFO[name]
+        print(f"{name:<14} {size(name)}  {info.title}: {info.paper}", flush=True)
+        paper_cfg = {k: v for k, v in PAPER_MODELS.get(name, {}).items() if k != "init"}
+        if paper_cfg:
+            print(f"{'':<14} {size(name, **paper_cfg)}  as in the paper's comparison (ian cv --paper): "
+                  f"{json.dumps(paper_cfg)}")
+        published = info.published or "not found for the whole network"
+        if info.backbone:
+            published += (f"; its encoder {info.backbone[0]}: {info.backbone[1] / 1e6:.1f} M with its ImageNet "
+                          "classifier (ours with such a classifier: within 0.5 %)")
+        print(f"{pad}published: {published}")
+    print("parameters and GMAC at default settings; GMAC: multiply-accumulates of convolutions, linear layers "
+          "and attention products")
     return 0
 
 
@@ -415,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="start from this model's weights (same architecture)")
     p.add_argument("--name", default="my-model", help="registry name (saved in the user model folder)")
     p.add_argument("--out", default=None, help="write the model file here instead")
-    p.add_argument("--network", default="unet", help="iannet, unet or deeplabv3plus (default unet)")
+    p.add_argument("--network", default="unet", help="a name `ian networks` lists (default unet)")
     p.add_argument("--network-config", default=None, help='JSON, e.g. \'{"base": 16}\' or \'{"split_attention": true}\'')
     p.add_argument("--context", type=int, default=3, help="2.5D: coronal slices as channels (1 = 2D, the paper)")
     p.add_argument("--size", default="64x160", help="network input HxW (the paper: 256x256)")
@@ -475,19 +548,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cv", help="patient-level Monte Carlo cross-validation of several models")
     p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="folder for tables, comparisons and the box plot")
+    p.add_argument("--out", required=True, type=Path, help="folder for tables, comparisons and box plots")
+    p.add_argument("--paper", action="store_true",
+                   help="the source study's protocol: IANNet (2D, 256x256) and its six comparators, AdamW 1e-3/1e-4, "
+                        "cosine, 50 epochs, batch 32, patience 25, 10 x 70/15/15 splits, no augmentation, no "
+                        "post-processing; every option below overrides its part")
     p.add_argument("--model", action="append", help='NAME=network[:json], repeatable; e.g. '
-                   'unet25d=unet:{"base":16} iannet=iannet:{"context":1}')
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--fractions", default="70/15/15")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--patience", type=int, default=25)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--size", default="64x160")
-    p.add_argument("--context", type=int, default=3)
+                   'unet25d=unet:{"base":16} iannet=iannet:{"context":1} (with --paper, a paper network '
+                   'keeps its paper settings unless the JSON sets them)')
+    p.add_argument("--reference", default=None,
+                   help="the model compared with each other one (default: the first); Bonferroni over "
+                        "those comparisons")
+    p.add_argument("--all-pairs", action="store_true", help="compare every pair instead (Bonferroni over all pairs)")
+    p.add_argument("--repeats", type=int, default=None, help="splits (default 10)")
+    p.add_argument("--fractions", default=None, help="train/validation/test shares (default 70/15/15)")
+    p.add_argument("--epochs", type=int, default=None, help="default 50")
+    p.add_argument("--patience", type=int, default=None, help="default 25")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32")
+    p.add_argument("--size", default=None, help="network input HxW (default 64x160; --paper: 256x256)")
+    p.add_argument("--context", type=int, default=None, help="coronal slices as channels (default 3; --paper: 1)")
+    p.add_argument("--lr", type=float, default=None, help="default 1e-3")
+    p.add_argument("--weight-decay", type=float, default=None, help="default 1e-4")
+    p.add_argument("--loss", default=None, choices=["focal_tversky", "dice", "bce", "dice_ce"],
+                   help="default focal_tversky")
+    p.add_argument("--augment", default=None, action=argparse.BooleanOptionalAction,
+                   help="augment training batches (default on; --paper: off)")
+    p.add_argument("--postprocess", default=None, action=argparse.BooleanOptionalAction,
+                   help="one continuous nerve per side before scoring (default on; --paper: off)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_cv)
+
+    p = sub.add_parser("networks", help="every network: parameters, GMAC per 256x256 slice, the paper that defines it")
+    p.set_defaults(func=_cmd_networks)
 
     p = sub.add_parser("models", help="list bundled and user models")
     p.set_defaults(func=_cmd_models)

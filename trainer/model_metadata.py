@@ -21,7 +21,8 @@ SIZE_RANGE = (8, 2048)          # network input height and width, pixels
 CONTEXT_RANGE = (1, 31)         # 2.5D: coronal slices as channels, an odd number
 # network settings that set a layer's width or count: generous bounds, far below what would
 # ask for gigabytes (the weights in the file are checked against the built network as well)
-CONFIG_RANGES = {"base": (1, 512), "stem": (1, 512), "aspp": (1, 2048), "depth": (1, 8)}
+CONFIG_RANGES = {"base": (1, 512), "stem": (1, 512), "aspp": (1, 2048), "depth": (1, 8),
+                 "channel": (16, 512), "filters": (1, 128), "window": (2, 32)}
 
 
 class MetadataError(ValueError):

@@ -8,36 +8,32 @@
   attention inside the blocks; the public file builds those layers but never calls them.
   ``split_attention=False`` (default) is the public file's behaviour; ``True`` applies
   ResNeSt-style attention across the four MSPA branches. Model files record which.
+  ``init="public"`` starts the encoder as the public file does (see :class:`IANNet`).
 * ``unet`` — a BatchNorm U-Net (Ronneberger 2015 with BN), width set by ``base``; the default
   bundled model is a small one.
 * ``deeplabv3plus`` — DeepLabV3+ (Chen 2018): a residual encoder with output stride 16, atrous
   spatial pyramid pooling and the low-level-feature decoder, written here (no torchvision).
+* the source paper's other comparators, in :mod:`.nets_comparators`: ``caranet``,
+  ``ds-transunet``, ``duck-net``, ``hardnet-mseg``, ``meganet``.
+* ``unet3d`` — a 3D U-Net for the working-grid 3D pipeline.
 
-H and W must be multiples of 16 (the preprocessing pads to that).
-
-The paper's other comparators have a documented place in :data:`PLANNED`; asking for one says so.
+2D networks take any H and W that are multiples of 16 (the preprocessing pads to that; the
+comparators with deeper strides pad internally). :data:`NETWORK_INFO` says which paper defines
+each network and what it publishes about its size; ``ian networks`` prints it.
 """
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The paper's remaining comparators (Table 1), to be added here as `name: builder`.
-PLANNED = {
-    "caranet": "CaraNet (Lou et al., J Med Imaging 2023)",
-    "ds-transunet": "DS-TransUNet (Lin et al., IEEE TIM 2022)",
-    "duck-net": "DUCK-Net (Dumitru et al., Sci Rep 2023)",
-    "hardnet-mseg": "HarDNet-MSEG (Huang et al., arXiv 2101.07172)",
-    "meganet": "MEGANet (Bui et al., WACV 2024)",
-}
-
-
-def _cbr(cin, cout, k=3, dilation=1, bias=False):
-    pad = dilation * (k // 2)
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=pad, dilation=dilation, bias=bias),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
+from .backbones import ResNet
+from .nets_blocks import MatMul, matmul_macs
+from .nets_blocks import cbr as _cbr
+from .nets_blocks import supervised_loss  # noqa: F401 (the training loop's entry to deep supervision)
 
 # ------------------------------------------------------------------------------------------
 # IANNet
@@ -106,11 +102,21 @@ class MSPABottleneck(nn.Module):
 
 
 class IANNet(nn.Module):
-    """The paper's network; see the module docstring."""
+    """The paper's network; see the module docstring.
 
-    def __init__(self, in_channels: int = 1, stem: int = 64, split_attention: bool = False):
+    ``init="pytorch"`` leaves PyTorch's default initialisation; ``init="public"`` starts the four
+    encoder stages as the authors' public ``ResNet.__init__`` does: every convolution weight drawn
+    from N(0, sqrt(2 / (k * k * C_out))), BatchNorm scale 1 and shift 0 (the stem and decoder keep
+    PyTorch's defaults there too). It changes only the starting point, never the architecture.
+    """
+
+    INITS = ("pytorch", "public")
+
+    def __init__(self, in_channels: int = 1, stem: int = 64, split_attention: bool = False, init: str = "pytorch"):
         super().__init__()
-        self.config = {"in_channels": in_channels, "stem": stem, "split_attention": split_attention}
+        if init not in self.INITS:
+            raise ValueError(f"iannet init must be one of {', '.join(self.INITS)}, not {init!r}")
+        self.config = {"in_channels": in_channels, "stem": stem, "split_attention": split_attention, "init": init}
         self.stem = nn.Sequential(_cbr(in_channels, stem, 3, bias=True), _cbr(stem, stem, 3, bias=True),
                                   _cbr(stem, stem, 1, bias=True))
         planes = (stem // 2, stem, stem * 2, stem * 2)           # outputs 128/256/512/512 for stem 64
@@ -122,6 +128,14 @@ class IANNet(nn.Module):
         self.dec2 = nn.Sequential(_cbr(c2 * 2, c2, bias=True), _cbr(c2, c1, bias=True))
         self.dec1 = _cbr(c1 * 2, c1 * 2, bias=True)
         self.head = nn.Conv2d(c1 * 2, 1, 3, padding=1)
+        if init == "public":
+            for m in self.enc.modules():
+                if isinstance(m, nn.Conv2d):
+                    fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                    nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x):
         skips, indices = [], []
@@ -184,30 +198,53 @@ class _ResBlock(nn.Module):
 
 
 class DeepLabV3Plus(nn.Module):
-    """DeepLabV3+ with a ResNet-18-like encoder (output stride 16), ASPP rates 6/12/18."""
+    """DeepLabV3+ (Chen, Zhu, Papandreou, Schroff & Adam, ECCV 2018): an encoder at output stride
+    16, atrous spatial pyramid pooling (1x1, 3x3 at rates 6/12/18, image pooling), and a decoder
+    that joins the upsampled ASPP features with 48 channels of stride-4 features.
 
-    def __init__(self, in_channels: int = 1, base: int = 64, aspp: int = 256):
+    ``backbone="resnet101"`` is the paper's ResNet-101 (ImageNet-pretrained in the original; from
+    scratch here), its last stage dilated. ``backbone="resnet18s"`` (default; older model files
+    use it) is a small ResNet-18-like encoder with a full-resolution stem. ``pool_bn=True`` puts
+    the paper's BatchNorm in the image-pooling branch (older files have none).
+    """
+
+    BACKBONES = ("resnet18s", "resnet101")
+
+    def __init__(self, in_channels: int = 1, base: int = 64, aspp: int = 256, backbone: str = "resnet18s",
+                 pool_bn: bool = False):
         super().__init__()
-        self.config = {"in_channels": in_channels, "base": base, "aspp": aspp}
+        if backbone not in self.BACKBONES:
+            raise ValueError(f"deeplabv3plus backbone must be one of {', '.join(self.BACKBONES)}, not {backbone!r}")
+        self.config = {"in_channels": in_channels, "base": base, "aspp": aspp, "backbone": backbone, "pool_bn": pool_bn}
         b = base
-        self.stem = nn.Sequential(_cbr(in_channels, b // 2), _cbr(b // 2, b))        # full resolution
-        self.layer1 = nn.Sequential(_ResBlock(b, b, stride=2), _ResBlock(b, b))       # /2
-        self.layer2 = nn.Sequential(_ResBlock(b, b * 2, stride=2), _ResBlock(b * 2, b * 2))   # /4 low-level
-        self.layer3 = nn.Sequential(_ResBlock(b * 2, b * 4, stride=2), _ResBlock(b * 4, b * 4))  # /8
-        self.layer4 = nn.Sequential(_ResBlock(b * 4, b * 8, stride=2), _ResBlock(b * 8, b * 8, dilation=2))  # /16
-        c = b * 8
+        if backbone == "resnet101":
+            self.encoder = ResNet(in_channels, stem=b)
+            low_c, c = self.encoder.channels[0], self.encoder.channels[3]
+        else:
+            self.stem = nn.Sequential(_cbr(in_channels, b // 2), _cbr(b // 2, b))        # full resolution
+            self.layer1 = nn.Sequential(_ResBlock(b, b, stride=2), _ResBlock(b, b))       # /2
+            self.layer2 = nn.Sequential(_ResBlock(b, b * 2, stride=2), _ResBlock(b * 2, b * 2))   # /4 low-level
+            self.layer3 = nn.Sequential(_ResBlock(b * 2, b * 4, stride=2), _ResBlock(b * 4, b * 4))  # /8
+            self.layer4 = nn.Sequential(_ResBlock(b * 4, b * 8, stride=2), _ResBlock(b * 8, b * 8, dilation=2))  # /16
+            low_c, c = b * 2, b * 8
         self.aspp = nn.ModuleList([_cbr(c, aspp, 1)] + [_cbr(c, aspp, 3, dilation=r) for r in (6, 12, 18)])
-        self.aspp_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, aspp, 1, bias=False), nn.ReLU(inplace=True))
+        self.aspp_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, aspp, 1, bias=False),
+                                       *([nn.BatchNorm2d(aspp)] if pool_bn else []), nn.ReLU(inplace=True))
         self.aspp_proj = _cbr(aspp * 5, aspp, 1)
-        self.low = _cbr(b * 2, 48, 1)
+        self.low = _cbr(low_c, 48, 1)
         self.decoder = nn.Sequential(_cbr(aspp + 48, aspp), _cbr(aspp, aspp))
         self.head = nn.Conv2d(aspp, 1, 1)
 
+    def _features(self, x):
+        if self.config["backbone"] == "resnet101":
+            feats = self.encoder(x)
+            return feats[0], feats[3]
+        low = self.layer2(self.layer1(self.stem(x)))
+        return low, self.layer4(self.layer3(low))
+
     def forward(self, x):
         size = x.shape[-2:]
-        x = self.layer1(self.stem(x))
-        low = self.layer2(x)
-        x = self.layer4(self.layer3(low))
+        low, x = self._features(x)
         pooled = F.interpolate(self.aspp_pool(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
         x = self.aspp_proj(torch.cat([m(x) for m in self.aspp] + [pooled], dim=1))
         x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
@@ -252,8 +289,60 @@ class UNet3D(nn.Module):
         return self.head(x)
 
 
-NETWORKS = {"iannet": IANNet, "unet": UNet, "deeplabv3plus": DeepLabV3Plus, "unet3d": UNet3D}
+def _comparators():
+    from . import nets_comparators as c
+
+    return {"caranet": c.CaraNet, "ds-transunet": c.DSTransUNet, "duck-net": c.DUCKNet,
+            "hardnet-mseg": c.HarDNetMSEG, "meganet": c.MEGANet}
+
+
+NETWORKS = {"iannet": IANNet, "unet": UNet, "deeplabv3plus": DeepLabV3Plus, **_comparators(), "unet3d": UNet3D}
 THREE_D = {"unet3d"}
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkInfo:
+    """What ``ian networks`` says about a network besides what it measures.
+
+    Attributes
+    ----------
+    title : str
+        Its usual name.
+    paper : str
+        The paper that defines it.
+    published : str
+        The parameter count its paper (or its authors' code) gives, and where; empty when neither
+        gives one that we could check.
+    backbone : tuple or None
+        ``(name, published parameters)`` of the published encoder a network is built on (counted
+        with its 1000-class ImageNet classifier, as published); tests/test_nets.py checks ours.
+    """
+
+    title: str
+    paper: str
+    published: str = ""
+    backbone: tuple | None = None
+
+
+NETWORK_INFO = {
+    "iannet": NetworkInfo("IANNet", "Choi, Han, Lee et al., Sci Rep 2026 (the source study)",
+                          "15,314,945 in the authors' IANNet.py, of which 230,144 are in layers it never calls"),
+    "unet": NetworkInfo("U-Net", "Ronneberger, Fischer & Brox, MICCAI 2015 (here with BatchNorm)"),
+    "deeplabv3plus": NetworkInfo("DeepLabV3+", "Chen, Zhu, Papandreou, Schroff & Adam, ECCV 2018",
+                                 backbone=("ResNet-101 (He et al., CVPR 2016)", 44.5e6)),
+    "caranet": NetworkInfo("CaraNet", "Lou, Guan & Loew, J Med Imaging 10:014005, 2023",
+                           backbone=("Res2Net-101 v1b (Gao et al., IEEE TPAMI 2021)", 45.2e6)),
+    "ds-transunet": NetworkInfo("DS-TransUNet", "Lin, Chen, Xu, Zhang, Lu & Zhang, IEEE TIM 71, 2022",
+                                backbone=("Swin-B + Swin-T (Liu et al., ICCV 2021)", 88e6 + 28e6)),
+    "duck-net": NetworkInfo("DUCK-Net", "Dumitru, Peteleaza & Craciun, Sci Rep 13:9803, 2023"),
+    "hardnet-mseg": NetworkInfo("HarDNet-MSEG", "Huang, Wu & Lin, arXiv 2101.07172, 2021",
+                                backbone=("HarDNet-68 (Chao et al., ICCV 2019)", 17.6e6)),
+    "meganet": NetworkInfo("MEGANet", "Bui, Hoang, Nguyen, Tran & Le, WACV 2024",
+                           backbone=("Res2Net-50 v1b (Gao et al., IEEE TPAMI 2021)", 25.7e6)),
+    "unet3d": NetworkInfo("3D U-Net", "Cicek et al., MICCAI 2016, with nnU-Net's instance norm"),
+}
+# the seven networks of the source study's comparison (its Table 1), the reference first
+PAPER_NETWORKS = ("iannet", "caranet", "ds-transunet", "duck-net", "deeplabv3plus", "hardnet-mseg", "meganet")
 
 
 def is_3d(name: str) -> bool:
@@ -266,9 +355,6 @@ def build_network(name: str, **config) -> nn.Module:
     key = name.lower()
     if key in NETWORKS:
         return NETWORKS[key](**config)
-    if key in PLANNED:
-        raise ValueError(f"network {name!r} ({PLANNED[key]}) is one of the paper's comparators not "
-                         f"implemented yet; available: {', '.join(NETWORKS)}")
     raise ValueError(f"unknown network {name!r}; available: {', '.join(NETWORKS)}")
 
 
@@ -277,24 +363,40 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
 def count_macs(model: nn.Module, shape=(1, 1, 256, 256)) -> int:
-    """Multiply-accumulates of convolutions (incl. transposed) for one forward pass of ``shape``."""
+    """Multiply-accumulates of one forward pass of ``shape`` (eval mode), per batch element.
+
+    Counts convolutions (incl. transposed, 2D and 3D), linear layers and the attention products
+    the networks here compute through :class:`~.nets_blocks.MatMul`; normalisation, activation,
+    pooling and interpolation are left out (a few per cent at most).
+    """
     total = 0
 
     def hook(mod, inp, out):
         nonlocal total
-        if isinstance(mod, nn.ConvTranspose2d):
-            total += inp[0].numel() // inp[0].shape[0] * mod.out_channels * mod.kernel_size[0] * mod.kernel_size[1] // mod.groups
+        x = inp[0]
+        if isinstance(mod, MatMul):
+            total += matmul_macs(inp[0], inp[1])
+        elif isinstance(mod, nn.Linear):
+            total += x.numel() // x.shape[0] * mod.out_features
+        elif isinstance(mod, _TRANSPOSED):
+            total += x.numel() // x.shape[0] * mod.out_channels * math.prod(mod.kernel_size) // mod.groups
         else:
-            k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
-            total += out.numel() // out.shape[0] * k
+            total += out.numel() // out.shape[0] * math.prod(mod.kernel_size) * (mod.in_channels // mod.groups)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    kinds = _CONVS + _TRANSPOSED + (nn.Linear, MatMul)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        model(torch.zeros(shape))
-    model.train(was_training)
-    for h in handles:
-        h.remove()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(shape))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
     return int(total)

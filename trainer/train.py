@@ -22,7 +22,7 @@ from .augment import augment_batch
 from .device import Cancelled, autocast_context, cpu_bf16_supported, pick_device, use_bf16  # noqa: F401 (re-exported)
 from .losses import DEFAULT_LOSS_PARAMS, get_loss
 from .metrics import metrics_from_counts
-from .nets import build_network
+from .nets import build_network, supervised_loss
 
 
 @dataclasses.dataclass
@@ -223,8 +223,8 @@ def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Call
                 xb = xb.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             with autocast_context(device, bf16):
-                logits = net(xb)
-            loss = loss_fn(logits.float(), yb)
+                out = net(xb)     # deep-supervision networks add auxiliary outputs while training
+            loss = supervised_loss(loss_fn, out, yb, getattr(model, "supervision_weights", None))
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(opt)
