@@ -375,23 +375,23 @@ def _cmd_networks(args) -> int:
         shape = (1, 1, 64, 64, 64) if is_3d(name) else (1, 1, 256, 256)
         return f"{count_parameters(net):>12,} {count_macs(net, shape) / 1e9:>6.1f}"
 
-    torch.set_grad_enabled(False)
-    pad = " " * 36
-    print(f"{'network':<14} {'parameters':>12} {'GMAC':>6}  (per 256x256 slice; 3D: per 64x64x64 patch)")
-    for name in NETWORKS:
-        info = NETWORK_INFO[name]
-        print(f"{name:<14} {size(name)}  {info.title}: {info.paper}", flush=True)
-        paper_cfg = {k: v for k, v in PAPER_MODELS.get(name, {}).items() if k != "init"}
-        if paper_cfg:
-            print(f"{'':<14} {size(name, **paper_cfg)}  as in the paper's comparison (ian cv --paper): "
-                  f"{json.dumps(paper_cfg)}")
-        published = info.published or "not found for the whole network"
-        if info.backbone:
-            published += (f"; its encoder {info.backbone[0]}: {info.backbone[1] / 1e6:.1f} M with its ImageNet "
-                          "classifier (ours with such a classifier: within 0.5 %)")
-        print(f"{pad}published: {published}")
-    print("parameters and GMAC at default settings; GMAC: multiply-accumulates of convolutions, linear layers "
-          "and attention products")
+    with torch.no_grad():   # scoped: main() may run inside a process that trains afterwards
+        pad = " " * 36
+        print(f"{'network':<14} {'parameters':>12} {'GMAC':>6}  (per 256x256 slice; 3D: per 64x64x64 patch)")
+        for name in NETWORKS:
+            info = NETWORK_INFO[name]
+            print(f"{name:<14} {size(name)}  {info.title}: {info.paper}", flush=True)
+            paper_cfg = {k: v for k, v in PAPER_MODELS.get(name, {}).items() if k != "init"}
+            if paper_cfg:
+                print(f"{'':<14} {size(name, **paper_cfg)}  as in the paper's comparison (ian cv --paper): "
+                      f"{json.dumps(paper_cfg)}")
+            published = info.published or "not found for the whole network"
+            if info.backbone:
+                published += (f"; its encoder {info.backbone[0]}: {info.backbone[1] / 1e6:.1f} M with its ImageNet "
+                              "classifier (ours with such a classifier: within 0.5 %)")
+            print(f"{pad}published: {published}")
+        print("parameters and GMAC at default settings; GMAC: multiply-accumulates of convolutions, linear layers "
+              "and attention products")
     return 0
 
 
