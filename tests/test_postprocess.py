@@ -113,3 +113,19 @@ def test_doubts_name_what_looks_unlike_one_nerve_per_side():
     gap[30:44] = np.minimum(gap[30:44], 0.3)
     labels, reps = nerve_path(gap, SP, midline=40)
     assert any("bridged over" in x and "coronal slices" in x for x in doubts(labels, gap, SP, reps))
+
+
+def test_a_field_of_specks_beside_the_nerve_is_not_chained_into_it():
+    """Specks each within reach of the next (textured tissue firing) must not be kept one after
+    another just because the first one touches the nerve's fringe."""
+    from napari_ian.trainer.postprocess import one_nerve
+
+    prob = np.zeros((80, 40, 60), np.float32)
+    prob[5:75, 20, 10] = 0.9                                  # the nerve: a straight tube along AP
+    prob[5:75, 19:22, 9:12] = 0.9
+    for x in range(13, 58, 2):                                # a row of specks 2 mm apart (not touching)
+        prob[40, 20, x] = 0.8
+    mask, rep = one_nerve(prob, (1.0, 1.0, 1.0))
+    assert mask[40, 20, 13]                                    # the speck touching the nerve's fringe stays
+    assert not mask[40, 20, 19:].any()                          # the chain beyond it does not
+    assert rep.dropped >= 10

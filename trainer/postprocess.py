@@ -6,6 +6,7 @@ metal artefact). Per side, :func:`nerve_path` keeps the longest piece of ``proba
 as the nerve, then grows it piece by piece, nearest first:
 
 * a piece within ``keep_mm`` of the nerve is kept as it is (a branch, a bifid canal, the fringe);
+  a short one (under ``min_piece_mm``) is not itself a place further pieces are measured from;
 * a piece that lies ahead of one of the nerve's ends (nothing of the nerve beyond that end, the
   step to the piece within ``max_turn_deg`` of the nerve's course there, 1.5 times that for gaps
   up to ``bridge_mm``) and within ``far_mm`` (pieces beyond ``bridge_mm`` must be at least
@@ -190,9 +191,11 @@ def one_nerve(prob: np.ndarray, spacing, settings: PathSettings | None = None):
             rep.bridge_slices += sorted(set(int(i) for i in path[:, 0]))
             added.append(path * sp)
         out[tuple(p["pts"].T)] = True
-        kept_mm.append(p["mm"])
         rep.kept += 1
         del rest[oi], best[oi]
+        if not bridge and p["length"] < st.min_piece_mm:
+            continue   # a short fringe piece is kept but anchors nothing: specks never chain through a field of them
+        kept_mm.append(p["mm"])
         tree = cKDTree(np.concatenate(added))
         best = [min(b_, closest(tree, q), key=lambda t: t[0]) for b_, q in zip(best, rest)]
     for p in rest:
