@@ -74,6 +74,18 @@ def test_paths_follow_the_model_not_a_brighter_vessel_beside_it():
     assert 2 * (m & ref).sum() / (m.sum() + ref.sum()) > 0.8
 
 
+def test_one_click_on_the_models_nerve_gives_all_of_it_and_nothing_else():
+    img, lab, pts = _curved_nerve(with_vein=True)
+    prob = (lab > 0).astype(np.float32) * 0.9
+    prob[5:15, 5:10, 45:55] = 0.9                   # another piece the model fires on, far away
+    sess = InteractiveSession(img, SP, probability=prob)
+    sess.set_clicks([(pts[60], 1)])
+    m = sess.side_mask(1)
+    ref = lab == 1
+    assert 2 * (m & ref).sum() / (m.sum() + ref.sum()) > 0.8
+    assert not m[5:15, 5:10, 45:55].any()
+
+
 def _write(tmp_path, img, affine, name="img.nii.gz"):
     p = tmp_path / name
     nib.save(nib.Nifti1Image(img, affine), p)

@@ -226,10 +226,17 @@ class InteractiveSession:
                 lab, _ = ndimage.label(ext | core, structure=np.ones((3, 3, 3)))
                 keep = np.unique(lab[core])
                 mask |= np.isin(lab, keep[keep > 0]) & ext
-        negs = [v - lo for v, lab in self.clicks if lab == 0]
-        if negs:
-            mask &= ~_near(shape, np.rint(negs), st.negative_radius_mm, self.sp)
         out[box] = mask
+        if self.prob is not None and len(pts) == 1:
+            # one click: the whole piece of the model's nerve it points at (its course is the model's)
+            comp, _ = ndimage.label(self.prob > 0.5, structure=np.ones((3, 3, 3)))
+            touch = np.unique(comp[box][_near(shape, local[:1], st.end_reach_mm, self.sp)])
+            touch = touch[touch > 0]
+            if touch.size:
+                out |= np.isin(comp, touch)
+        negs = [np.rint(v) for v, lab in self.clicks if lab == 0]
+        if negs:
+            out &= ~_near(self.shape, np.asarray(negs), st.negative_radius_mm, self.sp)
         return out
 
     def labels(self) -> np.ndarray:
