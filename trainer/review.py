@@ -20,37 +20,10 @@ import numpy as np
 from scipy import ndimage
 
 from .evaluation import STATUS
-from .metrics import CATEGORY, SIDES, metrics_from_counts, slice_table_summary
+from .metrics import CATEGORY, SIDES, label_slice_counts, metrics_from_counts, slice_table_summary
 
 FLAGGED = tuple(CATEGORY.index(c) for c in ("complete failure", "tracking failure", "boundary failure",
                                               "false-positive slice"))
-
-
-def _counts_sparse(reference: np.ndarray, prediction: np.ndarray, axis: int, labels=(1, 2)) -> dict:
-    """{label: (tp, fp, fn)} per slice along ``axis``, touching only labelled voxels.
-
-    Nerves fill well under 1 % of a volume, so the counts are built from the indices of the
-    voxels labelled in either mask (one pass to find them) instead of six full-volume masks.
-    """
-    ref = np.moveaxis(np.asarray(reference), axis, 0)
-    pred = np.moveaxis(np.asarray(prediction), axis, 0)
-    n = ref.shape[0]
-    per_slice = int(np.prod(ref.shape[1:]))
-    if ref.flags.c_contiguous and pred.flags.c_contiguous:
-        r_flat, p_flat = ref.reshape(-1), pred.reshape(-1)
-    else:  # a moved axis: one contiguous copy each (still far cheaper than per-label masks)
-        r_flat, p_flat = np.ascontiguousarray(ref).reshape(-1), np.ascontiguousarray(pred).reshape(-1)
-    idx = np.flatnonzero((r_flat != 0) | (p_flat != 0))
-    s = idx // per_slice
-    r, p = r_flat[idx], p_flat[idx]
-    out = {}
-    for lab in labels:
-        rl, pl = r == lab, p == lab
-        tp = np.bincount(s[rl & pl], minlength=n)
-        fp = np.bincount(s[~rl & pl], minlength=n)
-        fn = np.bincount(s[rl & ~pl], minlength=n)
-        out[lab] = (tp, fp, fn)
-    return out
 
 
 class SliceReview:
@@ -78,7 +51,7 @@ class SliceReview:
 
     def recompute(self) -> None:
         """All slices from scratch."""
-        c = _counts_sparse(self.reference, self.prediction, self.axis)
+        c = label_slice_counts(self.reference, self.prediction, self.axis)
         self._counts = {lab: [a.astype(np.int64) for a in v] for lab, v in c.items()}
 
     def update_slices(self, slices) -> np.ndarray:
@@ -89,7 +62,7 @@ class SliceReview:
             return sl
         ref = np.take(np.asarray(self.reference), sl, axis=self.axis)
         pred = np.take(np.asarray(self.prediction), sl, axis=self.axis)
-        c = _counts_sparse(ref, pred, self.axis)
+        c = label_slice_counts(ref, pred, self.axis)
         for lab, (tp, fp, fn) in c.items():
             for arr, new in zip(self._counts[lab], (tp, fp, fn)):
                 arr[sl] = new

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
-RIGHT, LEFT, IGNORE = 1, 2, 0
+from .volume import LEFT, RIGHT
+
+IGNORE = 0
 SIDE_NAMES = {RIGHT: "right IAN (1)", LEFT: "left IAN (2)", IGNORE: "ignored"}
 
 # SNOMED CT laterality qualifiers (DICOM CID 244 "Laterality")

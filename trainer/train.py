@@ -21,7 +21,7 @@ import torch
 from .augment import augment_batch
 from .device import Cancelled, autocast_context, cpu_bf16_supported, pick_device, use_bf16  # noqa: F401 (re-exported)
 from .losses import DEFAULT_LOSS_PARAMS, get_loss
-from .metrics import metrics_from_counts
+from .metrics import metrics_from_counts, slice_counts
 from .nets import build_network, supervised_loss
 
 
@@ -89,12 +89,7 @@ def predict_probabilities(model, x: np.ndarray, device, bf16=False, channels_las
 
 def slice_dsc(prob: np.ndarray, y: np.ndarray) -> float:
     """Mean per-slice DSC over reference-positive slices (docs/definitions.md), in network space."""
-    p = prob > 0.5
-    t = y.astype(bool)
-    tp = np.count_nonzero(p & t, axis=(1, 2))
-    fp = np.count_nonzero(p & ~t, axis=(1, 2))
-    fn = np.count_nonzero(~p & t, axis=(1, 2))
-    sm = metrics_from_counts(tp, fp, fn)
+    sm = metrics_from_counts(*slice_counts(np.asarray(y) > 0, np.asarray(prob) > 0.5, True, axis=0))
     d = sm.dsc[sm.reference_positive]
     return float(d.mean()) if d.size else float("nan")
 

@@ -26,7 +26,9 @@ from nibabel import orientations as ornt
 CANONICAL_AXCODES = ("P", "I", "L")
 AXIS_NAMES = ("anterior-posterior (coronal slices)", "superior-inferior", "right-left")
 CORONAL_AXIS = 0
-LABELS = {0: "background", 1: "right IAN", 2: "left IAN"}
+RIGHT, LEFT = 1, 2                      # the label values of the two nerves, everywhere
+SIDES = {RIGHT: "right", LEFT: "left"}
+LABELS = {0: "background", **{k: f"{v} IAN" for k, v in SIDES.items()}}
 
 
 @dataclasses.dataclass(frozen=True)
