@@ -293,9 +293,9 @@ def test_cli_finetune_whose_name_is_taken_meanwhile_saves_under_a_free_name(home
 @pytest.mark.slow
 def test_cli_train_whose_name_is_taken_during_training_keeps_both(home, tiny_dataset, capsys, monkeypatch):
     """``ian train --name X`` while ``ian finetune --name X`` finishes: both models kept, no silent replace."""
-    from napari_ian.trainer import experiment
+    from napari_ian.trainer import train as train_module
 
-    monkeypatch.setattr(experiment, "train_model", _then_another_run_saves(experiment.train_model, "tiny"))
+    monkeypatch.setattr(train_module, "train_model", _then_another_run_saves(train_module.train_model, "tiny"))
     rc = main(["train", "--data", str(tiny_dataset), "--name", "tiny", "--epochs", "1", "--batch-size", "8",
                "--size", "32x80", "--network-config", '{"base": 4, "depth": 2}', "--quiet"])
     out, err = capsys.readouterr()

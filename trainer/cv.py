@@ -23,17 +23,15 @@ import dataclasses
 import io
 import itertools
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_write_bytes, atomic_write_text
-from .data import build_slices, load_case, patient_split, read_cases
-from .evaluation import evaluate_volume
+from .data import load_case, patient_split, read_cases
 from .metrics import failure_rates, summarize
-from .predict import predict_volume
-from .train import TrainConfig, train_model
+from .train import TrainConfig
+from .workflows import train_and_test
 
 METRICS = ("dsc", "iou", "precision", "recall")
 METRIC_NAMES = {"dsc": "DSC", "iou": "IoU", "precision": "precision", "recall": "recall"}
@@ -135,20 +133,15 @@ def run_cv(data_dir, specs, out_dir, repeats: int = 10, fractions=(0.7, 0.15, 0.
         test_data = [(c, *load_case(c)) for c in te]
         for spec in specs:
             cfg = spec.config
-            model, history, best = train_model(build_slices(tr, cfg.size, cfg.context),
-                                               build_slices(va, cfg.size, cfg.context), cfg, cancel=cancel)
-            meta = {"preprocessing": {"size": list(cfg.size), "context": cfg.context}}
+            _, history, best, _, tested = train_and_test(tr, va, te, cfg, test_data=test_data, postprocess=postprocess,
+                                                         min_component_mm3=2.0 if postprocess else 0.0, cancel=cancel)
             t = timing[spec.name]
-            for c, image, labels in test_data:
-                t0 = time.perf_counter()
-                pred = predict_volume(image.data, model, meta, spacing=image.spacing, device=cfg.device,
-                                      postprocess=postprocess, min_component_mm3=2.0 if postprocess else 0.0)
-                t["predict_s"] += time.perf_counter() - t0
-                t["slices"] += 2 * image.data.shape[0]            # each coronal slice, both sides
-                res = evaluate_volume(labels, pred.labels, image.spacing)
-                for r in res["rows"]:
+            for tc in tested:
+                t["predict_s"] += tc.seconds
+                t["slices"] += tc.slices                          # each coronal slice, both sides
+                for r in tc.result["rows"]:
                     if r["tp"] + r["fn"] > 0:       # reference-positive slices: the paired unit
-                        per_slice[spec.name].append({"split": rep, "case": c.case_id, **r})
+                        per_slice[spec.name].append({"split": rep, "case": tc.case.case_id, **r})
             t["train_s"].append(best["train_seconds"])
             t["epochs"].append(len(history))
             val = f"val DSC {best['val_dsc']:.3f}" if best["epoch"] > 0 else "no validation score"

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import build_slices, load_case, patient_split, read_cases
-from .evaluation import evaluate_volume, pooled_summary
+from .data import patient_split, read_cases
+from .evaluation import pooled_summary
 from .modelfile import save_model, save_model_unique
-from .predict import predict_volume
-from .train import TrainConfig, train_model
+from .train import TrainConfig
+from .workflows import train_and_test
 
 
 def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", parent: str | None = None,
@@ -34,31 +34,27 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
     if max_test_cases:
         te = te[:max_test_cases]
     log(f"{len(cases)} cases: {len(tr)} train / {len(va)} validation / {len(te)} test (split by patient)")
-    t0 = time.perf_counter()
-    tr_sets = build_slices(tr, cfg.size, cfg.context)
-    va_sets = build_slices(va, cfg.size, cfg.context)
-    log(f"preprocessed {sum(len(s.x) for s in tr_sets)} training and {sum(len(s.x) for s in va_sets)} "
-        f"validation side-slices in {time.perf_counter() - t0:.1f} s")
-    model, history, best = train_model(tr_sets, va_sets, cfg, callbacks=callbacks, cancel=cancel)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 tests and saves
+    rank0 = int(os.environ.get("RANK", "0")) == 0   # under torchrun only rank 0 tests and saves
+
+    def metadata(history, best):
+        return {
+            "network": cfg.network,
+            "network_config": {**cfg.network_config, "in_channels": cfg.context},
+            "preprocessing": {"size": list(cfg.size), "context": cfg.context, "sides": "midline split, left mirrored",
+                              "intensity": "per-slice min-max to [0, 1]", "resize": "aspect-preserving Lanczos, zero pad",
+                              "orientation": "canonical PIL, coronal slices"},
+            "training": {**cfg.to_dict(), "train_cases": [c.case_id for c in tr], "val_cases": [c.case_id for c in va],
+                         "test_cases": [c.case_id for c in te], "epochs_run": len(history), "best": best,
+                         "history": history, "machine": platform.machine(), "torch": torch.__version__},
+            "trained_on": trained_on,
+            "parent": parent,
+        }
+
+    model, history, best, meta, tested = train_and_test(tr, va, te, cfg, metadata=metadata, callbacks=callbacks,
+                                                        cancel=cancel, test=rank0)
+    if not rank0:
         return None
-    meta = {
-        "network": cfg.network,
-        "network_config": {**cfg.network_config, "in_channels": cfg.context},
-        "preprocessing": {"size": list(cfg.size), "context": cfg.context, "sides": "midline split, left mirrored",
-                          "intensity": "per-slice min-max to [0, 1]", "resize": "aspect-preserving Lanczos, zero pad",
-                          "orientation": "canonical PIL, coronal slices"},
-        "training": {**cfg.to_dict(), "train_cases": [c.case_id for c in tr], "val_cases": [c.case_id for c in va],
-                     "test_cases": [c.case_id for c in te], "epochs_run": len(history), "best": best,
-                     "history": history, "machine": platform.machine(), "torch": torch.__version__},
-        "trained_on": trained_on,
-        "parent": parent,
-    }
-    results = []
-    for c in te:
-        image, labels = load_case(c)
-        pred = predict_volume(image.data, model, meta, spacing=image.spacing)
-        results.append(evaluate_volume(labels, pred.labels, image.spacing))
+    results = [t.result for t in tested]
     if results:
         pooled = pooled_summary(results)
         meta["metrics"] = {"test_dsc_mean": pooled["dsc"]["mean"], "test_dsc_sd": pooled["dsc"]["sd"],

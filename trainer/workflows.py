@@ -147,3 +147,60 @@ def finetune_case(case_key: str, image: np.ndarray, labels: np.ndarray, trusted:
         raise Cancelled()
     path = save_finetuned(result, name)
     return FinetuneOutcome(result, path, name, data, len(cases))
+
+
+@dataclasses.dataclass
+class TestedCase:
+    case: object              # data.Case
+    result: dict              # evaluation.evaluate_volume's rows and per-side summaries
+    seconds: float            # prediction time
+    slices: int               # coronal slices x sides predicted
+
+
+def train_and_test(train_cases, val_cases, test_cases, cfg, *, metadata=None, test_data=None,
+                   postprocess: bool = True, min_component_mm3: float = 2.0, callbacks=None,
+                   cancel: Callable[[], bool] | None = None, test: bool = True):
+    """Train on ``train_cases`` (validating on ``val_cases``), then predict and score every test
+    case: the one train-then-test flow behind ``ian train --data`` and ``ian cv``.
+
+    Parameters
+    ----------
+    train_cases, val_cases, test_cases : lists of :class:`~napari_ian.trainer.data.Case`
+    cfg : TrainConfig
+    metadata : callable ``(history, best) -> dict``, optional
+        The model's metadata (what prediction reads from it); by default the half-slice
+        preprocessing of ``cfg``.
+    test_data : list of ``(case, image, labels)``, optional
+        Test cases already loaded (``ian cv`` loads each split's once for all its models).
+    test : bool
+        False skips testing (e.g. on the non-zero ranks under torchrun).
+
+    Returns
+    -------
+    model, history, best, meta, tested : the trained network, its epoch history, the best
+        epoch's record, the metadata and a :class:`TestedCase` per test case.
+    """
+    import time
+
+    from .data import build_slices, load_case
+    from .evaluation import evaluate_volume
+    from .predict import predict_volume
+    from .train import train_model
+
+    model, history, best = train_model(build_slices(train_cases, cfg.size, cfg.context),
+                                       build_slices(val_cases, cfg.size, cfg.context), cfg,
+                                       callbacks=callbacks, cancel=cancel)
+    meta = (metadata(history, best) if metadata is not None
+            else {"preprocessing": {"size": list(cfg.size), "context": cfg.context}})
+    tested = []
+    if test:
+        for case, image, labels in (test_data if test_data is not None
+                                    else ((c, *load_case(c)) for c in test_cases)):
+            t0 = time.perf_counter()
+            pred = predict_volume(image.data, model, meta, spacing=image.spacing, device=cfg.device,
+                                  postprocess=postprocess, min_component_mm3=min_component_mm3)
+            seconds = time.perf_counter() - t0
+            tested.append(TestedCase(case, evaluate_volume(labels, pred.labels, image.spacing), seconds,
+                                     2 * image.data.shape[0]))
+    return model, history, best, meta, tested
+
