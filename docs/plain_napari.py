@@ -1,6 +1,6 @@
 """The workflow in plain napari, as a user meets it, with a check of what stays on screen.
 
-Starts napari itself (not ``make run``), opens the sample from File > Open Sample and docks the five
+Starts napari itself (not ``make run``), opens the sample from File > Open Sample and docks the six
 napari-ian panels from the Plugins menu, then goes through the workflow pressing the panels'
 buttons and keys: three views, Predict, Review (accept all passing, Shift+N), a two-epoch
 Fine-tune and a new prediction with its model. At each step it records whether the window fits
@@ -29,6 +29,7 @@ from pathlib import Path
 MUST_SEE = {
     "Case": ["image_combo", "views_btn", "new_labels_btn", "restore_btn", "brush_box.brush_check"],
     "Predict": ["image_combo", "model_combo", "run_btn", "cancel_btn", "status"],
+    "Interactive": ["image_combo", "labels_combo", "start_btn", "status"],
     "Review": ["ref_combo", "pred_combo", "run_btn", "strip", "legend", "next_btn", "accept_btn", "unreviewed_btn",
                "accept_pass_btn", "table", "summary_label"],
     "Fine-tune": ["slices_label", "run_btn", "cancel_btn", "progress", "status", "result_label"],

@@ -46,9 +46,9 @@ def main(out: str) -> int:
     t = np.asarray(truth.data)
     both = np.flatnonzero((t == 1).any(axis=(1, 2)) & (t == 2).any(axis=(1, 2)))
     for i in both[np.linspace(0, len(both) - 1, 10).round().astype(int)]:
-        for lab in (1, 2):
-            idx = np.nonzero(t[i] == lab)
-            pred.data_setitem((np.full(idx[0].size, i), *idx), lab)
+        idx = np.nonzero(np.asarray(pred.data[i]) != t[i])        # the slice made equal to the truth
+        if idx[0].size:
+            pred.data_setitem((np.full(idx[0].size, i), *idx), t[i][idx])
     pump(0.5)
     ft_dock.raise_()
     ft.image_combo.setCurrentText(image.name)

@@ -39,6 +39,11 @@ def main(out):
     viewer.layers.selection.active = w.points
     for _ in range(20):
         QApplication.processEvents()
+    from napari_ian.__main__ import close_toasts
+
+    close_toasts(viewer)
+    for _ in range(20):
+        QApplication.processEvents()
     viewer.screenshot(out, canvas_only=False)
     print(out, w.status.text())
 

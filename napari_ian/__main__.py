@@ -104,7 +104,7 @@ def main(argv=None) -> int:
 
     viewer = napari.Viewer(title="napari-ian")
     docks = {name: viewer.window.add_plugin_dock_widget("napari-ian", name)
-             for name in ("Case", "Predict", "Review", "Fine-tune", "Phantom")}
+             for name in ("Case", "Predict", "Interactive", "Review", "Fine-tune", "Phantom")}
     pump(0.2)              # the panels tab themselves and the window fills the screen
     front = "Review" if args.review else "Predict" if args.predict else "Case"
     if not args.no_sample:

@@ -1,6 +1,6 @@
 """The workflow in plain napari fits a laptop and a desktop screen (docs/plain_napari.py, run on each).
 
-napari is started as a user starts it, the sample opened from File > Open Sample and the five
+napari is started as a user starts it, the sample opened from File > Open Sample and the six
 panels docked from the Plugins menu; then the workflow is clicked through. At every step the
 window must fit the screen, and each panel's main controls, progress and result must be wholly
 in view (not scrolled away, not cut) when its tab is in front.
@@ -33,7 +33,7 @@ def _run_on_screen(tmp_path, width, height) -> dict:
 
 
 @pytest.mark.parametrize("width,height", [(1366, 768), (1600, 1000)])
-def test_all_five_panels_fit_the_screen_through_the_workflow(tmp_path, width, height):
+def test_all_six_panels_fit_the_screen_through_the_workflow(tmp_path, width, height):
     report = _run_on_screen(tmp_path, width, height)
     assert report["steps"].keys() >= {"docked", "three_views", "predicted", "reviewed", "finetuning", "finetuned"}
     for step, state in report["steps"].items():
