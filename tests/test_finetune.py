@@ -221,7 +221,10 @@ def test_a_whole_case_can_be_held_out(phantom, phantom_cache, base):
              ("b", b_img, b_lab, _trusted(b_img.shape[0], _nerve_slices(b_lab, 4)))]
     data = build_finetune_data(cases, meta, FinetuneConfig(holdout_case="b"))
     assert (data.n_train, data.n_held_out) == (12, 8)
-    assert {s.case_id for s in data.train} == {"a"} and {s.case_id for s in data.held_out} == {"b"}
+    # half-slice models keep slice sets, working-grid models one WorkCase per case
+    trained = {s.case_id for s in data.train} | {w.case for w in data.work if w.train_native.any()}
+    held = {s.case_id for s in data.held_out} | {w.case for w in data.work if w.held_native.any()}
+    assert trained == {"a"} and held == {"b"} and set(data.trained) == {"a"}
     with pytest.raises(ValueError, match="not among"):
         build_finetune_data(cases, meta, FinetuneConfig(holdout_case="zz"))
 
