@@ -72,14 +72,14 @@ def test_one_flipped_byte_in_the_weights_is_found(tmp_path):
 
 
 def test_a_file_without_a_checksum_is_still_read(tmp_path):
-    # files written before checksums existed (the bundled model) are accepted as they are
+    # files written before checksums existed are accepted as they are
     path = _rewrite(tmp_path / "old.pt", META)
     body = torch.load(path, weights_only=True)
     del body["sha256"]
     torch.save(body, path)
     model, meta = load_model(path)
     assert meta["network"] == "unet"
-    assert "sha256" not in torch.load(resolve_model("ian-default"), weights_only=True)
+    assert "sha256" in torch.load(resolve_model("ian-default"), weights_only=True)   # the bundled one has one
     load_model(resolve_model("ian-default"))
 
 
