@@ -115,6 +115,7 @@ class InteractiveSession:
         self.st = settings or InteractiveSettings()
         self.bright = np.clip(normalise(image), 0.0, 1.5) / 1.5
         self.prob = None if probability is None else np.asarray(probability, dtype=np.float32)
+        self._pieces = None           # the model's nerve pieces (labelled once, on first use)
         self.clicks: list[tuple[np.ndarray, int]] = []
 
     # -- clicks ------------------------------------------------------------------------------
@@ -229,11 +230,12 @@ class InteractiveSession:
         out[box] = mask
         if self.prob is not None and len(pts) == 1:
             # one click: the whole piece of the model's nerve it points at (its course is the model's)
-            comp, _ = ndimage.label(self.prob > 0.5, structure=np.ones((3, 3, 3)))
-            touch = np.unique(comp[box][_near(shape, local[:1], st.end_reach_mm, self.sp)])
+            if self._pieces is None:   # the probability never changes: label its pieces once
+                self._pieces = ndimage.label(self.prob > 0.5, structure=np.ones((3, 3, 3)))[0]
+            touch = np.unique(self._pieces[box][_near(shape, local[:1], st.end_reach_mm, self.sp)])
             touch = touch[touch > 0]
             if touch.size:
-                out |= np.isin(comp, touch)
+                out |= np.isin(self._pieces, touch)
         negs = [np.rint(v) for v, lab in self.clicks if lab == 0]
         if negs:
             out &= ~_near(self.shape, np.asarray(negs), st.negative_radius_mm, self.sp)

@@ -19,7 +19,7 @@ import json
 import numpy as np
 from scipy import ndimage
 
-from .evaluation import STATUS
+from .evaluation import STATUS, slice_rows
 from .metrics import CATEGORY, SIDES, label_slice_counts, metrics_from_counts, slice_table_summary
 
 FLAGGED = tuple(CATEGORY.index(c) for c in ("complete failure", "tracking failure", "boundary failure",
@@ -73,22 +73,16 @@ class SliceReview:
         return metrics_from_counts(*self._counts[label])
 
     def rows(self) -> list[dict]:
-        """One record per slice and side that holds nerve in either mask (true negatives left out)."""
-        out = []
-        for lab, side in SIDES.items():
-            m = self.metrics(lab)
-            for i in np.flatnonzero(m.category != CATEGORY.index("true-negative slice")):
-                out.append({"slice": int(i), "side": side, "label": lab, "dsc": float(m.dsc[i]),
-                            "iou": float(m.iou[i]), "precision": float(m.precision[i]),
-                            "recall": float(m.recall[i]), "category": CATEGORY[m.category[i]],
-                            "tp": int(m.tp[i]), "fp": int(m.fp[i]), "fn": int(m.fn[i])})
+        """One record per slice and side that holds nerve in either mask (true negatives left out),
+        in slice order, each with its ``label``: :meth:`table_rows` filtered for the panel's table."""
+        label_of = {side: lab for lab, side in SIDES.items()}
+        out = [{**r, "label": label_of[r["side"]]} for r in self.table_rows()
+               if r["category"] != "true-negative slice"]
         return sorted(out, key=lambda r: (r["slice"], r["label"]))
 
     def table_rows(self, status: np.ndarray | None = None) -> list[dict]:
         """Every slice of both sides in ``ian evaluate``'s row format, with review ``status``
         (see :func:`~napari_ian.trainer.evaluation.slice_rows`)."""
-        from .evaluation import slice_rows
-
         return slice_rows({lab: self.metrics(lab) for lab in SIDES}, status)
 
     def categories(self) -> np.ndarray:
