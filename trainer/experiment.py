@@ -51,7 +51,7 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
         }
 
     model, history, best, meta, tested = train_and_test(tr, va, te, cfg, metadata=metadata, callbacks=callbacks,
-                                                        cancel=cancel, test=rank0)
+                                                        cancel=cancel, test=rank0, log=log)
     if not rank0:
         return None
     results = [t.result for t in tested]

@@ -159,7 +159,7 @@ class TestedCase:
 
 def train_and_test(train_cases, val_cases, test_cases, cfg, *, metadata=None, test_data=None,
                    postprocess: bool = True, min_component_mm3: float = 2.0, callbacks=None,
-                   cancel: Callable[[], bool] | None = None, test: bool = True):
+                   cancel: Callable[[], bool] | None = None, test: bool = True, log=None):
     """Train on ``train_cases`` (validating on ``val_cases``), then predict and score every test
     case: the one train-then-test flow behind ``ian train --data`` and ``ian cv``.
 
@@ -174,6 +174,8 @@ def train_and_test(train_cases, val_cases, test_cases, cfg, *, metadata=None, te
         Test cases already loaded (``ian cv`` loads each split's once for all its models).
     test : bool
         False skips testing (e.g. on the non-zero ranks under torchrun).
+    log : callable, optional
+        Told how many slices were prepared, and how long that took.
 
     Returns
     -------
@@ -187,9 +189,13 @@ def train_and_test(train_cases, val_cases, test_cases, cfg, *, metadata=None, te
     from .predict import predict_volume
     from .train import train_model
 
-    model, history, best = train_model(build_slices(train_cases, cfg.size, cfg.context),
-                                       build_slices(val_cases, cfg.size, cfg.context), cfg,
-                                       callbacks=callbacks, cancel=cancel)
+    t0 = time.perf_counter()
+    tr_sets = build_slices(train_cases, cfg.size, cfg.context)
+    va_sets = build_slices(val_cases, cfg.size, cfg.context)
+    if log is not None:
+        log(f"preprocessed {sum(len(s.x) for s in tr_sets)} training and {sum(len(s.x) for s in va_sets)} "
+            f"validation side-slices in {time.perf_counter() - t0:.1f} s")
+    model, history, best = train_model(tr_sets, va_sets, cfg, callbacks=callbacks, cancel=cancel)
     meta = (metadata(history, best) if metadata is not None
             else {"preprocessing": {"size": list(cfg.size), "context": cfg.context}})
     tested = []
