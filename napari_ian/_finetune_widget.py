@@ -14,7 +14,6 @@ import time
 import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit,
                             QMessageBox, QProgressBar, QPushButton, QSpinBox)
 
@@ -25,13 +24,8 @@ from ._lazy_torch import model_entries, torch_ready, when_devices_known
 from ._model_library import ModelLibrary
 from ._panel import Panel, while_alive
 from ._panel_layout import compact, panel_layout, wrapping_label
-
-
-class _Relay(QObject):
-    """Carries progress from the training thread to the GUI thread (queued signal)."""
-
-    epoch = Signal(dict)
-    stage = Signal(str)
+from ._progress_bridge import WorkerProgress
+from .trainer.progress import EPOCH, STAGE
 
 
 class FinetuneWidget(Panel):
@@ -42,14 +36,10 @@ class FinetuneWidget(Panel):
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
         self.worker = None
-        self._activity = None         # the run's entry in napari's activity bar
-        self._cancel = False
+        self._run = None              # the running worker's progress and cancel (and activity bar)
         self._name_edited = False
         self._device_notes = {}
         self.last_result = None
-        self.relay = _Relay()
-        self.relay.epoch.connect(self._on_epoch)
-        self.relay.stage.connect(self._on_stage)
 
         self.image_combo, self.labels_combo, self.base_combo = QComboBox(), QComboBox(), QComboBox()
         self.device_combo = QComboBox()
@@ -253,44 +243,23 @@ class FinetuneWidget(Panel):
         if bad:
             show_warning(f"napari-ian: {image.name}: {bad} non-finite voxels (NaN/Inf) ignored")
         earlier = self.earlier_check.isChecked()
-        self._cancel = False
-        relay = self.relay
+        # napari's activity bar (bottom right) counts the epochs too, whichever panel tab is in front
+        run = self._run = WorkerProgress(f"Fine-tuning {base} → {name}", EPOCH, while_alive(self, self._on_event))
 
         @thread_worker(ignore_errors=True)
         def work():
             from ._imports import import_torch
 
             import_torch()
-            from .trainer.corrections import list_corrections, load_corrections, save_corrections
-            from .trainer.finetune import build_finetune_data, finetune, save_finetuned
-            from .trainer.modelfile import load_model
-            from .trainer.registry import resolve_model
-            from .trainer.train import Cancelled
+            from .trainer.progress import Cancelled
+            from .trainer.workflows import finetune_case
 
             t0 = time.perf_counter()
             try:
-                relay.stage.emit("Saving the corrections to the store...")
-                entry = save_corrections(case_key, img, lab, trusted, sp, replace=replace)
-                cases = [(entry.case, *load_corrections(entry)[:3])]
-                if earlier:
-                    for other in list_corrections():
-                        if other.path != entry.path:
-                            cases.append((other.case, *load_corrections(other)[:3]))
-                relay.stage.emit("Loading the model and preparing slices...")
-                base_path = resolve_model(base)
-                model, meta = load_model(base_path)
-                data = build_finetune_data(cases, meta, cfg)
-                relay.stage.emit(f"Training on {data.n_train} side slices ({data.n_held_out} held out)...")
-
-                class Callbacks:
-                    def on_epoch(self, info):
-                        relay.epoch.emit(dict(info))
-
-                result = finetune(model, meta, data, cfg, parent=base_path.stem, callbacks=Callbacks(),
-                                  cancel=lambda: self._cancel)
-                if self._cancel:
-                    raise Cancelled()
-                path = save_finetuned(result, name)
+                # the one fine-tune flow (``ian finetune`` runs it too): store, earlier cases, train, save
+                out = finetune_case(case_key, img, lab, trusted, sp, base=base, name=name, cfg=cfg, earlier=earlier,
+                                    replace_store=replace, progress=run, cancel=run.cancelled)
+                result, data, path = out.result, out.data, out.path
             except Cancelled:
                 return {"cancelled": True}
             except RuntimeError as exc:  # superqt would drop a RuntimeError silently (torch raises them)
@@ -299,19 +268,16 @@ class FinetuneWidget(Panel):
             return {"cancelled": False, "name": path.stem, "asked": name, "path": str(path), "before": result.before,
                     "after": result.after, "worse": result.worse, "data": (data.n_train, data.n_held_out),
                     "device": result.metadata["finetune"]["device"], "bf16": result.metadata["finetune"]["bf16"],
-                    "seconds": time.perf_counter() - t0, "cases": len(cases),
+                    "seconds": time.perf_counter() - t0, "cases": out.cases,
                     "holdout": cfg.holdout or cfg.holdout_case}
 
         self.worker = work()
         self.worker.returned.connect(while_alive(self, self._done))
         self.worker.errored.connect(while_alive(self, self._failed))
+        self.worker.finished.connect(run.close)      # also when the panel is gone meanwhile
         self.worker.finished.connect(while_alive(self, self._finished))
         self.curve.reset(cfg.epochs)
         self.curve.show()
-        from napari.utils import progress
-
-        # napari's activity bar (bottom right) shows it too, whichever panel tab is in front
-        self._activity = progress(total=cfg.epochs, desc=f"Fine-tuning {base} → {name}")
         self.progress.setRange(0, cfg.epochs)
         self.progress.setValue(0)
         self.run_btn.setEnabled(False)
@@ -325,19 +291,21 @@ class FinetuneWidget(Panel):
 
     def cancel(self):
         if self.worker is not None:
-            self._cancel = True
+            self._run.cancel()
             self.status.setText("Cancelling: no model will be saved...")
 
     def closing(self):
-        self._cancel = True          # the worker stops between batches and saves nothing
+        if self._run is not None:
+            self._run.cancel()       # the worker stops between batches and saves nothing
 
-    def _on_stage(self, text):
-        self.status.setText(text)
+    def _on_event(self, event):
+        if event.kind == STAGE:
+            self.status.setText(event.message)
+        elif event.kind == EPOCH:
+            self._on_epoch(event.info)
 
     def _on_epoch(self, info):
         self.progress.setValue(int(info["epoch"]))
-        if self._activity is not None:
-            self._activity.update(int(info["epoch"]) - self._activity.n)
         self.curve.add(info["loss"], info["val_dsc"])
         dsc = info["val_dsc"]
         self.status.setText(f"Epoch {info['epoch']}/{info['epochs']} · loss {info['loss']:.3f} · held-out DSC "
@@ -391,9 +359,6 @@ class FinetuneWidget(Panel):
 
     def _finished(self):
         self.worker = None
-        if self._activity is not None:
-            self._activity.close()
-            self._activity = None
         self.run_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         exc, self._mismatch = getattr(self, "_mismatch", None), None

@@ -23,6 +23,8 @@ from ._identity import find_layer, layer_uid
 from ._layers import image_layers, labels_layers, on_grid_of
 from ._panel import Panel, while_alive
 from ._panel_layout import compact, panel_layout, wrapping_label
+from ._progress_bridge import WorkerProgress
+from .trainer.progress import INFER
 
 CLICK_COLOURS = {1: "#ff5a3c", 2: "#3cb4ff", 0: "#ffd700"}
 CLICK_NAMES = {1: "right nerve", 2: "left nerve", 0: "not nerve"}
@@ -85,6 +87,7 @@ class InteractiveWidget(Panel):
         self.labels_id = None
         self._written = {1: np.empty(0, np.int64), 2: np.empty(0, np.int64)}   # flat indices per side
         self.worker = None
+        self._run = None                # the probability worker's progress and cancel
         self._pending = False
         self.last_update_s = float("nan")
         self._timer = QTimer(self)
@@ -138,20 +141,23 @@ class InteractiveWidget(Panel):
         spacing = tuple(float(s) for s in image.scale)
         model = self.model_combo.currentText() or None
 
-        @thread_worker(progress={"total": 0, "desc": "nerve probability for the clicks"}, ignore_errors=True)
+        run = self._run = WorkerProgress("nerve probability for the clicks", INFER)
+
+        @thread_worker(ignore_errors=True)
         def work():
             from ._imports import import_torch
 
             import_torch()
             from .trainer.interactive import InteractiveSession
-            from .trainer.workflows import predict_case_steps
+            from .trainer.workflows import predict_case
 
-            res = yield from predict_case_steps(data, spacing, model, postprocess=False)
+            res = predict_case(data, spacing, model, postprocess=False, progress=run, cancel=run.cancelled)
             return InteractiveSession(data, spacing, res.prediction.probability)
 
         self.worker = work()
         self.worker.returned.connect(while_alive(self, lambda s: self._started(s, image, labels)))
         self.worker.errored.connect(while_alive(self, self._failed))
+        self.worker.finished.connect(run.close)
         self.worker.finished.connect(while_alive(self, self._worker_done))
         self.start_btn.setEnabled(False)
         self.status.setText(f"Computing {model or 'ian-default'}'s nerve probability for {image.name}...")
@@ -186,6 +192,7 @@ class InteractiveWidget(Panel):
 
     def _worker_done(self):
         self.worker = None
+        self._run = None                # the probability worker's progress and cancel
         self.start_btn.setEnabled(True)
 
     # -- clicks --------------------------------------------------------------------------------------
@@ -279,5 +286,5 @@ class InteractiveWidget(Panel):
                             f"(updated in {self.last_update_s:.2f} s).")
 
     def closing(self):
-        if self.worker is not None:
-            self.worker.quit()
+        if self._run is not None:
+            self._run.cancel()       # a probability map still being computed stops between batches

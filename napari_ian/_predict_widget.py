@@ -18,6 +18,8 @@ from ._layers import GEOMETRY_KEY, image_layers, labels_layer_data, on_grid_of
 from ._lazy_torch import model_entries, when_devices_known
 from ._panel import Panel, while_alive
 from ._panel_layout import compact, panel_layout, wrapping_label
+from ._progress_bridge import WorkerProgress
+from .trainer.progress import INFER
 from .trainer.volume import Geometry
 
 PROBABILITY_OF = "ian_probability_of"    # metadata of a probability map: the id of its prediction layer
@@ -75,6 +77,7 @@ class PredictWidget(Panel):
         footer.addLayout(buttons)      # the run button and the result stay in view in a short dock
         footer.addWidget(self.status)
         self.worker = None
+        self._run = None      # the running worker's progress and cancel
         self.run_btn.clicked.connect(self.run)
         self.cancel_btn.clicked.connect(self.cancel)
         self.refresh_btn.clicked.connect(self.refresh_models)
@@ -169,7 +172,9 @@ class PredictWidget(Panel):
         spacing = tuple(float(s) for s in layer.scale)
         device = self.device_combo.currentText()
 
-        @thread_worker(progress={"total": 0, "desc": f"{model_name} on {name}"}, ignore_errors=True)
+        run = self._run = WorkerProgress(f"{model_name} on {name}", INFER)
+
+        @thread_worker(ignore_errors=True)
         def work():
             # napari builds a Labels layer's features with pandas, imported on first use; doing that
             # here keeps a ~0.2 s import off the GUI thread when the result layer is added
@@ -180,13 +185,17 @@ class PredictWidget(Panel):
             import_torch()
 
             from .trainer.volume import count_nonfinite
-            from .trainer.workflows import predict_case_steps
+            from .trainer.progress import Cancelled
+            from .trainer.workflows import predict_case
 
             bad = count_nonfinite(image)
             said = f"{name}: {bad} non-finite voxels (NaN/Inf) ignored" if bad else None
             try:
                 # the one predict flow (also `ian predict`): a GPU out of memory falls back to the CPU
-                res = yield from predict_case_steps(image, spacing, model_name, device=device, roi=roi)
+                res = predict_case(image, spacing, model_name, device=device, roi=roi, progress=run,
+                                   cancel=run.cancelled)
+            except Cancelled:
+                return None
             except RuntimeError as exc:
                 # superqt drops a RuntimeError from a worker as an "aborted thread" without
                 # emitting `errored`; torch reports most failures that way, so hand it on as another type
@@ -194,8 +203,9 @@ class PredictWidget(Panel):
             return res.prediction, res.metadata, "; ".join(filter(None, (res.note, said)))
 
         self.worker = work()
-        self.worker.returned.connect(while_alive(self, lambda res: self._add_result(res, layer, model_name)))
+        self.worker.returned.connect(while_alive(self, lambda res: res and self._add_result(res, layer, model_name)))
         self.worker.errored.connect(while_alive(self, self._failed))
+        self.worker.finished.connect(run.close)      # also when the panel is gone meanwhile
         self.worker.finished.connect(while_alive(self, self._finished))
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
@@ -206,12 +216,12 @@ class PredictWidget(Panel):
 
     def cancel(self):
         if self.worker is not None:
-            self.worker.quit()
+            self._run.cancel()
             self.status.setText("Cancelled: no layer was added.")
 
     def closing(self):
         if self.worker is not None:
-            self.worker.quit()
+            self._run.cancel()
 
     def _add_result(self, res, image_layer, model_name):
         pred, meta, note = res

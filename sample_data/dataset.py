@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from nibabel import orientations as ornt
@@ -20,6 +19,7 @@ from nibabel import orientations as ornt
 from ..trainer.atomic import atomic_write_text
 from ..trainer.dicom_write import write_dicom_series
 from ..trainer.io_nifti import write_nifti
+from ..trainer.progress import PREPARE, report
 from ..trainer.volume import CANONICAL_AXCODES, Geometry, canonical_affine_from_spacing
 from .phantom import INTENSITY_SLOPE, make_phantom
 
@@ -50,7 +50,7 @@ def patient_seed(seed: int, index: int) -> int:
 
 
 def write_dataset(out, n_patients: int, seed: int = 0, dicom: bool = True, overwrite: bool = False,
-                  progress: Callable[[int, int, str], None] | None = None) -> Path:
+                  progress=None) -> Path:
     """Generate ``n_patients`` phantom patients into ``out``.
 
     Parameters
@@ -64,7 +64,8 @@ def write_dataset(out, n_patients: int, seed: int = 0, dicom: bool = True, overw
     dicom : bool
         Also write each image as a DICOM series.
     progress : callable, optional
-        Called as ``progress(done, total, case_id)`` after each patient.
+        Given a ``prepare`` event after each patient (``message``: its case id;
+        :mod:`napari_ian.trainer.progress`).
 
     Returns
     -------
@@ -96,8 +97,7 @@ def write_dataset(out, n_patients: int, seed: int = 0, dicom: bool = True, overw
                "dicom": dcm_rel}
         row.update({k: v for k, v in info.items() if not k.startswith("centerline")})
         rows.append(row)
-        if progress is not None:
-            progress(i + 1, n_patients, case)
+        report(progress, PREPARE, i + 1, n_patients, message=case)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CASES_COLUMNS, extrasaction="ignore")
     writer.writeheader()

@@ -34,7 +34,7 @@ def four_models():
 
 
 def test_reference_comparisons_for_all_four_metrics_with_bonferroni_over_them(tmp_path, four_models):
-    rep = write_reports(four_models, tmp_path, log=lambda m: None)
+    rep = write_reports(four_models, tmp_path)
     comps = rep["comparisons"]
     # the reference (the first model) against each of the 3 others, for each of the 4 metrics
     assert [(c["metric"], c["model_a"], c["model_b"]) for c in comps[:3]] == [("DSC", "a", "b"), ("DSC", "a", "c"),
@@ -58,20 +58,20 @@ def test_reference_comparisons_for_all_four_metrics_with_bonferroni_over_them(tm
 
 
 def test_the_reference_is_an_option_and_all_pairs_stay_available(tmp_path, four_models):
-    rep = write_reports(four_models, tmp_path / "ref_d", log=lambda m: None, reference="d")
+    rep = write_reports(four_models, tmp_path / "ref_d", reference="d")
     assert [(c["model_a"], c["model_b"]) for c in rep["comparisons"] if c["metric"] == "IoU"] == \
         [("d", "a"), ("d", "b"), ("d", "c")]
-    rep = write_reports(four_models, tmp_path / "all", log=lambda m: None, all_pairs=True)
+    rep = write_reports(four_models, tmp_path / "all", all_pairs=True)
     dsc = [c for c in rep["comparisons"] if c["metric"] == "DSC"]
     assert len(dsc) == 6 and all(c["bonferroni_factor"] == 6 for c in dsc)
     assert dsc[0]["p_bonferroni"] == pytest.approx(min(1.0, 6 * dsc[0]["p"]), rel=1e-3)
     with pytest.raises(ValueError, match="reference 'e' is none of the models"):
-        write_reports(four_models, tmp_path / "bad", log=lambda m: None, reference="e")
+        write_reports(four_models, tmp_path / "bad", reference="e")
 
 
 def test_a_model_that_never_predicts_gets_an_honest_line_not_nan(tmp_path, four_models):
     per = {"a": four_models["a"], "silent": _rows(np.zeros(60), predicted=False)}
-    rep = write_reports(per, tmp_path, log=lambda m: None)
+    rep = write_reports(per, tmp_path)
     silent = rep["table1"][1]
     assert silent["precision"] == "undefined: no nerve predicted on any of the 60 slices"
     assert silent["DSC"] == "0.000 ± 0.000 (0.000)" and silent["slices with a prediction (precision)"] == 0
@@ -88,7 +88,7 @@ def test_a_model_that_never_predicts_gets_an_honest_line_not_nan(tmp_path, four_
 def test_box_plots_of_dsc_and_iou(tmp_path, four_models):
     from PIL import Image
 
-    write_reports(four_models, tmp_path, log=lambda m: None)
+    write_reports(four_models, tmp_path)
     dsc, iou = Image.open(tmp_path / "dsc_boxplot.png"), Image.open(tmp_path / "iou_boxplot.png")
     assert dsc.size == iou.size and dsc.size[0] > 400
     assert np.asarray(dsc.convert("L")).tolist() != np.asarray(iou.convert("L")).tolist()
@@ -115,7 +115,7 @@ def _stub_run_cv(monkeypatch):
 
     def fake(data_dir, specs, out_dir, **kw):
         seen.update(specs=specs, **kw)
-        return write_reports({s.name: _rows([0.5, 0.7, 0.9]) for s in specs}, out_dir, log=lambda m: None,
+        return write_reports({s.name: _rows([0.5, 0.7, 0.9]) for s in specs}, out_dir,
                              reference=kw["reference"], all_pairs=kw["all_pairs"])
 
     monkeypatch.setattr(cv, "run_cv", fake)
@@ -169,7 +169,7 @@ def test_cv_end_to_end_with_deep_supervision_on_three_phantom_patients(tmp_path,
     base = TrainConfig(epochs=1, batch_size=8, size=(32, 80), context=1, device="cpu")
     specs = [parse_model_spec('cara=caranet:{"backbone": "res2net50", "stem": 16, "channel": 16}', base),
              parse_model_spec('u2d=unet:{"base": 4, "depth": 2}', base)]
-    rep = run_cv(tiny_dataset, specs, tmp_path / "out", repeats=2, log=lambda m: None, postprocess=False)
+    rep = run_cv(tiny_dataset, specs, tmp_path / "out", repeats=2, postprocess=False)
     assert [r["model"] for r in rep["table1"]] == ["cara", "u2d"]
     assert {c["metric"] for c in rep["comparisons"]} == {"DSC", "IoU", "precision", "recall"}
     assert rep["comparisons"][0]["n_pairs"] > 0     # the same test slices for both models

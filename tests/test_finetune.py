@@ -18,7 +18,7 @@ from napari_ian.trainer.io_nifti import write_nifti
 from napari_ian.trainer.modelfile import load_model, read_metadata
 from napari_ian.trainer.predict import predict_volume
 from napari_ian.trainer.registry import list_models, resolve_model, user_models_dir
-from napari_ian.trainer.train import Cancelled
+from napari_ian.trainer.progress import Cancelled
 
 
 @pytest.fixture

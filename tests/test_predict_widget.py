@@ -145,19 +145,20 @@ def test_predict_without_any_model_says_so(viewer_with_sample, monkeypatch):
     assert w.run() is None and "no model" in errors[-1]
 
 
-def _failing_predict_steps(message, fail_unless_cpu=True):
-    """predict_steps that dies after one batch with ``message`` (on every device but the CPU)."""
+def _failing_predict_volume(message, fail_unless_cpu=True):
+    """predict_volume that dies after one batch with ``message`` (on every device but the CPU)."""
     from napari_ian.trainer import predict as real
+    from napari_ian.trainer.progress import INFER, report
 
-    original = real.predict_steps
+    original = real.predict_volume
 
-    def steps(image, model, meta, spacing, device="auto", roi=None, *args, **kwargs):
+    def predict_volume(image, model, meta, spacing, device="auto", roi=None, *args, progress=None, **kwargs):
         if fail_unless_cpu and device == "cpu":
-            return (yield from original(image, model, meta, spacing, device=device, roi=roi, *args, **kwargs))
-        yield 1, 2
+            return original(image, model, meta, spacing, device=device, roi=roi, *args, progress=progress, **kwargs)
+        report(progress, INFER, 1, 2)
         raise RuntimeError(message)
 
-    return steps
+    return predict_volume
 
 
 def test_out_of_memory_mid_run_falls_back_to_the_cpu_and_says_so(viewer_with_sample, qtbot, monkeypatch):
@@ -171,7 +172,7 @@ def test_out_of_memory_mid_run_falls_back_to_the_cpu_and_says_so(viewer_with_sam
 
     from napari_ian.trainer import device as device_mod
 
-    monkeypatch.setattr(predict, "predict_steps", _failing_predict_steps("CUDA out of memory. Tried to allocate 2 GiB"))
+    monkeypatch.setattr(predict, "predict_volume", _failing_predict_volume("CUDA out of memory. Tried to allocate 2 GiB"))
     # as on a machine with a GPU: "auto" picks CUDA (the fake steps never touch it)
     monkeypatch.setattr(device_mod, "pick_device",
                         lambda device="auto": torch.device("cpu" if device == "cpu" else "cuda"))
@@ -193,7 +194,7 @@ def test_a_model_failing_mid_run_adds_nothing_and_says_why(viewer_with_sample, q
 
     errors = []
     monkeypatch.setattr(pw, "show_error", errors.append)
-    monkeypatch.setattr(predict, "predict_steps", _failing_predict_steps("weights do not match", False))
+    monkeypatch.setattr(predict, "predict_volume", _failing_predict_volume("weights do not match", False))
     viewer = viewer_with_sample
     w = dock(viewer, "Predict")
     assert w.run() is not None

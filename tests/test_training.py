@@ -15,7 +15,8 @@ from napari_ian.trainer.data import SideSlices, patient_split, side_slices
 from napari_ian.trainer.modelfile import ModelFileError, load_model, read_metadata, save_model
 from napari_ian.trainer.nets import build_network
 from napari_ian.trainer.registry import list_models, resolve_model, user_model_path
-from napari_ian.trainer.train import Cancelled, TrainConfig, train_model
+from napari_ian.trainer.progress import Cancelled
+from napari_ian.trainer.train import TrainConfig, train_model
 
 TINY = dict(network="unet", network_config={"base": 4, "depth": 2}, context=1, size=(16, 24),
             batch_size=4, epochs=2, patience=5, augment=True, device="cpu")
@@ -37,18 +38,12 @@ def _blobs(n=12, seed=0):
 
 def test_training_runs_drops_short_batches_and_reports(tmp_path):
     events = {"step": [], "epoch": []}
-
-    class CB:
-        def on_step(self, info):
-            events["step"].append(info)
-
-        def on_epoch(self, info):
-            events["epoch"].append(info)
-
-    model, history, best = train_model([_blobs(11)], [_blobs(6, seed=1)], TrainConfig(**TINY), callbacks=CB())
-    assert len(history) == 2 and len(events["epoch"]) == 2
+    model, history, best = train_model([_blobs(11)], [_blobs(6, seed=1)], TrainConfig(**TINY),
+                                       progress=lambda e: events[e.kind].append(e))
+    assert [(e.done, e.total) for e in events["epoch"]] == [(1, 2), (2, 2)]
+    assert [e.info["val_dsc"] for e in events["epoch"]] == [h["val_dsc"] for h in history]
     # 11 slices, 2 of them empty -> 9 positives + round(0.25*9)=2 empties = 11 per epoch; batches of 4, last short one dropped
-    assert all(s["batches"] == 2 for s in events["step"])
+    assert [(e.info["epoch"], e.done, e.total) for e in events["step"]] == [(1, 1, 2), (1, 2, 2), (2, 1, 2), (2, 2, 2)]
     assert {"loss", "val_dsc", "eta_s", "elapsed_s"} <= set(history[0])
     assert best["world_size"] == 1
 

@@ -19,28 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+from .progress_console import ConsoleProgress
+
 MAX_MESSAGE = 400   # characters of an error line; the rest is cut (a listing must not flood the terminal)
 
 
 def _cmd_phantom(args) -> int:
-    from tqdm import tqdm
-
     from ..sample_data.dataset import write_dataset
     from .output_paths import check_writable
 
     check_writable(args.out, "--out", folder=True)
 
-    bar = tqdm(total=args.patients, unit="patient", desc="phantom", disable=args.quiet)
-
-    def progress(done, total, case):
-        bar.set_postfix_str(case)
-        bar.update(1)
-
-    try:
+    with ConsoleProgress(bars=not args.quiet, desc="phantom", unit="patient") as progress:
         table = write_dataset(args.out, args.patients, seed=args.seed, dicom=not args.no_dicom,
                               overwrite=args.overwrite, progress=progress)
-    finally:
-        bar.close()
     print(f"wrote {args.patients} phantom patient(s) to {args.out} (cases table: {table})")
     return 0
 
@@ -68,8 +60,6 @@ def _cmd_info(args) -> int:
 
 def _cmd_train(args) -> int:
     import json
-
-    from tqdm import tqdm
 
     from .data import read_cases
     from .experiment import run_synthetic_training, run_training
@@ -113,40 +103,19 @@ def _cmd_train(args) -> int:
 
         init = load_model(resolve_model(args.init))[0].state_dict()
 
-    class Bars:
-        def __init__(self):
-            self.bar = None
-
-        def on_step(self, info):
-            if self.bar is None:
-                self.bar = tqdm(total=info["batches"], desc=f"epoch {info['epoch'] + 1}/{cfg.epochs}",
-                                unit="batch", leave=False, disable=args.quiet)
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{info['loss']:.3f}")
-
-        def on_epoch(self, info):
-            if self.bar is not None:
-                self.bar.close()
-                self.bar = None
-            print(f"epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  val DSC "
-                  f"{info['val_dsc']:.3f}  {info['elapsed_s']:.0f} s (about {info['eta_s']:.0f} s left)",
-                  flush=True)
-
-    log = lambda m: print(m, flush=True)  # noqa: E731
-    if args.synthetic is not None:
-        run_synthetic_training(cfg, out, n_anatomies=args.synthetic, cache_dir=args.anatomy_cache,
-                               trained_on=args.trained_on, callbacks=Bars(), log=log, init_state=init,
-                               overwrite=args.overwrite, parent=Path(args.init).stem if args.init else None)
-    else:
-        run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
-                     callbacks=Bars(), log=log, overwrite=args.overwrite)
+    with ConsoleProgress(bars=not args.quiet) as progress:
+        if args.synthetic is not None:
+            run_synthetic_training(cfg, out, n_anatomies=args.synthetic, cache_dir=args.anatomy_cache,
+                                   trained_on=args.trained_on, progress=progress, init_state=init,
+                                   overwrite=args.overwrite, parent=Path(args.init).stem if args.init else None)
+        else:
+            run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
+                         progress=progress, overwrite=args.overwrite)
     return 0
 
 
 def _cmd_finetune(args) -> int:
     import time
-
-    from tqdm import tqdm
 
     from .data import Case, load_case
     from .finetune import FinetuneConfig, new_model_path, parse_slices
@@ -167,28 +136,10 @@ def _cmd_finetune(args) -> int:
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device)
     t0 = time.perf_counter()
 
-    class Bars:
-        bar = None
-
-        def on_step(self, info):
-            if self.bar is None:
-                self.bar = tqdm(total=info["batches"], desc=f"epoch {info['epoch'] + 1}/{cfg.epochs}",
-                                unit="batch", leave=False, disable=args.quiet)
-            self.bar.update(1)
-
-        def on_epoch(self, info):
-            if self.bar is not None:
-                self.bar.close()
-                self.bar = None
-            if not args.quiet:
-                print(f"epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  held-out DSC "
-                      f"{info['val_dsc']:.3f}  {info['elapsed_s']:.0f} s (about {info['eta_s']:.0f} s left)",
-                      flush=True)
-
-    out = finetune_case(vol.geometry.case_key or f"file:{Path(args.image).resolve()}", vol.data, labels, trusted,
-                        vol.spacing, base=str(base), name=args.name, cfg=cfg, earlier=args.earlier,
-                        store=not args.no_store, stage=None if args.quiet else (lambda m: print(m, flush=True)),
-                        callbacks=Bars())
+    with ConsoleProgress(bars=not args.quiet, lines=not args.quiet, score="held-out DSC") as progress:
+        out = finetune_case(vol.geometry.case_key or f"file:{Path(args.image).resolve()}", vol.data, labels,
+                            trusted, vol.spacing, base=str(base), name=args.name, cfg=cfg, earlier=args.earlier,
+                            store=not args.no_store, progress=progress)
     data, result, path = out.data, out.result, out.path
     if path.stem != args.name:
         print(f"ian: {target}: another run saved a model called {args.name!r} meanwhile; this one is saved as "
@@ -220,8 +171,6 @@ def _cmd_predict(args) -> int:
     import os
     import time
 
-    from tqdm import tqdm
-
     from .io import read_volume
     from .io_nifti import is_nifti_path, write_nifti
     from .output_paths import check_outputs
@@ -241,16 +190,9 @@ def _cmd_predict(args) -> int:
     t0 = time.perf_counter()
     vol = read_volume(args.input)
     roi = parse_roi(args.roi, vol.data.shape) if args.roi else None
-    bar = tqdm(total=None, unit="batch", desc="predict", disable=args.quiet)
-
-    def progress(done, total):
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    res = predict_case(vol.data, vol.spacing, model_path, device=args.device, roi=roi, progress=progress,
-                       postprocess=not args.no_postprocess)
-    bar.close()
+    with ConsoleProgress(bars=not args.quiet, desc="predict") as progress:
+        res = predict_case(vol.data, vol.spacing, model_path, device=args.device, roi=roi, progress=progress,
+                           postprocess=not args.no_postprocess)
     pred = res.prediction
     if res.note:
         print(f"note: {res.note}", file=sys.stderr)
@@ -342,15 +284,16 @@ def _cmd_cv(args) -> int:
         specs = [parse_model_spec(m, base, PAPER_MODELS if args.paper else None) for m in args.model]
     else:
         specs = paper_specs(base) if args.paper else [parse_model_spec("unet", base)]
-    log = lambda m: print(m, flush=True)  # noqa: E731
     if args.paper:
-        log(f"the paper's protocol: {', '.join(s.name for s in specs)}; {st['repeats']} x "
+        print(f"the paper's protocol: {', '.join(s.name for s in specs)}; {st['repeats']} x "
             f"{'/'.join(f'{f:.0%}' for f in st['fractions'])} patient splits, {st['size'][0]}x{st['size'][1]} 2D "
             f"slices (context {st['context']}), AdamW lr {st['lr']:g} wd {st['weight_decay']:g}, cosine, "
             f"{st['epochs']} epochs, batch {st['batch_size']}, patience {st['patience']}, {st['loss']} loss, "
             f"augmentation {'on' if st['augment'] else 'off'}, post-processing {'on' if st['postprocess'] else 'off'}")
-    rep = run_cv(args.data, specs, args.out, repeats=st["repeats"], fractions=st["fractions"], seed=args.seed,
-                 log=log, reference=args.reference, all_pairs=args.all_pairs, postprocess=st["postprocess"])
+    with ConsoleProgress() as progress:
+        rep = run_cv(args.data, specs, args.out, repeats=st["repeats"], fractions=st["fractions"], seed=args.seed,
+                     progress=progress, reference=args.reference, all_pairs=args.all_pairs,
+                     postprocess=st["postprocess"])
     print((Path(args.out) / "table1.md").read_text())
     for c in rep["comparisons"]:
         if c["metric"] == "DSC":

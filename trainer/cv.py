@@ -30,6 +30,7 @@ import numpy as np
 from .atomic import atomic_write_bytes, atomic_write_text
 from .data import load_case, patient_split, read_cases
 from .metrics import failure_rates, summarize
+from .progress import STAGE, ProgressCallback, report
 from .train import TrainConfig
 from .workflows import train_and_test
 
@@ -93,7 +94,7 @@ def paper_specs(base: TrainConfig) -> list[ModelSpec]:
 
 
 def run_cv(data_dir, specs, out_dir, repeats: int = 10, fractions=(0.7, 0.15, 0.15), seed: int = 0,
-           log=print, cancel=None, reference: str | None = None, all_pairs: bool = False,
+           progress: ProgressCallback | None = None, cancel=None, reference: str | None = None, all_pairs: bool = False,
            postprocess: bool = True) -> dict:
     """Run the protocol; write the tables, comparisons and figures into ``out_dir``; return them.
 
@@ -112,6 +113,8 @@ def run_cv(data_dir, specs, out_dir, repeats: int = 10, fractions=(0.7, 0.15, 0.
     postprocess : bool
         Clean up each prediction (one continuous nerve per side) before scoring; the paper
         scored the thresholded network output (``False``).
+    progress, cancel : callable, optional
+        A ``stage`` event per split and per model trained (:mod:`napari_ian.trainer.progress`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +132,7 @@ def run_cv(data_dir, specs, out_dir, repeats: int = 10, fractions=(0.7, 0.15, 0.
         tr_ids, va_ids, te_ids = patient_split([c.patient_id for c in cases], fractions, seed + rep)
         pick = lambda ids: [c for c in cases if c.patient_id in set(ids)]  # noqa: E731
         tr, va, te = pick(tr_ids), pick(va_ids), pick(te_ids)
-        log(f"split {rep + 1}/{repeats}: {len(tr)} train / {len(va)} val / {len(te)} test cases")
+        report(progress, STAGE, message=f"split {rep + 1}/{repeats}: {len(tr)} train / {len(va)} val / {len(te)} test cases")
         test_data = [(c, *load_case(c)) for c in te]
         for spec in specs:
             cfg = spec.config
@@ -145,14 +148,14 @@ def run_cv(data_dir, specs, out_dir, repeats: int = 10, fractions=(0.7, 0.15, 0.
             t["train_s"].append(best["train_seconds"])
             t["epochs"].append(len(history))
             val = f"val DSC {best['val_dsc']:.3f}" if best["epoch"] > 0 else "no validation score"
-            log(f"  {spec.name}: best epoch {best['epoch']} of {len(history)} ({val}), "
-                f"{best['train_seconds']:.0f} s on {best['device']}")
+            report(progress, STAGE, message=f"  {spec.name}: best epoch {best['epoch']} of {len(history)} ({val}), "
+                   f"{best['train_seconds']:.0f} s on {best['device']}")
     rows = [{"model": n, "device": specs[i].config.device, "mean_train_s": float(np.mean(timing[n]["train_s"])),
              "mean_epochs_run": float(np.mean(timing[n]["epochs"])),
              "predict_s_per_slice": timing[n]["predict_s"] / max(timing[n]["slices"], 1)}
             for i, n in enumerate(names)]
     _write_csv(out_dir / "timing.csv", rows)
-    return write_reports(per_slice, out_dir, log, reference=reference, all_pairs=all_pairs)
+    return write_reports(per_slice, out_dir, progress, reference=reference, all_pairs=all_pairs)
 
 
 def _write_protocol(path, specs, repeats, fractions, seed, reference, all_pairs, postprocess):
@@ -206,7 +209,7 @@ def paired_wilcoxon(rows_a, rows_b, metric: str) -> dict:
     return out
 
 
-def write_reports(per_slice: dict, out_dir, log=print, reference: str | None = None, all_pairs: bool = False) -> dict:
+def write_reports(per_slice: dict, out_dir, progress: ProgressCallback | None = None, reference: str | None = None, all_pairs: bool = False) -> dict:
     """Tables 1 and 2, paired Wilcoxon tests of the four metrics with Bonferroni correction, box plots.
 
     Parameters
@@ -265,7 +268,7 @@ def write_reports(per_slice: dict, out_dir, log=print, reference: str | None = N
     _write_csv(out_dir / "per_slice.csv", [{"model": n, **r} for n in names for r in per_slice[n]])
     for metric in ("dsc", "iou"):
         _boxplot(per_slice, metric, out_dir / f"{metric}_boxplot.png")
-    log(f"wrote {out_dir}/table1.md, table2.md, comparisons.md, per_slice.csv, dsc_boxplot.png, iou_boxplot.png")
+    report(progress, STAGE, message=f"wrote {out_dir}/table1.md, table2.md, comparisons.md, per_slice.csv, dsc_boxplot.png, iou_boxplot.png")
     return {"table1": t1, "table2": t2, "comparisons": comps}
 
 

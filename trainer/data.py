@@ -17,6 +17,7 @@ from .errors import VolumeReadError
 from .io import read_volume
 from .normalise import normalise
 from .preprocess import find_midline, prepare_slices, split_sides
+from .progress import PREPARE, report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,13 +96,12 @@ def side_slices(image: np.ndarray, labels: np.ndarray, out_shape, k: int, case_i
 
 
 def build_slices(cases, out_shape, k: int, progress=None) -> list[SideSlices]:
-    """Load and preprocess many cases (``progress(done, total)`` after each)."""
+    """Load and preprocess many cases (a ``prepare`` event after each, :mod:`.progress`)."""
     out = []
     for i, case in enumerate(cases):
         image, labels = load_case(case)
         out += side_slices(image.data, labels, out_shape, k, case.case_id, case.patient_id)
-        if progress is not None:
-            progress(i + 1, len(cases))
+        report(progress, PREPARE, i + 1, len(cases), message=case.case_id)
     return out
 
 

@@ -12,10 +12,6 @@ import functools
 import torch
 
 
-class Cancelled(Exception):
-    """Raised inside long work when its cancel flag is set; nothing is returned or saved."""
-
-
 def pick_device(name: str = "auto") -> torch.device:
     """``auto``: CUDA, then Apple MPS, then CPU; otherwise the named device."""
     if name == "auto":

@@ -12,21 +12,27 @@ import torch
 from .data import patient_split, read_cases
 from .evaluation import pooled_summary
 from .modelfile import save_model, save_model_unique
+from .progress import STAGE, ProgressCallback, report
 from .train import TrainConfig
 from .workflows import train_and_test
 
 
 def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", parent: str | None = None,
-                 split_seed: int = 0, fractions=(0.7, 0.15, 0.15), callbacks=None, cancel=None, log=print,
+                 split_seed: int = 0, fractions=(0.7, 0.15, 0.15), progress: ProgressCallback | None = None, cancel=None,
                  max_test_cases: int | None = None, overwrite: bool = False):
     """Patient-level split, train, evaluate on the test patients, save. Returns the metadata.
 
     The model is saved as ``out_path``, replacing a file there only with ``overwrite``. Without
     it, a name another run took during training gets this model the next free name
-    (``<name>-2``...): nothing is replaced and nothing trained is lost; ``log`` says where it went.
+    (``<name>-2``...): nothing is replaced and nothing trained is lost; a ``stage`` event says where
+    it went. ``progress`` gets those messages and the training loop's events (:mod:`.progress`).
     """
     if int(os.environ.get("RANK", "0")) != 0:
-        log = lambda *a, **k: None  # noqa: E731  one voice under torchrun
+        progress = None   # one voice under torchrun
+
+    def log(message):
+        report(progress, STAGE, message=message)
+
     cases = read_cases(data_dir)
     tr_ids, va_ids, te_ids = patient_split([c.patient_id for c in cases], fractions, split_seed)
     pick = lambda ids: [c for c in cases if c.patient_id in set(ids)]  # noqa: E731
@@ -50,8 +56,8 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
             "parent": parent,
         }
 
-    model, history, best, meta, tested = train_and_test(tr, va, te, cfg, metadata=metadata, callbacks=callbacks,
-                                                        cancel=cancel, test=rank0, log=log)
+    model, history, best, meta, tested = train_and_test(tr, va, te, cfg, metadata=metadata, progress=progress,
+                                                        cancel=cancel, test=rank0)
     if not rank0:
         return None
     results = [t.result for t in tested]
@@ -74,19 +80,23 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
 
 def run_synthetic_training(cfg: TrainConfig, out_path, *, n_anatomies: int = 48, cache_dir="data/anatomy",
                            pool_size: int = 16, refresh_every: int = 6, validation_anatomies: int = 2,
-                           trained_on: str = "", callbacks=None, cancel=None, log=print, init_state=None,
+                           trained_on: str = "", progress: ProgressCallback | None = None, cancel=None, init_state=None,
                            overwrite: bool = False, parent: str | None = None):
     """Train on randomised synthetic volumes (:mod:`.synthetic`) and save the model with its metadata.
 
     Anatomies come from the training seed range and are cached in ``cache_dir``; validation uses
     anatomies of the validation seed range, never trained on. While it runs, the best weights so
     far are kept in ``<out>.checkpoint.pt`` (a complete model file; removed at the end), so a long
-    run that is stopped leaves its best model behind. Returns the metadata.
+    run that is stopped leaves its best model behind. ``progress`` gets ``stage`` messages and the
+    training loop's events (:mod:`.progress`). Returns the metadata.
     """
     from ..sample_data.synth import SEED_BASE, cached_anatomy
     from .pipeline import pipeline_from_dict
     from .synthetic import SyntheticSampler, VolumePool, validation_volumes, volume_validator
     from .train import build_model, fit
+
+    def log(message):
+        report(progress, STAGE, message=message)
 
     pipe = pipeline_from_dict(cfg.pipeline)
     sp = tuple(pipe.spacing_mm)
@@ -128,7 +138,7 @@ def run_synthetic_training(cfg: TrainConfig, out_path, *, n_anatomies: int = 48,
 
     try:
         model, history, best = fit(build_model(cfg, init_state), sampler, volume_validator(pipe, val), cfg,
-                                   callbacks=callbacks, cancel=cancel, on_best=keep_best)
+                                   progress=progress, cancel=cancel, on_best=keep_best)
     finally:
         pool.stop()
     meta = metadata(model, history, best)

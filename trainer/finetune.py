@@ -23,6 +23,7 @@ import numpy as np
 
 from .data import SideSlices, side_slices
 from .metrics import SIDES
+from .progress import PREPARE, ProgressCallback, report
 from .registry import BUNDLED_DIR, FINETUNE_SUFFIX, alternative_names, list_models, user_model_path
 
 
@@ -209,7 +210,7 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
         The base model's metadata (its preprocessing is used).
     cfg : FinetuneConfig
     progress : callable, optional
-        ``progress(done, total)`` after each case.
+        A ``prepare`` event after each case (:mod:`napari_ian.trainer.progress`).
     base_model : torch.nn.Module, optional
         The base model; with ``cfg.pseudo_labels`` it guides the pseudo-labels (:func:`pseudo_label`).
     """
@@ -268,8 +269,7 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
                                      ho_nat[:, near], pseudo_nat[:, near], int(pseudo_nat.sum())))
             n_train += int(tr_nat.sum())
             n_held += int(ho_nat.sum())
-        if progress is not None:
-            progress(i + 1, len(cases))
+        report(progress, PREPARE, i + 1, len(cases), message=str(case[0]))
     if train or held:
         n_train = sum(len(s.y) for s in train)
         n_held = sum(len(s.y) for s in held)
@@ -381,11 +381,11 @@ def _work_validator(pipe, work):
 
 
 def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, parent: str,
-             callbacks=None, cancel: Callable[[], bool] | None = None) -> FinetuneResult:
+             progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None) -> FinetuneResult:
     """Fine-tune ``model`` (left unchanged) on ``data``; returns the new model and its metadata.
 
-    Raises :class:`napari_ian.trainer.train.Cancelled` when ``cancel()`` turns True; nothing is
-    written in any case (see :func:`save_finetuned`).
+    ``progress`` gets the training loop's ``step`` and ``epoch`` events; raises
+    :class:`napari_ian.trainer.progress.Cancelled` when ``cancel()`` turns True; nothing is written in any case (see :func:`save_finetuned`).
     """
     from .pipeline import pipeline_for_model
     from .train import TrainConfig, build_model, fit, train_model
@@ -408,12 +408,12 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
         new, history, best = fit(build_model(tc, init), _WorkSampler(data.work, pipe, batch, tc.steps_per_epoch,
                                                                      tc.patch, pseudo_share=cfg.pseudo_share),
                                  _work_validator(pipe, data.work),
-                                 tc, callbacks=callbacks, cancel=cancel)
+                                 tc, progress=progress, cancel=cancel)
         after = score_cases(new, metadata, data.work, cfg.device)
     else:
         tc = TrainConfig(**common, context=int(pipe.context), size=tuple(pipe.size))
         before = {"held_out_dsc": score(model, data.held_out, cfg.device), "train_dsc": score(model, data.train, cfg.device)}
-        new, history, best = train_model(_repeat(data.train, cfg.min_samples), data.held_out, tc, callbacks=callbacks,
+        new, history, best = train_model(_repeat(data.train, cfg.min_samples), data.held_out, tc, progress=progress,
                                          cancel=cancel, init_state=init)
         after = {"held_out_dsc": score(new, data.held_out, cfg.device), "train_dsc": score(new, data.train, cfg.device)}
     meta = copy.deepcopy(metadata)

@@ -28,7 +28,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .device import Cancelled, autocast_context
+from .device import autocast_context
+from .progress import INFER, ProgressCallback, check_cancel, report
 from .normalise import DEFAULT_NORMALISATION, normalise
 from .preprocess import find_midline, merge_sides, prepare_slices, split_sides, unfit
 from .resample import to_grid
@@ -99,18 +100,9 @@ class Pipeline:
         return out
 
     def infer(self, prepared: Prepared, model, device, bf16=False, channels_last=False, batch=16,
-              cancel: Callable[[], bool] | None = None, progress=None) -> np.ndarray:
-        """Nerve probability on the working grid (``progress(done, total)`` per batch)."""
-        steps = self.infer_steps(prepared, model, device, bf16, channels_last, batch, cancel)
-        while True:
-            try:
-                done, total = next(steps)
-            except StopIteration as stop:
-                return stop.value
-            if progress is not None:
-                progress(done, total)
-
-    def infer_steps(self, prepared, model, device, bf16, channels_last, batch, cancel):
+              cancel: Callable[[], bool] | None = None, progress: ProgressCallback | None = None) -> np.ndarray:
+        """Nerve probability on the working grid; ``progress`` gets an ``infer`` event per batch and
+        ``cancel`` is polled between batches (:mod:`napari_ian.trainer.progress`)."""
         raise NotImplementedError
 
     def sample(self, volume, mask, rng, n, patch, positive_fraction=0.7, allowed=None):
@@ -170,7 +162,7 @@ class Slices25D(Pipeline):
             out += p[:, :, ::-1] if flip else p
         return out / len(flips)
 
-    def infer_steps(self, prepared, model, device, bf16=False, channels_last=False, batch=16, cancel=None):
+    def infer(self, prepared, model, device, bf16=False, channels_last=False, batch=16, cancel=None, progress=None):
         vol = prepared.volume
         n = vol.shape[0]
         prob = np.zeros(vol.shape, np.float32)
@@ -183,11 +175,10 @@ class Slices25D(Pipeline):
         if two_pass:
             coarse = np.zeros((len(first),) + vol.shape[1:], np.float32)
             for i in range(0, len(first), batch):
-                if cancel is not None and cancel():
-                    raise Cancelled()
+                check_cancel(cancel)
                 coarse[i:i + batch] = self.infer_slices(vol, first[i:i + batch], flips, model, device, bf16, channels_last)
                 done += len(first[i:i + batch])
-                yield done, total
+                report(progress, INFER, done, total)
             found = np.argwhere(coarse > 0.5)
             if not len(found):
                 return prob
@@ -199,8 +190,7 @@ class Slices25D(Pipeline):
             todo, box = np.arange(a0, a1), (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])))
             total = done + len(todo)
         for i in range(0, len(todo), batch):
-            if cancel is not None and cancel():
-                raise Cancelled()
+            check_cancel(cancel)
             centres = todo[i:i + batch]
             p = self.infer_slices(vol, centres, flips, model, device, bf16, channels_last, box)
             if box is None:
@@ -208,7 +198,7 @@ class Slices25D(Pipeline):
             else:
                 prob[centres[0]:centres[-1] + 1, box[0], box[1]] = p
             done += len(centres)
-            yield done, total
+            report(progress, INFER, done, total)
         return prob
 
     def sample(self, volume, mask, rng, n, patch=(128, 128), positive_fraction=0.7, allowed=None, midline=None):
@@ -287,7 +277,7 @@ class Patches3D(Pipeline):
             s.append(n - p)
         return s
 
-    def infer_steps(self, prepared, model, device, bf16=False, channels_last=False, batch=2, cancel=None):
+    def infer(self, prepared, model, device, bf16=False, channels_last=False, batch=2, cancel=None, progress=None):
         vol = prepared.volume
         p = self.patch
         pads = [(0, max(0, p[i] - vol.shape[i])) for i in range(3)]
@@ -303,8 +293,7 @@ class Patches3D(Pipeline):
             acc = np.zeros(shape, np.float32)
             wsum = np.zeros(shape, np.float32)
             for i in range(0, len(corners), batch):
-                if cancel is not None and cancel():
-                    raise Cancelled()
+                check_cancel(cancel)
                 group = corners[i:i + batch]
                 x = np.stack([src[a:a + p[0], b:b + p[1], c:c + p[2]] for a, b, c in group])[:, None]
                 for (a, b, c), o in zip(group, run_network(model, x, device, bf16)):
@@ -312,7 +301,7 @@ class Patches3D(Pipeline):
                     acc[sl] += o * win
                     wsum[sl] += win
                 done += len(group)
-                yield done, total
+                report(progress, INFER, done, total)
             out = (acc / np.maximum(wsum, 1e-6))[:vol.shape[0], :vol.shape[1], :vol.shape[2]]
             prob += out[:, :, ::-1] if flip else out
         if len(flips) > 1:
@@ -382,19 +371,18 @@ class HalfSlices(Pipeline):
         out[prepared.box] = prob
         return out
 
-    def infer_steps(self, prepared, model, device, bf16=False, channels_last=False, batch=64, cancel=None):
+    def infer(self, prepared, model, device, bf16=False, channels_last=False, batch=64, cancel=None, progress=None):
         sides = prepared.extra["sides"]
         total, done = sum(len(x) for x, _ in sides.values()), 0
         probs = {}
         for side, (x, tf) in sides.items():
             p = np.empty(prepared.extra["half_shapes"][side], dtype=np.float32)
             for i in range(0, len(x), batch):
-                if cancel is not None and cancel():
-                    raise Cancelled()
+                check_cancel(cancel)
                 for j, pn in enumerate(run_network(model, x[i:i + batch], device, bf16, channels_last)):
                     p[i + j] = unfit(pn, tf)
                 done += min(batch, len(x) - i)
-                yield done, total
+                report(progress, INFER, done, total)
             probs[side] = p
         return merge_sides(probs, prepared.extra["mid"], prepared.native_shape)
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .device import Cancelled, pick_device, use_bf16  # noqa: F401 (Cancelled re-exported)
+from .device import pick_device, use_bf16
+from .progress import ProgressCallback
 from .pipeline import pipeline_for_model
 from .postprocess import PathSettings, SideReport, nerve_path
 
@@ -103,26 +104,9 @@ def roi_from_vertices(vertices, shape) -> tuple:
 
 def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, spacing=(1.0, 1.0, 1.0),
                    device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
-                   progress: Callable[[int, int], None] | None = None,
-                   cancel: Callable[[], bool] | None = None, batch: int | None = None,
-                   postprocess: bool | PathSettings = True) -> Prediction:
-    """Segment both IANs in a canonical volume (see :func:`predict_steps` for the parameters)."""
-    steps = predict_steps(image, model, metadata, spacing, device, roi, min_component_mm3, cancel, batch, postprocess)
-    while True:
-        try:
-            done, total = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(done, total)
-
-
-def predict_steps(image: np.ndarray, model: torch.nn.Module, metadata: dict, spacing=(1.0, 1.0, 1.0),
-                  device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
-                  cancel: Callable[[], bool] | None = None, batch: int | None = None,
-                  postprocess: bool | PathSettings = True):
-    """Generator form of :func:`predict_volume`: yields ``(done, total)`` network batches' work,
-    returns a :class:`Prediction`. A GUI worker can stop it between batches.
+                   progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
+                   batch: int | None = None, postprocess: bool | PathSettings = True) -> Prediction:
+    """Segment both IANs in a canonical volume.
 
     Parameters
     ----------
@@ -135,8 +119,9 @@ def predict_steps(image: np.ndarray, model: torch.nn.Module, metadata: dict, spa
         Only this box (canonical voxel slices AP, SI, RL) is labelled; outside it labels are 0.
     min_component_mm3 : float
         Without post-processing: pieces smaller than this are removed.
-    cancel : callable, optional
-        Polled between batches; raises :class:`Cancelled`.
+    progress, cancel : callable, optional
+        An ``infer`` event per network batch; ``cancel`` is polled between batches and stops the
+        work with :class:`~napari_ian.trainer.progress.Cancelled` (:mod:`napari_ian.trainer.progress`).
     batch : int, optional
         Slices (or patches) per network call.
     postprocess : bool or PathSettings
@@ -153,7 +138,7 @@ def predict_steps(image: np.ndarray, model: torch.nn.Module, metadata: dict, spa
         model = model.to(memory_format=torch.channels_last)
     batch = batch or {"halfslice": 64, "slices25d": 16, "patch3d": 2}[pipe.kind]
     prep = pipe.prepare(image, spacing, box=roi)
-    prob_work = yield from pipe.infer_steps(prep, model, dev, bf16, channels_last, batch, cancel)
+    prob_work = pipe.infer(prep, model, dev, bf16, channels_last, batch, cancel, progress)
     prob = pipe.invert(prob_work, prep, image.shape)
     if roi is not None:
         outside = np.ones(image.shape, bool)

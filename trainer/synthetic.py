@@ -15,13 +15,13 @@ volumes of held-out anatomies.
 from __future__ import annotations
 
 import threading
-from typing import Callable
 
 import numpy as np
 
 from .metrics import metrics_from_counts
 from .normalise import normalise
 from .pipeline import Pipeline, Prepared
+from .progress import PREPARE, ProgressCallback, check_cancel, report
 
 
 def _render(anatomy, seed, pipeline: Pipeline, family=None, ranges=None):
@@ -75,15 +75,12 @@ class VolumePool:
         self.rendered += 1
         return vol, (labels > 0).astype(np.uint8)
 
-    def fill(self, progress: Callable[[int, int], None] | None = None, cancel=None):
+    def fill(self, progress: ProgressCallback | None = None, cancel=None):
         """Render the first ``size`` volumes (blocking), then start the refresh thread."""
         while len(self.items) < self.size:
-            if cancel is not None and cancel():
-                from .device import Cancelled
-                raise Cancelled()
+            check_cancel(cancel)
             self.items.append(self._one())
-            if progress is not None:
-                progress(len(self.items), self.size)
+            report(progress, PREPARE, len(self.items), self.size, message="rendered volume")
         self._thread = threading.Thread(target=self._refresh, name="napari-ian-volume-pool", daemon=True)
         self._thread.start()
 

@@ -2,9 +2,9 @@
 
 Runs on one CPU/GPU, or unchanged under ``torchrun --nproc_per_node N`` (DDP: gloo on CPU,
 NCCL on GPU; each process takes its share of every epoch's batches, all keep identical
-weights, rank 0 reports). Progress goes to callbacks (``on_step``/``on_epoch``) and a cancel
-flag is polled between steps, so the CLI (tqdm) and the plugin (progress bar, Cancel) drive the
-same loop.
+weights, rank 0 reports). Progress goes to one ``progress`` callable and a cancel flag is polled between
+steps (:mod:`.progress`), so the CLI (tqdm) and the plugin (progress bar, Cancel) drive the same
+loop.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from .augment import augment_batch
-from .device import Cancelled, autocast_context, cpu_bf16_supported, pick_device, use_bf16  # noqa: F401 (re-exported)
+from .device import autocast_context, cpu_bf16_supported, pick_device, use_bf16  # noqa: F401 (re-exported)
+from .progress import EPOCH, STEP, ProgressCallback, check_cancel, report
 from .losses import DEFAULT_LOSS_PARAMS, get_loss
 from .metrics import metrics_from_counts, slice_counts
 from .nets import build_network, supervised_loss
@@ -76,8 +77,7 @@ def predict_probabilities(model, x: np.ndarray, device, bf16=False, channels_las
     model.eval()
     out = np.empty((x.shape[0],) + x.shape[2:], dtype=np.float32)
     for i in range(0, x.shape[0], batch):
-        if cancel is not None and cancel():
-            raise Cancelled()
+        check_cancel(cancel)
         xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch], dtype=np.float32)).to(device)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -143,8 +143,8 @@ def build_model(cfg: TrainConfig, init_state: dict | None = None) -> torch.nn.Mo
     return model
 
 
-def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Callable[[], bool] | None = None,
-        on_best: Callable | None = None):
+def fit(model, sampler, validate, cfg: TrainConfig, progress: ProgressCallback | None = None,
+        cancel: Callable[[], bool] | None = None, on_best: Callable | None = None):
     """The training loop: AdamW, cosine annealing, the configured loss, augmentation of 2D batches,
     early stopping on ``validate`` (a DSC; NaN when there is nothing to score).
 
@@ -157,10 +157,12 @@ def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Call
     validate : callable
         ``validate(model, device, bf16, channels_last) -> float``.
     cfg : TrainConfig
-    callbacks : object, optional
-        With optional ``on_step(info)`` and ``on_epoch(info)`` methods (info is a dict).
+    progress : callable, optional
+        A ``step`` event per batch (``info``: epoch, epochs, step, loss) and an ``epoch`` event per
+        epoch (``info``: epoch, epochs, loss, val_dsc, batches, lr, elapsed_s, eta_s); rank 0 only.
     cancel : callable, optional
-        Polled between steps; when it returns True the run stops with :class:`Cancelled`.
+        Polled between steps; when it returns True the run stops with :class:`Cancelled`
+        (:mod:`napari_ian.trainer.progress`).
     on_best : callable, optional
         ``on_best(model, history, best)`` whenever the validation DSC improves (checkpoints; rank 0).
 
@@ -207,8 +209,7 @@ def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Call
         net.train()
         losses = []
         for b, (x, y) in enumerate(batches):
-            if cancel is not None and cancel():
-                raise Cancelled()
+            check_cancel(cancel)
             xb = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
             yb = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[:, None]
             if cfg.augment and xb.ndim == 4:
@@ -229,13 +230,12 @@ def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Call
                 opt.step()
             step += 1
             losses.append(float(loss.item()))
-            if callbacks is not None and hasattr(callbacks, "on_step") and rank == 0:
-                callbacks.on_step({"epoch": epoch, "step": step, "batch": b + 1, "batches": n_batches,
-                                   "loss": losses[-1]})
+            if rank == 0:
+                report(progress, STEP, b + 1, n_batches, epoch=epoch + 1, epochs=cfg.epochs, step=step,
+                       loss=losses[-1])
         sched.step()
         val = validate(model, device, bf16, channels_last) if validate is not None else float("nan")
-        if cancel is not None and cancel():
-            raise Cancelled()
+        check_cancel(cancel)
         elapsed = time.perf_counter() - t0
         info = {"epoch": epoch + 1, "epochs": cfg.epochs, "loss": float(np.mean(losses)) if losses else float("nan"),
                 "val_dsc": val, "batches": len(losses), "lr": sched.get_last_lr()[0], "elapsed_s": elapsed,
@@ -246,8 +246,8 @@ def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Call
             best_state = copy.deepcopy(model.state_dict())
             if on_best is not None and rank == 0:
                 on_best(model, history, best)
-        if callbacks is not None and hasattr(callbacks, "on_epoch") and rank == 0:
-            callbacks.on_epoch(info)
+        if rank == 0:
+            report(progress, EPOCH, epoch + 1, cfg.epochs, **info)
         if epoch + 1 - max(best["epoch"], 0) >= cfg.patience and best["epoch"] > 0:
             break
     if best["epoch"] < 0 or cfg.select == "last":
@@ -260,7 +260,7 @@ def fit(model, sampler, validate, cfg: TrainConfig, callbacks=None, cancel: Call
                             "train_seconds": time.perf_counter() - t0}
 
 
-def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
+def train_model(train_sets, val_sets, cfg: TrainConfig, progress: ProgressCallback | None = None,
                 cancel: Callable[[], bool] | None = None, init_state: dict | None = None):
     """Train a network on preprocessed slices held in memory; returns ``(model, history, best)``.
 
@@ -269,7 +269,7 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
     train_sets, val_sets : list of objects with ``x`` (N, k, H, W), ``y`` (N, H, W), ``positive`` (N,)
         e.g. :class:`napari_ian.trainer.data.SideSlices`.
     cfg : TrainConfig
-    callbacks, cancel : see :func:`fit`
+    progress, cancel : see :func:`fit`
     init_state : dict, optional
         Weights to start from (fine-tuning).
     """
@@ -281,4 +281,4 @@ def train_model(train_sets, val_sets, cfg: TrainConfig, callbacks=None,
             return float("nan")
         return slice_dsc(predict_probabilities(model, x_va, device, bf16, channels_last), y_va)
 
-    return fit(build_model(cfg, init_state), sampler, validate, cfg, callbacks, cancel)
+    return fit(build_model(cfg, init_state), sampler, validate, cfg, progress, cancel)

@@ -1,34 +1,24 @@
 """The user-facing flows, written once: the CLI and the napari panels are thin adapters over these.
 
-Progress and cancel follow one convention everywhere: long steps are generators that yield
-``(done, total)`` and return their result (a napari worker can ``yield from`` them), and
-:func:`drive` runs such a generator with a ``progress(done, total)`` callback; ``cancel`` is a
-callable polled between batches that ends the work with :class:`~.device.Cancelled`. Training
-loops report through ``callbacks`` objects (``on_step``/``on_epoch``) as well.
+Progress and cancel follow the package's one convention (:mod:`.progress`): a ``progress``
+callable given :class:`~.progress.Progress` events, and a ``cancel`` callable polled between
+batches that stops the work with :class:`~.progress.Cancelled`.
 
-* :func:`predict_case_steps` / :func:`predict_case`: load a model, predict both nerves, fall back
-  to the CPU when the GPU runs out of memory (and say so);
+* :func:`predict_case`: load a model, predict both nerves, fall back to the CPU when the GPU runs
+  out of memory (and say so);
 * :func:`finetune_case`: store a case's corrections, gather earlier cases if asked, fine-tune,
-  save the new model exclusively under a free name.
+  save the new model exclusively under a free name;
+* :func:`train_and_test`: train, then predict and score every test case.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable, Generator
+from typing import Callable
 
 import numpy as np
 
-
-def drive(steps: Generator, progress: Callable[[int, int], None] | None = None):
-    """Run a ``(done, total)``-yielding generator to its return value, reporting to ``progress``."""
-    while True:
-        try:
-            done, total = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(done, total)
+from .progress import STAGE, ProgressCallback, check_cancel, report
 
 
 @dataclasses.dataclass
@@ -43,23 +33,25 @@ def _out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, (RuntimeError, MemoryError)) and "out of memory" in str(exc).lower()
 
 
-def predict_case_steps(image: np.ndarray, spacing, model: str | Path | None = None, device: str = "auto",
-                       roi=None, cancel: Callable[[], bool] | None = None, postprocess=True):
-    """Predict both IANs in a canonical volume with a registry model (name or path).
+def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, device: str = "auto", roi=None,
+                 progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
+                 postprocess=True) -> PredictResult:
+    """Predict both IANs in a canonical volume with a registry model (name or path): the one
+    predict flow behind ``ian predict``, the Predict panel and the Interactive panel.
 
-    Yields ``(done, total)``; returns a :class:`PredictResult`. When the GPU runs out of memory
-    the prediction is repeated on the CPU and ``note`` says so.
+    When the GPU runs out of memory the prediction is repeated on the CPU and the result's
+    ``note`` says so. ``progress`` gets ``infer`` events; ``cancel`` stops it between batches.
     """
     from .device import pick_device
     from .modelfile import load_model
-    from .predict import predict_steps
+    from .predict import predict_volume
     from .registry import resolve_model
 
     path = resolve_model(model)
     net, meta = load_model(path)
     try:
-        pred = yield from predict_steps(image, net, meta, spacing, device=device, roi=roi, cancel=cancel,
-                                        postprocess=postprocess)
+        pred = predict_volume(image, net, meta, spacing, device=device, roi=roi, progress=progress, cancel=cancel,
+                              postprocess=postprocess)
         return PredictResult(pred, meta, path)
     except (RuntimeError, MemoryError) as exc:
         if not _out_of_memory(exc) or pick_device(device).type == "cpu":
@@ -70,15 +62,9 @@ def predict_case_steps(image: np.ndarray, spacing, model: str | Path | None = No
         torch.cuda.empty_cache()
     except Exception:
         pass
-    pred = yield from predict_steps(image, net, meta, spacing, device="cpu", roi=roi, cancel=cancel,
-                                    postprocess=postprocess)
+    pred = predict_volume(image, net, meta, spacing, device="cpu", roi=roi, progress=progress, cancel=cancel,
+                          postprocess=postprocess)
     return PredictResult(pred, meta, path, f"{pick_device(device).type.upper()} ran out of memory; predicted on the CPU instead")
-
-
-def predict_case(image, spacing, model=None, device="auto", roi=None, progress=None, cancel=None,
-                 postprocess=True) -> PredictResult:
-    """:func:`predict_case_steps` run to the end, reporting ``progress(done, total)``."""
-    return drive(predict_case_steps(image, spacing, model, device, roi, cancel, postprocess), progress)
 
 
 @dataclasses.dataclass
@@ -92,7 +78,7 @@ class FinetuneOutcome:
 
 def finetune_case(case_key: str, image: np.ndarray, labels: np.ndarray, trusted: np.ndarray, spacing, *,
                   base: str | None, name: str, cfg, earlier: bool = False, store: bool = True,
-                  replace_store: bool = False, stage: Callable[[str], None] | None = None, callbacks=None,
+                  replace_store: bool = False, progress: ProgressCallback | None = None,
                   cancel: Callable[[], bool] | None = None) -> FinetuneOutcome:
     """Fine-tune ``base`` on one case's trusted slices (and, with ``earlier``, the store's other
     cases) and save it as ``name``; the one flow behind ``ian finetune`` and the Fine-tune panel.
@@ -111,17 +97,18 @@ def finetune_case(case_key: str, image: np.ndarray, labels: np.ndarray, trusted:
     earlier : also train on the other cases of the corrections store
     store : add this case to the corrections store first (the flow trains on what the store holds)
     replace_store : replace a stored entry made on another image of the same case key
-    stage : callable, optional
-        ``stage(message)`` at each phase.
-    callbacks, cancel : the training loop's (see :func:`napari_ian.trainer.train.fit`)
+    progress, cancel : callable, optional
+        A ``stage`` event at each phase, then the training loop's ``step`` and ``epoch`` events;
+        ``cancel`` stops it before anything is saved (:mod:`napari_ian.trainer.progress`).
     """
     from .corrections import case_hash, list_corrections, load_corrections, save_corrections
-    from .device import Cancelled
     from .finetune import build_finetune_data, finetune, new_model_path, save_finetuned
     from .modelfile import load_model
     from .registry import resolve_model
 
-    say = stage or (lambda m: None)
+    def say(message):
+        report(progress, STAGE, message=message)
+
     new_model_path(name)   # a taken, bundled or malformed name is refused before any work
     if store:
         say("Saving the corrections to the store...")
@@ -139,12 +126,10 @@ def finetune_case(case_key: str, image: np.ndarray, labels: np.ndarray, trusted:
     base_path = resolve_model(base)
     model, meta = load_model(base_path)
     data = build_finetune_data(cases, meta, cfg, base_model=model)
-    if cancel is not None and cancel():
-        raise Cancelled()
+    check_cancel(cancel)
     say(f"Training on {data.n_train} slice sides ({data.n_held_out} held out)...")
-    result = finetune(model, meta, data, cfg, parent=base_path.stem, callbacks=callbacks, cancel=cancel)
-    if cancel is not None and cancel():
-        raise Cancelled()
+    result = finetune(model, meta, data, cfg, parent=base_path.stem, progress=progress, cancel=cancel)
+    check_cancel(cancel)
     path = save_finetuned(result, name)
     return FinetuneOutcome(result, path, name, data, len(cases))
 
@@ -158,8 +143,8 @@ class TestedCase:
 
 
 def train_and_test(train_cases, val_cases, test_cases, cfg, *, metadata=None, test_data=None,
-                   postprocess: bool = True, min_component_mm3: float = 2.0, callbacks=None,
-                   cancel: Callable[[], bool] | None = None, test: bool = True, log=None):
+                   postprocess: bool = True, min_component_mm3: float = 2.0, progress: ProgressCallback | None = None,
+                   cancel: Callable[[], bool] | None = None, test: bool = True):
     """Train on ``train_cases`` (validating on ``val_cases``), then predict and score every test
     case: the one train-then-test flow behind ``ian train --data`` and ``ian cv``.
 
@@ -174,8 +159,9 @@ def train_and_test(train_cases, val_cases, test_cases, cfg, *, metadata=None, te
         Test cases already loaded (``ian cv`` loads each split's once for all its models).
     test : bool
         False skips testing (e.g. on the non-zero ranks under torchrun).
-    log : callable, optional
-        Told how many slices were prepared, and how long that took.
+    progress, cancel : callable, optional
+        A ``stage`` event saying how many slices were prepared (and how long that took), then the
+        training loop's events (:mod:`napari_ian.trainer.progress`).
 
     Returns
     -------
@@ -192,10 +178,9 @@ def train_and_test(train_cases, val_cases, test_cases, cfg, *, metadata=None, te
     t0 = time.perf_counter()
     tr_sets = build_slices(train_cases, cfg.size, cfg.context)
     va_sets = build_slices(val_cases, cfg.size, cfg.context)
-    if log is not None:
-        log(f"preprocessed {sum(len(s.x) for s in tr_sets)} training and {sum(len(s.x) for s in va_sets)} "
-            f"validation side-slices in {time.perf_counter() - t0:.1f} s")
-    model, history, best = train_model(tr_sets, va_sets, cfg, callbacks=callbacks, cancel=cancel)
+    report(progress, STAGE, message=f"preprocessed {sum(len(s.x) for s in tr_sets)} training and "
+           f"{sum(len(s.x) for s in va_sets)} validation side-slices in {time.perf_counter() - t0:.1f} s")
+    model, history, best = train_model(tr_sets, va_sets, cfg, progress=progress, cancel=cancel)
     meta = (metadata(history, best) if metadata is not None
             else {"preprocessing": {"size": list(cfg.size), "context": cfg.context}})
     tested = []

@@ -1,0 +1,73 @@
+"""The panels' side of the progress convention: a worker's progress events, carried to the GUI thread.
+
+The trainer's long functions take a ``progress`` callable and a ``cancel`` callable
+(:mod:`napari_ian.trainer.progress`). A panel runs them in a napari thread worker and hands them one
+:class:`WorkerProgress`: calling it from the worker emits a Qt signal, which Qt queues to the GUI
+thread, where napari's activity bar moves and the panel's handler sees the event; its
+:meth:`~WorkerProgress.cancelled` is the ``cancel`` callable. Layers and widgets are only ever
+touched on the GUI thread.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from qtpy.QtCore import QObject, Signal
+
+from .trainer.progress import Progress
+
+
+class WorkerProgress(QObject):
+    """``progress`` and ``cancel`` for one worker run.
+
+    Parameters
+    ----------
+    desc : str
+        The activity bar's label (napari's activity dock, bottom right).
+    counts : str
+        The event kind the activity bar counts (``infer`` batches, training ``epoch`` s...).
+    handler : callable, optional
+        ``handler(event)`` on the GUI thread for every event (e.g. a panel's status line).
+    """
+
+    event = Signal(object)
+
+    def __init__(self, desc: str, counts: str, handler: Callable[[Progress], None] | None = None):
+        super().__init__()
+        self.desc, self.counts, self._handler = desc, counts, handler
+        self._cancel = False
+        self._activity = None
+        self._closed = False
+        self.event.connect(self._on_event)
+
+    # -- any thread ------------------------------------------------------------------------------
+    def __call__(self, event: Progress) -> None:
+        self.event.emit(event)
+
+    def cancelled(self) -> bool:
+        """The ``cancel`` callable: True once :meth:`cancel` was called."""
+        return self._cancel
+
+    def cancel(self) -> None:
+        self._cancel = True
+
+    # -- GUI thread ------------------------------------------------------------------------------
+    def _on_event(self, event: Progress) -> None:
+        if self._closed:
+            return
+        if event.kind == self.counts:
+            from napari.utils import progress
+
+            if self._activity is None:
+                self._activity = progress(total=event.total or None, desc=self.desc)
+            elif event.total and self._activity.total != event.total:
+                self._activity.total = event.total
+            self._activity.update(max(event.done - self._activity.n, 0))
+        if self._handler is not None:
+            self._handler(event)
+
+    def close(self) -> None:
+        """Close the activity bar (when the worker has finished, whatever the outcome)."""
+        self._closed = True
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
