@@ -5,13 +5,12 @@ paper's failure category (:class:`~napari_ian.trainer.review.SliceReview`, the s
 ``ian evaluate``); without one, warnings computed from the prediction alone. This module wires the
 panel: which layers are reviewed, live updates when they are painted (a paint on the prediction
 marks its slices corrected), navigation and the review status. The table, the strip, the summary,
-the status file and the measurements window are their own modules.
+its 3D figures, the status file and the measurements window are their own modules.
 """
 from __future__ import annotations
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox
@@ -19,6 +18,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLa
 from ._combo import chosen_layer, refill_layer_combo
 from ._identity import layer_uid
 from ._panel import Panel, while_alive
+from ._review_3d import NerveFigures3D
 from ._review_status import StatusFile
 from ._review_strip import (CATEGORY_COLOURS, NERVE_COLOUR, STATUS_COLOURS, WARNING_COLOUR, ReviewStrip,
                             legend_html)
@@ -73,11 +73,7 @@ class ReviewWidget(Panel):
         self.last_updated = set()
         self._pending = set()
         self._summary = {}
-        self._3d_worker, self._3d_dirty, self._3d_gen = None, False, 0
-        self._3d_timer = QTimer(self)
-        self._3d_timer.setSingleShot(True)
-        self._3d_timer.setInterval(400)
-        self._3d_timer.timeout.connect(self._run_3d)
+        self.figures_3d = NerveFigures3D(self, self._inputs_3d, self._show_summary)
         self.ref_combo, self.pred_combo = QComboBox(), QComboBox()
         self.image_combo = QComboBox()
         self.axis_combo = QComboBox()
@@ -164,7 +160,7 @@ class ReviewWidget(Panel):
 
     def closing(self):
         self._disconnect()
-        self._3d_timer.stop()
+        self.figures_3d.stop()
 
     # -- layer lists ---------------------------------------------------------------------------
     def _refresh_layers(self, event=None):
@@ -256,7 +252,7 @@ class ReviewWidget(Panel):
                     "areas, low probability) — likely failures, <i>not DSC</i>.")
         self._layers = (ref, pred)
         self._ids = tuple(layer_uid(ly) if ly is not None else None for ly in (ref, pred))
-        self._3d_gen += 1   # 3D numbers of an earlier review are stale now
+        self.figures_3d.new_review()   # 3D numbers of an earlier review are stale now
         self._status_file = StatusFile(pred, self.axis)
         self.status, note = self._status_file.load()
         if note:
@@ -526,47 +522,17 @@ class ReviewWidget(Panel):
             return
         self._summary = self.review.summary()
         self._show_summary(None)
-        # the 3D numbers take seconds on a full volume: one worker at a time, started after edits settle
-        self._3d_timer.start()
+        self.figures_3d.request()
 
     def _show_summary(self, nerve3d, note=""):
         self.summary_label.setText(summary_html(self._summary, nerve3d, note))
         self.summary_label.setToolTip(summary_tooltip(self._summary, nerve3d))
 
-    def _run_3d(self):
-        if self._3d_worker is not None:
-            self._3d_dirty = True
-            return
+    def _inputs_3d(self):
         ref, pred = self._layers
         if self.review is None or ref is None or pred is None:
-            return
-        rdata, pdata, sp, axis = np.asarray(ref.data).copy(), np.asarray(pred.data).copy(), tuple(pred.scale), self.axis
-        gen = self._3d_gen
-
-        @thread_worker(ignore_errors=True)
-        def nerve3d():
-            from .trainer.metrics import nerve_metrics
-
-            return {side: nerve_metrics(rdata, pdata, lab, sp, axis) for lab, side in SIDES.items()}
-
-        worker = nerve3d()
-        worker.returned.connect(while_alive(self, lambda res: self._show_3d(res, gen)))
-        worker.errored.connect(while_alive(self, lambda exc: self._show_summary({}, f"3D figures failed: {exc}")))
-        worker.finished.connect(while_alive(self, self._3d_finished))
-        self._3d_worker = worker
-        self._3d_dirty = False
-        worker.start()
-
-    def _3d_finished(self):
-        self._3d_worker = None
-        if self._3d_dirty:
-            self._run_3d()
-
-    def _show_3d(self, res, gen=None):
-        if self._3d_dirty or self.review is None or (gen is not None and gen != self._3d_gen):
-            return  # stale: newer edits are being measured, or another review replaced this one
-        self._show_summary(res)
-        self.last_3d = res
+            return None
+        return ref.data, pred.data, tuple(pred.scale), self.axis
 
     # -- export ----------------------------------------------------------------------------------------
     def export_csv(self, path) -> str:

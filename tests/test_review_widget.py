@@ -130,6 +130,26 @@ def test_a_paint_event_updates_only_the_touched_rows_and_marks_them_corrected(re
     assert np.allclose(np.nan_to_num(full.metrics(1).dsc), np.nan_to_num(w.review.metrics(1).dsc))
 
 
+def test_the_3d_figures_are_measured_in_the_background_and_follow_an_edit(reviewed, qtbot):
+    from napari_ian.trainer.metrics import nerve_metrics
+
+    viewer, w, truth, pred = reviewed
+    qtbot.waitUntil(lambda: w.figures_3d.last is not None, timeout=30_000)
+    first = w.figures_3d.last
+    expect = nerve_metrics(np.asarray(truth.data), np.asarray(pred.data), 1, tuple(pred.scale), 0)
+    assert first["right"]["dsc_3d"] == pytest.approx(expect["dsc_3d"]) and expect["dsc_3d"] < 1.0
+    assert f"{first['right']['dsc_3d']:.3f}" in w.summary_label.text()
+    # the annotator repairs the right nerve everywhere: the 3D DSC is measured again, 1.0
+    t = np.asarray(truth.data)
+    idx = np.nonzero(t == 1)
+    pred.data_setitem(idx, 1)
+    wrong = np.nonzero((np.asarray(pred.data) == 1) & (t != 1))
+    pred.data_setitem(wrong, 0)
+    qtbot.waitUntil(lambda: w.figures_3d.last is not first and w.figures_3d.last["right"]["dsc_3d"] == 1.0,
+                    timeout=30_000)
+    assert "1.000" in w.summary_label.text()
+
+
 def test_status_is_saved_with_the_case_and_restored(reviewed, qtbot):
     from qtpy.QtCore import Qt
 
