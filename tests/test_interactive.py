@@ -86,6 +86,35 @@ def test_one_click_on_the_models_nerve_gives_all_of_it_and_nothing_else():
     assert not m[5:15, 5:10, 45:55].any()
 
 
+def test_clicks_keep_the_models_outline_along_their_course_and_draw_only_its_gaps():
+    img, lab, pts = _curved_nerve(with_vein=True)
+    ref = lab == 1
+    # the model outlines the nerve a little wide (as after a recall-leaning loss), misses a stretch
+    # of it, and fires on the vein beside it
+    from scipy import ndimage
+
+    prob = ndimage.binary_dilation(ref).astype(np.float32) * 0.9
+    gap = pts[90].astype(int)
+    prob[gap[0] - 4:gap[0] + 5] = 0.0                     # 9 slices the model does not see
+    vein = np.zeros_like(ref)
+    vein[10:70, 28:33, 26:31] = True
+    prob[vein] = 0.9
+    sess = InteractiveSession(img, SP, probability=prob)
+    sess.set_clicks([(pts[45], 1), (pts[75], 1), (pts[105], 1)])     # none at the nerve's ends
+    m = sess.side_mask(1)
+    model_piece = ndimage.binary_dilation(ref) & (prob > 0.5)
+    # the model's outline wherever it has one, beyond the end clicks too (its pieces kept whole)
+    assert (m & model_piece).sum() == model_piece.sum()
+    assert m[tuple(pts[5].astype(int))] and m[tuple(pts[-1].astype(int))]     # beyond the end clicks
+    # the missed stretch is drawn: the true nerve there is found
+    in_gap = ref.copy()
+    in_gap[:gap[0] - 4] = False
+    in_gap[gap[0] + 5:] = False
+    assert (m & in_gap).sum() > 0.8 * in_gap.sum()
+    # the vein the path does not run through is left out
+    assert not (m & vein).any()
+
+
 def _write(tmp_path, img, affine, name="img.nii.gz"):
     p = tmp_path / name
     nib.save(nib.Nifti1Image(img, affine), p)

@@ -4,12 +4,16 @@ Positive clicks (1 = right, 2 = left) lie on a nerve, negative clicks (0) on wha
 Per side, the positive clicks are put in order along the nerve (the shortest open path through
 them), and consecutive clicks are joined by a minimal path through a cost that is low where the
 model's nerve probability is high and, where the model is unsure, where the image is bright (the
-nerve is bright on MR neurography); negative clicks make the cost very high around them. Beyond
-the first and last click the result follows the model's nerve as far as it continues. The
-nerve's own width is taken from the model's probability near the path (and, where the model is
-silent, from the half-way level between the path's brightness and its surroundings), never wider
-than ``max_radius_mm`` around the path and never thinner than a core of ``core_radius_mm``.
-Anything within ``negative_radius_mm`` of a negative click is left out.
+nerve is bright on MR neurography); negative clicks make the cost very high around them.
+
+The result along that path: the pieces of the model's nerve (probability > 0.5) the path runs
+through, kept whole (so the model's own outline, and the nerve beyond the end clicks as far as
+the model follows it), and pieces away from the path dropped. Where the model has no piece near
+the path, a tube is drawn: the nerve's width from the model's probability near the path (and,
+where the model is silent, from the half-way level between the path's brightness and its
+surroundings), never wider than ``max_radius_mm`` and never thinner than a core of
+``core_radius_mm``. One click takes the whole model piece it points at. Anything within
+``negative_radius_mm`` of a negative click is left out.
 
 :class:`InteractiveSession` keeps the clicks and recomputes only the side whose clicks changed,
 in well under a second on a laptop CPU once the probability map exists.
@@ -36,6 +40,8 @@ class InteractiveSettings:
     probability_weight: float = 0.75
     floor: float = 0.02
     end_reach_mm: float = 3.0       # the model's nerve is followed beyond an end click it passes within this
+    touch_mm: float = 1.5           # a model piece this close to the clicked path is the nerve (2+ clicks)
+    covered_mm: float = 0.75        # ... and the path is drawn as a tube where no such piece is this close
 
 
 def order_clicks(points_mm: np.ndarray) -> np.ndarray:
@@ -205,8 +211,14 @@ class InteractiveSession:
         if self.prob is not None:
             p = self.prob[box]
             width = near & ((p > 0.5) | ((p > 0.2) & bright_enough))
-            if float(np.mean(p[tuple(local.T)])) < 0.3:     # the model is silent here: brightness decides
-                width |= near & bright_enough
+            # where the model is silent on the path (its probability at the nearest path voxel),
+            # brightness decides
+            offs = local[:, None, :] + (np.argwhere(np.ones((3, 3, 3), bool)) - 1)[None]
+            offs = np.clip(offs, 0, np.asarray(shape) - 1)
+            on_path_p = np.zeros(shape, np.float32)
+            on_path_p[tuple(local.T)] = p[tuple(offs.transpose(2, 0, 1))].max(axis=1)
+            silent = on_path_p[tuple(nearest)] < 0.3
+            width |= near & bright_enough & silent
         else:
             width = near & bright_enough
         mask = core | width
@@ -230,15 +242,50 @@ class InteractiveSession:
         out[box] = mask
         if self.prob is not None and len(pts) == 1:
             # one click: the whole piece of the model's nerve it points at (its course is the model's)
-            if self._pieces is None:   # the probability never changes: label its pieces once
-                self._pieces = ndimage.label(self.prob > 0.5, structure=np.ones((3, 3, 3)))[0]
-            touch = np.unique(self._pieces[box][_near(shape, local[:1], st.end_reach_mm, self.sp)])
+            touch = np.unique(self._model_pieces()[box][_near(shape, local[:1], st.end_reach_mm, self.sp)])
             touch = touch[touch > 0]
             if touch.size:
                 out |= np.isin(self._pieces, touch)
+        elif self.prob is not None:
+            out = self._corridor(path, out)
         negs = [np.rint(v) for v, lab in self.clicks if lab == 0]
         if negs:
             out &= ~_near(self.shape, np.asarray(negs), st.negative_radius_mm, self.sp)
+        return out
+
+    def _model_pieces(self) -> np.ndarray:
+        if self._pieces is None:   # the probability never changes: label its pieces once
+            self._pieces = ndimage.label(self.prob > 0.5, structure=np.ones((3, 3, 3)))[0]
+        return self._pieces
+
+    def _corridor(self, path: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+        """Two or more clicks: the model's outline where it follows the clicked course, the drawn
+        tube where it does not.
+
+        The model's pieces that the path between the clicks runs through are kept whole (the model
+        outlines a nerve it sees better than a tube does, and its pieces go on beyond the end
+        clicks); pieces away from the path are dropped. Where no kept piece lies within
+        ``covered_mm`` of the path (a gap, a piece the model missed), the drawn tube fills in.
+        """
+        st = self.st
+        pieces = self._model_pieces()
+        lo = np.maximum(path.min(axis=0) - 3, 0)
+        hi = np.minimum(path.max(axis=0) + 4, self.shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        local = path - lo
+        shape = tuple(int(b - a) for a, b in zip(lo, hi))
+        touch = np.unique(pieces[box][_near(shape, local, st.touch_mm, self.sp)])
+        touch = touch[touch > 0]
+        if not touch.size:
+            return drawn
+        kept_box = np.isin(pieces[box], touch)
+        # a path voxel is covered when a kept voxel lies within covered_mm of it
+        idx = local[:, None, :] + _ball(st.covered_mm, self.sp)[None]
+        inside = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=2)
+        covered = (kept_box[tuple(np.clip(idx, 0, np.asarray(shape) - 1).transpose(2, 0, 1))] & inside).any(axis=1)
+        out = np.isin(pieces, touch)
+        if not covered.all():
+            out |= drawn & _near(self.shape, path[~covered], st.max_radius_mm + 0.5, self.sp)
         return out
 
     def labels(self) -> np.ndarray:
