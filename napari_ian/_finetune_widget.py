@@ -25,6 +25,7 @@ from ._model_library import ModelLibrary
 from ._panel import Panel, while_alive
 from ._panel_layout import compact, panel_layout, wrapping_label
 from ._progress_bridge import WorkerProgress
+from .trainer.finetune import FinetuneConfig
 from .trainer.progress import EPOCH, STAGE
 
 
@@ -48,15 +49,16 @@ class FinetuneWidget(Panel):
         self.name_edit.textEdited.connect(lambda *_: setattr(self, "_name_edited", True))
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 500)
-        self.epochs_spin.setValue(30)
+        defaults = FinetuneConfig()       # the one set of fine-tuning defaults (``ian finetune``'s too)
+        self.epochs_spin.setValue(defaults.epochs)
         self.lr_spin = QDoubleSpinBox()
         self.lr_spin.setDecimals(6)
         self.lr_spin.setRange(1e-6, 1e-2)
         self.lr_spin.setSingleStep(1e-5)
-        self.lr_spin.setValue(1e-4)
+        self.lr_spin.setValue(defaults.lr)
         self.holdout_spin = QSpinBox()
         self.holdout_spin.setRange(0, 50)
-        self.holdout_spin.setValue(25)
+        self.holdout_spin.setValue(round(defaults.holdout * 100))
         self.holdout_spin.setSuffix(" %")
         self.holdout_spin.setToolTip("Share of each side's corrected slices held out (a contiguous block) "
                                      "to measure the model before and after; never trained on")
@@ -225,7 +227,6 @@ class FinetuneWidget(Panel):
             show_info(f"napari-ian: {exc}")
             self.status.setText(f"{exc}.")
             return None
-        from .trainer.finetune import FinetuneConfig
 
         cfg = FinetuneConfig(epochs=self.epochs_spin.value(), lr=self.lr_spin.value(),
                              holdout=self.holdout_spin.value() / 100.0, device=self.device_combo.currentText(),

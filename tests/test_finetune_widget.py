@@ -95,6 +95,14 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     pw = dock(viewer, "Predict")                               # the model picker of another panel
     qtbot.waitUntil(lambda: w.device_note.text().startswith("Runs on: CPU"), timeout=60_000)   # torch loaded
     assert w.name_edit.text() == "ian-default-ft1"
+    # the panel starts from the one set of fine-tuning defaults, the same as ``ian finetune``'s
+    from napari_ian.trainer.cli import build_parser
+
+    cli = build_parser().parse_args(["finetune", "--image", "i", "--labels", "l", "--slices", "1", "--name", "n"])
+    assert (w.epochs_spin.value(), w.lr_spin.value(), w.holdout_spin.value() / 100) == (cli.epochs, cli.lr, cli.holdout)
+    from napari_ian.trainer.finetune import FinetuneConfig
+
+    assert (cli.epochs, cli.lr, cli.holdout) == (FinetuneConfig.epochs, FinetuneConfig.lr, FinetuneConfig.holdout)
     w.epochs_spin.setValue(2)
     w.device_combo.setCurrentText("cpu")
     assert w.device_note.text().startswith("Runs on: CPU")

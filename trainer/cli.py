@@ -401,6 +401,8 @@ def _cmd_interactive(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .finetune import FinetuneConfig
+
     ap = argparse.ArgumentParser(prog="ian", description="napari-ian: the inferior alveolar nerve on MR neurography.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -459,12 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "axis: 30:40,55 = 30..39 and 55 (ranges are half-open, as in --roi)")
     p.add_argument("--base", default=None, help="model to start from (default: ian-default)")
     p.add_argument("--name", required=True, help="name of the new model in the user registry")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--holdout", type=float, default=0.25,
+    ft = FinetuneConfig()    # the one set of fine-tuning defaults (the panel shows the same)
+    p.add_argument("--epochs", type=int, default=ft.epochs)
+    p.add_argument("--lr", type=float, default=ft.lr)
+    p.add_argument("--holdout", type=float, default=ft.holdout,
                    help="share of the slices held out to score before/after (a contiguous block per side)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA with AMP, MPS, CPU), cpu, cuda")
+    p.add_argument("--seed", type=int, default=ft.seed)
+    p.add_argument("--device", default=ft.device, help="auto (CUDA with AMP, MPS, CPU), cpu, cuda")
     p.add_argument("--earlier", action="store_true", help="also train on the corrections store's other cases")
     p.add_argument("--no-store", action="store_true",
                    help="do not add this case to the corrections store (the panel and the CLI share it)")
