@@ -6,7 +6,8 @@ import csv
 import numpy as np
 import pytest
 
-from napari_ian.trainer.cv import PAPER_MODELS, parse_model_spec, run_cv, write_reports
+from napari_ian.trainer.cli_args import parse_model_spec
+from napari_ian.trainer.cv import PAPER_MODELS, run_cv, write_reports
 from napari_ian.trainer.train import TrainConfig
 
 

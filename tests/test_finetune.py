@@ -11,8 +11,9 @@ import pytest
 from napari_ian.sample_data.dataset import phantom_geometry
 from napari_ian.trainer import corrections as store
 from napari_ian.trainer.cli import main
+from napari_ian.trainer.cli_args import parse_slices
 from napari_ian.trainer.finetune import (FinetuneConfig, build_finetune_data, delete_model, finetune, holdout_block,
-                                         next_model_name, parse_slices, rename_model, save_finetuned)
+                                         next_model_name, rename_model, save_finetuned)
 from napari_ian.trainer.io import read_volume
 from napari_ian.trainer.io_nifti import write_nifti
 from napari_ian.trainer.modelfile import load_model, read_metadata

@@ -17,7 +17,8 @@ from napari_ian.trainer.cli import main
 from napari_ian.trainer.dicom_write import write_dicom_series
 from napari_ian.trainer.io import read_volume
 from napari_ian.trainer.io_nifti import write_nifti
-from napari_ian.trainer.segment_sides import parse_side_map, side_from_name
+from napari_ian.trainer.cli_args import parse_side_map
+from napari_ian.trainer.segment_sides import side_from_name
 from napari_ian.trainer.volume import Geometry
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -157,7 +158,7 @@ def test_slicer_file_in_another_axis_order_lands_on_the_same_voxels(nifti_case, 
                  "--map", "Mandible=ignore"]) == 0
     text = capsys.readouterr().out
     assert "'IAN_R' -> right IAN (1) (from its name)" in text and "'Left IAN' -> left IAN (2)" in text
-    assert "'Mandible' -> ignored (--map mandible)" in text
+    assert "'Mandible' -> ignored (as mapped: mandible)" in text
     got = read_volume(out)
     assert np.array_equal(got.data, lab)
     assert np.allclose(got.geometry.native_affine, g.native_affine)

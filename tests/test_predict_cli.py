@@ -96,7 +96,7 @@ def test_models_lists_the_bundled_model(capsys):
 
 
 def test_roi_restricts_the_prediction(bundled, phantom):
-    from napari_ian.trainer.predict import parse_roi
+    from napari_ian.trainer.cli_args import parse_roi
 
     image, labels, spacing, _ = phantom
     model, meta = bundled

@@ -118,7 +118,8 @@ def _cmd_finetune(args) -> int:
     import time
 
     from .data import Case, load_case
-    from .finetune import FinetuneConfig, new_model_path, parse_slices
+    from .cli_args import parse_slices
+    from .finetune import FinetuneConfig, new_model_path
     from .output_paths import check_outputs
     from .registry import resolve_model
     from .volume import CORONAL_AXIS
@@ -174,7 +175,8 @@ def _cmd_predict(args) -> int:
     from .io import read_volume
     from .io_nifti import is_nifti_path, write_nifti
     from .output_paths import check_outputs
-    from .predict import doubt_line, parse_roi
+    from .cli_args import parse_roi
+    from .predict import doubt_line
     from .registry import resolve_model
     from .workflows import predict_case
 
@@ -269,7 +271,8 @@ def _cv_settings(args) -> dict:
 
 
 def _cmd_cv(args) -> int:
-    from .cv import PAPER_MODELS, paper_specs, parse_model_spec, run_cv
+    from .cli_args import parse_model_spec
+    from .cv import PAPER_MODELS, paper_specs, run_cv
     from .data import read_cases
     from .output_paths import check_outputs
     from .train import TrainConfig
@@ -342,7 +345,8 @@ def _cmd_convert(args) -> int:
     from .dicom_seg import IDENTIFIERS_NOTE, algorithm_of_model
     from .io import read_volume
     from .label_io import label_format, read_labels, write_labels
-    from .segment_sides import parse_side_map
+    from .cli_args import parse_side_map
+    from .segment_sides import UnknownSideError
 
     label_format(args.input)
     if label_format(args.out) == "dicom-seg":
@@ -357,7 +361,11 @@ def _cmd_convert(args) -> int:
     side_map = parse_side_map(args.map)
     algorithm = algorithm_of_model(args.model) if args.model else None   # a wrong name fails before the work
     reference = read_volume(args.reference) if args.reference else None
-    labels, report = read_labels(args.input, reference, side_map)
+    try:
+        labels, report = read_labels(args.input, reference, side_map)
+    except UnknownSideError as exc:
+        example = exc.names[0].replace("'", "")
+        raise UnknownSideError(f"{exc} with --map \"{example}=right\" (or =left, =ignore)", exc.names) from None
     for line in report:
         print(line)
     write_labels(args.out, labels.data, labels.geometry, algorithm)

@@ -61,32 +61,6 @@ class ModelSpec:
     config: TrainConfig
 
 
-def parse_model_spec(text: str, base: TrainConfig, network_defaults: dict | None = None) -> ModelSpec:
-    """``NAME=network[:json]`` or ``network`` -> ModelSpec, e.g. ``unet2d=unet:{"base":16}``.
-
-    The JSON may set network settings and training settings (``size``, ``context``, ``lr``...);
-    ``network_defaults`` (network name -> settings, e.g. :data:`PAPER_MODELS`) fills the network
-    settings the JSON leaves out.
-    """
-    name, _, rest = text.partition("=")
-    if not rest:
-        rest, name = name, name.split(":")[0]
-    network, _, cfg_json = rest.partition(":")
-    try:
-        overrides = json.loads(cfg_json) if cfg_json else {}
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--model {text!r}: the settings after ':' are not JSON ({exc.msg})") from None
-    train_keys = {f.name for f in dataclasses.fields(TrainConfig)} - {"network_config"}
-    net_cfg = {k: v for k, v in overrides.items() if k not in train_keys}
-    tr = {k: v for k, v in overrides.items() if k in train_keys}
-    if "size" in tr:
-        tr["size"] = tuple(tr["size"])
-    net_cfg = {**(network_defaults or {}).get(network, {}), **net_cfg}
-    if network == "unet" and not net_cfg:
-        net_cfg = {"base": 16, "depth": 4}
-    return ModelSpec(name, dataclasses.replace(base, network=network, network_config=net_cfg, **tr))
-
-
 def paper_specs(base: TrainConfig) -> list[ModelSpec]:
     """The paper's seven models (IANNet first, the reference) with ``base``'s training settings."""
     return [ModelSpec(PAPER_TITLES[n], dataclasses.replace(base, network=n, network_config=dict(cfg)))
@@ -123,7 +97,7 @@ def run_cv(data_dir, specs, out_dir, repeats: int = 10, fractions=(0.7, 0.15, 0.
     if len(set(names)) != len(names):
         raise ValueError(f"model names must differ: {names}")
     if reference is not None and reference not in names:
-        raise ValueError(f"--reference {reference!r} is none of the models ({', '.join(names)})")
+        raise ValueError(f"the reference model {reference!r} is none of the models ({', '.join(names)})")
     _write_protocol(out_dir / "protocol.json", specs, repeats, fractions, seed, reference or names[0], all_pairs,
                     postprocess)
     per_slice = {n: [] for n in names}      # list of (split, case, side, slice, metrics...)

@@ -91,30 +91,6 @@ class FinetuneResult:
         return b is not None and a is not None and not math.isnan(b) and not math.isnan(a) and a < b - 0.005
 
 
-def parse_slices(text: str, n: int) -> np.ndarray:
-    """``"30:40,55"`` -> sorted unique indices (``a:b`` is half-open like Python and ``--roi``: 30..39).
-
-    Raises ValueError naming the part that is not a slice number or range inside ``0..n-1``.
-    """
-    out = set()
-    for part in filter(None, (p.strip() for p in str(text).split(","))):
-        try:
-            if ":" in part:
-                lo, _, hi = part.partition(":")
-                a, b = int(lo) if lo.strip() else 0, int(hi) if hi.strip() else n
-            else:
-                a = int(part)
-                b = a + 1
-        except ValueError:
-            raise ValueError(f"--slices {part!r}: not a slice number or a range such as 30:40") from None
-        if not (0 <= a < b <= n):
-            raise ValueError(f"--slices {part!r}: outside the {n} coronal slices (0..{n - 1})")
-        out.update(range(a, b))
-    if not out:
-        raise ValueError(f"--slices {text!r}: no slices given")
-    return np.array(sorted(out), dtype=int)
-
-
 def _select(s: SideSlices, idx) -> SideSlices:
     idx = np.asarray(idx, dtype=int)
     return SideSlices(s.case_id, s.patient_id, s.side, s.x[idx], s.y[idx], s.positive[idx])

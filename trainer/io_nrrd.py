@@ -190,7 +190,7 @@ def segmentation_labels(seg: NrrdSegmentation, side_map: dict | None, where) -> 
     both = int(np.count_nonzero(masks[RIGHT] & masks[LEFT]))
     if both:
         raise ValueError(f"{where}: {both} voxels are in both a right and a left segment; "
-                         "fix the segments, or map one of them to ignore with --map NAME=ignore")
+                         "fix the segments, or set one of them to be ignored")
     labels = np.zeros(seg.shape, np.uint8)
     labels[masks[RIGHT]] = RIGHT
     labels[masks[LEFT]] = LEFT

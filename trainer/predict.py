@@ -34,21 +34,6 @@ class Prediction:
     doubts: list = dataclasses.field(default_factory=list)    # short phrases; empty = looks like one nerve per side
 
 
-def parse_roi(text: str, shape) -> tuple:
-    """``"a0:a1,s0:s1,r0:r1"`` (canonical voxel ranges, empty = whole axis) -> slices."""
-    parts = text.split(",")
-    if len(parts) != 3:
-        raise ValueError(f"--roi {text!r}: give three ranges AP,SI,RL such as 10:90,:,:")
-    out = []
-    for part, n in zip(parts, shape):
-        lo, _, hi = part.partition(":")
-        a, b = int(lo) if lo.strip() else 0, int(hi) if hi.strip() else n
-        if not (0 <= a < b <= n):
-            raise ValueError(f"--roi range {part!r} is outside 0..{n}")
-        out.append(slice(a, b))
-    return tuple(out)
-
-
 def remove_specks(labels: np.ndarray, voxel_mm3: float, min_component_mm3: float) -> np.ndarray:
     """Zero, in place, connected components (26-neighbourhood) smaller than ``min_component_mm3``.
 

@@ -29,7 +29,7 @@ _LEFT_WORDS = {"left", "l", "lt", "lft", "sx", "sin", "sinister", "sinistra", "s
 _STRUCTURE = r"(?:ian|nerve|nerv|can|canal|ain)"
 _GLUED = re.compile(rf"^(?:(?P<pre>r|l|right|left){_STRUCTURE}|{_STRUCTURE}(?P<post>r|l|right|left))$")
 
-_SIDE_WORDS = {"right": RIGHT, "r": RIGHT, "1": RIGHT, "left": LEFT, "l": LEFT, "2": LEFT,
+SIDE_WORDS = {"right": RIGHT, "r": RIGHT, "1": RIGHT, "left": LEFT, "l": LEFT, "2": LEFT,
                "ignore": IGNORE, "none": IGNORE, "skip": IGNORE, "0": IGNORE}
 
 
@@ -79,27 +79,6 @@ def side_from_codes(codes) -> int | None:
     return sides.pop() if len(sides) == 1 else None
 
 
-def parse_side_map(items) -> dict:
-    """``["Segment_1=right", "3=left", "mandible=ignore"]`` -> ``{"segment_1": 1, "3": 2, "mandible": 0}``.
-
-    Keys are compared case-insensitively with segment names, IDs, or (files without segment
-    names) label values.
-
-    Raises
-    ------
-    ValueError
-        An item without ``=`` or with a side other than right/left/ignore.
-    """
-    out = {}
-    for item in items or ():
-        key, sep, side = str(item).rpartition("=")
-        side_v = _SIDE_WORDS.get(side.strip().lower())
-        if not sep or not key.strip() or side_v is None:
-            raise ValueError(f"--map {item!r}: expected NAME=right, NAME=left or NAME=ignore")
-        out[key.strip().lower()] = side_v
-    return out
-
-
 class UnknownSideError(ValueError):
     """Segments whose side nothing tells; ``names`` lists them (the GUI asks for each)."""
 
@@ -126,7 +105,7 @@ def assign_sides(segments, side_map: dict | None, where) -> tuple[dict, list[str
     ----------
     segments : list of SegmentInfo
     side_map : dict, optional
-        From :func:`parse_side_map`.
+        Lower-case segment name, ID or label value -> side (``ian convert --map``).
     where : path-like
         The file, for messages.
 
@@ -154,7 +133,7 @@ def assign_sides(segments, side_map: dict | None, where) -> tuple[dict, list[str
         if explicit is not None:
             used.add(explicit)
             sides[i] = side_map[explicit]
-            report.append(f"{shown} -> {SIDE_NAMES[sides[i]]} (--map {explicit})")
+            report.append(f"{shown} -> {SIDE_NAMES[sides[i]]} (as mapped: {explicit})")
         elif side_from_name(seg.name) is not None:
             sides[i] = side_from_name(seg.name)
             report.append(f"{shown} -> {SIDE_NAMES[sides[i]]} (from its name)")
@@ -166,10 +145,9 @@ def assign_sides(segments, side_map: dict | None, where) -> tuple[dict, list[str
     stray = sorted(set(side_map) - used)
     if stray:
         names = ", ".join(repr(s.name or s.id or str(s.label_value)) for s in segments) or "none"
-        raise ValueError(f"{where}: --map {stray[0]!r} names no segment (segments: {names})")
+        raise ValueError(f"{where}: the side map names {stray[0]!r}, which is no segment (segments: {names})")
     if unknown:
         quoted = ", ".join(f"'{u}'" for u in unknown)
-        example = unknown[0] if "'" not in unknown[0] else unknown[0].replace("'", "")
         raise UnknownSideError(f"{where}: which side is segment {quoted}? Its name does not say; rename it "
-                               f"(e.g. 'right IAN') or map it: --map \"{example}=right\" (or =left, =ignore)", unknown)
+                               "(e.g. 'right IAN') or give its side", unknown)
     return sides, report
