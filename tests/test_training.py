@@ -48,6 +48,23 @@ def test_training_runs_drops_short_batches_and_reports(tmp_path):
     assert best["world_size"] == 1
 
 
+def test_a_narrow_context_model_starts_a_wider_one_that_computes_the_same():
+    from napari_ian.trainer.train import build_model
+
+    narrow = build_model(TrainConfig(network="unet", network_config={"base": 4, "depth": 2}, context=3)).eval()
+    wide = build_model(TrainConfig(network="unet", network_config={"base": 4, "depth": 2}, context=7),
+                       init_state=narrow.state_dict()).eval()
+    x = torch.randn(2, 7, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(wide(x), narrow(x[:, 2:5]), atol=1e-5)
+    # the outer slices reach the output once their weights move off zero
+    first = next(k for k, v in wide.state_dict().items() if v.ndim == 4 and v.shape[1] == 7)
+    assert wide.state_dict()[first][:, [0, 1, 5, 6]].abs().max() == 0
+    with pytest.raises(ValueError, match="do not fit this network"):
+        build_model(TrainConfig(network="unet", network_config={"base": 8, "depth": 2}, context=7),
+                    init_state=narrow.state_dict())
+
+
 def test_cancel_stops_without_a_result():
     calls = {"n": 0}
 

@@ -139,8 +139,38 @@ def build_model(cfg: TrainConfig, init_state: dict | None = None) -> torch.nn.Mo
     extra = {} if is_3d(cfg.network) else {"in_channels": cfg.context}
     model = build_network(cfg.network, **{**cfg.network_config, **extra})
     if init_state is not None:
-        model.load_state_dict(init_state)
+        model.load_state_dict(widen_context(init_state, model.state_dict()))
     return model
+
+
+def widen_context(init_state: dict, target_state: dict) -> dict:
+    """Weights of a 2.5D network for a wider slice context than they were trained with.
+
+    An input convolution of the narrower network (``k`` input channels: the slice and its
+    neighbours) is placed in the middle ``k`` channels of the wider one's, the outer channels
+    start at zero: the widened network computes exactly what the narrower one did until training
+    teaches it to use the extra slices. Every other weight must match in shape.
+
+    Raises
+    ------
+    ValueError
+        A weight that differs in anything but an odd, narrower input-channel count.
+    """
+    out = dict(init_state)
+    for key, target in target_state.items():
+        src = init_state.get(key)
+        if src is None or src.shape == target.shape:
+            continue
+        k, n = (src.shape[1], target.shape[1]) if src.ndim == target.ndim >= 3 else (0, 0)
+        if not (src.shape[0] == target.shape[0] and src.shape[2:] == target.shape[2:] and k % 2 == 1
+                and n % 2 == 1 and k < n):
+            raise ValueError(f"the initial weights do not fit this network: {key} is {tuple(src.shape)}, "
+                             f"the network's is {tuple(target.shape)}")
+        wide = torch.zeros_like(target)
+        lo = (n - k) // 2
+        wide[:, lo:lo + k] = src
+        out[key] = wide
+    return out
 
 
 def fit(model, sampler, validate, cfg: TrainConfig, progress: ProgressCallback | None = None,
