@@ -8,11 +8,15 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .cv import ModelSpec
 from .segment_sides import SIDE_WORDS
-from .train import TrainConfig
+
+if TYPE_CHECKING:    # imported where used: they load torch, which `ian convert` does not need
+    from .cv import ModelSpec
+    from .train import TrainConfig
 
 
 def parse_roi(text: str, shape) -> tuple:
@@ -61,6 +65,9 @@ def parse_model_spec(text: str, base: TrainConfig, network_defaults: dict | None
     ``network_defaults`` (network name -> settings, e.g. :data:`PAPER_MODELS`) fills the network
     settings the JSON leaves out.
     """
+    from .cv import ModelSpec
+    from .train import TrainConfig
+
     name, _, rest = text.partition("=")
     if not rest:
         rest, name = name, name.split(":")[0]
