@@ -90,6 +90,17 @@ def _ball(radius_mm, sp):
     return offs[np.linalg.norm(offs * sp, axis=1) <= radius_mm + 1e-6]
 
 
+def _around(arr: np.ndarray, pts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``arr``'s values at each point plus each offset, (points, offsets); offsets that leave
+    ``arr`` are moved back onto its edge (still no farther from their point, so a ball of offsets
+    around a point inside ``arr`` stays within that ball)."""
+    idx = np.clip(np.asarray(pts, int)[:, None, :] + offsets[None], 0, np.asarray(arr.shape) - 1)
+    return arr[tuple(idx.transpose(2, 0, 1))]
+
+
+_CUBE = np.argwhere(np.ones((3, 3, 3), bool)) - 1     # a voxel and its 26 neighbours
+
+
 def _near(shape, pts, radius_mm, sp) -> np.ndarray:
     """Boolean mask of voxels within ``radius_mm`` of voxel points."""
     out = np.zeros(shape, bool)
@@ -213,10 +224,8 @@ class InteractiveSession:
             width = near & ((p > 0.5) | ((p > 0.2) & bright_enough))
             # where the model is silent on the path (its probability at the nearest path voxel),
             # brightness decides
-            offs = local[:, None, :] + (np.argwhere(np.ones((3, 3, 3), bool)) - 1)[None]
-            offs = np.clip(offs, 0, np.asarray(shape) - 1)
             on_path_p = np.zeros(shape, np.float32)
-            on_path_p[tuple(local.T)] = p[tuple(offs.transpose(2, 0, 1))].max(axis=1)
+            on_path_p[tuple(local.T)] = _around(p, local, _CUBE).max(axis=1)
             silent = on_path_p[tuple(nearest)] < 0.3
             width |= near & bright_enough & silent
         else:
@@ -224,7 +233,7 @@ class InteractiveSession:
         mask = core | width
         # beyond the end clicks: the model's nerve, as far as it goes on from there
         if self.prob is not None and len(pts) >= 2:
-            comp, _ = ndimage.label(self.prob[box] > 0.5, structure=np.ones((3, 3, 3)))
+            comp = self._model_pieces()[box]
             for end, prev in ((local[0], local[min(len(local) - 1, 8)]), (local[-1], local[max(0, len(local) - 9)])):
                 touch = np.unique(comp[_near(shape, end[None], st.end_reach_mm, self.sp)])
                 touch = touch[touch > 0]
@@ -242,10 +251,11 @@ class InteractiveSession:
         out[box] = mask
         if self.prob is not None and len(pts) == 1:
             # one click: the whole piece of the model's nerve it points at (its course is the model's)
-            touch = np.unique(self._model_pieces()[box][_near(shape, local[:1], st.end_reach_mm, self.sp)])
+            pieces = self._model_pieces()
+            touch = np.unique(pieces[box][_near(shape, local[:1], st.end_reach_mm, self.sp)])
             touch = touch[touch > 0]
             if touch.size:
-                out |= np.isin(self._pieces, touch)
+                out |= np.isin(pieces, touch)
         elif self.prob is not None:
             out = self._corridor(path, out)
         negs = [np.rint(v) for v, lab in self.clicks if lab == 0]
@@ -280,9 +290,7 @@ class InteractiveSession:
             return drawn
         kept_box = np.isin(pieces[box], touch)
         # a path voxel is covered when a kept voxel lies within covered_mm of it
-        idx = local[:, None, :] + _ball(st.covered_mm, self.sp)[None]
-        inside = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=2)
-        covered = (kept_box[tuple(np.clip(idx, 0, np.asarray(shape) - 1).transpose(2, 0, 1))] & inside).any(axis=1)
+        covered = _around(kept_box, local, _ball(st.covered_mm, self.sp)).any(axis=1)
         out = np.isin(pieces, touch)
         if not covered.all():
             out |= drawn & _near(self.shape, path[~covered], st.max_radius_mm + 0.5, self.sp)
