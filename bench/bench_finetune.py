@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--seed", type=int, default=100, help="--set gamma: phantom patient of the shifted case")
     ap.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
+    ap.add_argument("--min-patches", type=int, default=FinetuneConfig.min_patches, help="3D models: patches per epoch")
     ap.add_argument("--slices", type=int, default=10)
     ap.add_argument("--no-pseudo", action="store_true", help="no pseudo-labels between the corrected slices")
     args = ap.parse_args()
@@ -107,7 +108,8 @@ def main():
     trusted[:, chosen] = True
 
     before = predict_volume(image, model, meta, sp, device="cpu").labels
-    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, device="cpu", pseudo_labels=not args.no_pseudo)
+    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, device="cpu", pseudo_labels=not args.no_pseudo,
+                         min_patches=args.min_patches)
     t0 = time.perf_counter()
     out = finetune_case("bench", image, labels, trusted, sp, base=str(base_path), name="bench-ft", cfg=cfg,
                         store=False)
@@ -125,7 +127,8 @@ def main():
 
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d')}; model {args.model}; case {case}, shape {image.shape}; "
-          f"corrected slices {chosen.tolist()}; {cfg.epochs} epochs, lr {cfg.lr}, pseudo-labels "
+          f"corrected slices {chosen.tolist()}; {cfg.epochs} epochs, lr {cfg.lr}, "
+          f"{cfg.min_patches} patches per epoch (3D models), pseudo-labels "
           f"{cfg.pseudo_labels} ({result.metadata['finetune'].get('pseudo_labelled_slices', 0)} slices), device "
           f"{result.metadata['finetune']['device']} (bf16 {result.metadata['finetune']['bf16']})")
     print(f"training slice sides {data.n_train} ({data.n_train_nerve} with nerve), held out {data.n_held_out}")

@@ -181,6 +181,43 @@ def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home,
     assert [e.source for e in list_models()] == ["bundled"]
 
 
+def test_a_3d_patch_model_fine_tunes_on_corrected_slices(home, phantom):
+    """3D networks see many slices at once: they train on the corrected slices of each patch only
+    (the rest is ignored by the loss), are scored on the held-out block, and save like any other."""
+    import torch
+
+    from napari_ian.trainer.modelfile import save_model
+    from napari_ian.trainer.pipeline import Patches3D
+    from napari_ian.trainer.train import TrainConfig, build_model
+
+    image, labels, sp, _ = phantom
+    pipe = Patches3D(patch=(16, 32, 32), spacing_mm=(2.0, 1.5, 1.5))
+    cfg3d = TrainConfig(network="unet3d", network_config={"base": 4, "depth": 2}, pipeline=pipe.to_dict())
+    torch.manual_seed(0)
+    model = build_model(cfg3d)
+    with torch.no_grad():        # an untrained network that says "no nerve" (noise would make post-processing slow)
+        model.head.bias.fill_(-4.0)
+    meta = {"network": "unet3d", "network_config": {"base": 4, "depth": 2}, "preprocessing": pipe.to_dict(),
+            "training": {**cfg3d.to_dict(), "patch": [16, 32, 32], "batch_size": 2, "loss": "dice_ce"},
+            "trained_on": "nothing (a test network)"}
+    save_model(user_models_dir() / "tiny3d.pt", model, meta)
+    model, meta = load_model(resolve_model("tiny3d"))
+    chosen = _nerve_slices(labels, 8)
+    cfg = FinetuneConfig(epochs=2, min_patches=4, device="cpu", lr=1e-3)
+    data = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], chosen))], meta, cfg, base_model=model)
+    assert len(data.work) == 1 and data.n_train == 12 and data.n_held_out == 4
+    before_state = {k: v.clone() for k, v in model.state_dict().items()}
+    res = finetune(model, meta, data, cfg, parent="tiny3d")
+    assert any((res.model.state_dict()[k] != v).any() for k, v in before_state.items() if v.is_floating_point())
+    assert len(res.history) == 2 and not np.isnan(res.history[-1]["val_dsc"])
+    assert {"held_out_dsc", "train_dsc"} == set(res.before) == set(res.after)
+    path = save_finetuned(res, next_model_name("tiny3d"))
+    new_model, new_meta = load_model(path)
+    assert new_meta["preprocessing"]["pipeline"] == "patch3d" and new_meta["finetune"]["train_slices"] == 12
+    out = predict_volume(image, new_model, new_meta, sp, device="cpu")
+    assert out.labels.shape == image.shape
+
+
 def test_a_child_model_is_never_scored_on_what_its_parent_trained_on(phantom, base):
     image, labels, sp, _ = phantom
     model, meta = base

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_ian.trainer.losses import bce_loss, dice_ce_loss, dice_loss, focal_tversky_loss, get_loss
+from napari_ian.trainer.losses import IGNORE, bce_loss, dice_ce_loss, dice_loss, focal_tversky_loss, get_loss
 
 
 def _tiny_target(n=4):
@@ -53,3 +53,21 @@ def test_dice_ce_counts_the_batch_not_each_image():
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss("hinge")
+
+
+@pytest.mark.parametrize("name", ["focal_tversky", "dice", "bce", "dice_ce"])
+def test_ignored_voxels_count_for_nothing(name):
+    """Fine-tuning a 3D network marks the slices nobody corrected IGNORE: whatever the network says
+    there must neither change the loss nor receive a gradient."""
+    fn = get_loss(name)
+    t = _tiny_target()
+    t[:, :, 12:] = IGNORE                         # the last rows of every image were not corrected
+    x = torch.where(t == 1, torch.tensor(2.0), torch.tensor(-1.0))
+    x_other = x.clone()
+    x_other[t == IGNORE] = torch.randn(int((t == IGNORE).sum())) * 10
+    assert fn(x, t).item() == pytest.approx(fn(x_other, t).item(), rel=1e-6)
+    x.requires_grad_(True)
+    fn(x, t).backward()
+    assert (x.grad[t == IGNORE] == 0).all() and (x.grad[t != IGNORE] != 0).any()
+    if name == "bce":   # its mean runs over the counted voxels only: the same as cropping them out
+        assert fn(x.detach(), t).item() == pytest.approx(fn(x.detach()[:, :, :12], t[:, :, :12]).item(), rel=1e-5)

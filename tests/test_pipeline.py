@@ -125,6 +125,53 @@ def test_crops_for_training_target_the_allowed_side_only():
     assert y.max() == 1
 
 
+def test_3d_crops_for_fine_tuning_teach_only_on_allowed_slices_and_sides():
+    from napari_ian.trainer.losses import IGNORE
+
+    rng = np.random.default_rng(1)
+    vol = rng.random((30, 20, 60)).astype(np.float32)
+    lab = np.zeros(vol.shape, np.uint8)
+    lab[:, 9:11, 10:12] = 1                    # right nerve (left of the midline column 30)
+    lab[:, 9:11, 45:47] = 2
+    allowed = np.zeros((2, 30), bool)
+    allowed[0, 12] = True                      # one corrected slice of the right side
+    allowed[1, [18, 19]] = True                # two of the left side
+    pipe = Patches3D(patch=(8, 16, 16), spacing_mm=(1.0, 1.0, 1.0))
+    x, y = pipe.sample(vol, lab, rng, 60, allowed=allowed, midline=30)
+    assert x.shape == (60, 1, 8, 16, 16) and y.shape == (60, 8, 16, 16)
+    assert set(np.unique(y)) == {0, 1, IGNORE}
+    for xi, yi in zip(x, y):
+        counted = yi != IGNORE
+        assert counted.any()                   # every crop teaches something
+        # find the crop's place from its image, then check each counted voxel's slice and side
+        hits = [(a, b, c) for a in range(23) for b in range(5) for c in range(45)
+                if np.array_equal(vol[a:a + 8, b:b + 16, c:c + 16], xi[0])]
+        assert len(hits) == 1
+        a, b, c = hits[0]
+        for (i, j, k) in np.argwhere(counted):
+            side = 0 if c + k < 30 else 1
+            assert allowed[side, a + i]
+            assert yi[i, j, k] == (lab[a + i, b + j, c + k] > 0)
+    # synthetic training (nothing restricted): any nerve voxel is a target, nothing ignored
+    x, y = pipe.sample(vol, lab, rng, 10)
+    assert set(np.unique(y)) <= {0, 1} and y.max() == 1
+
+
+def test_3d_slice_inference_matches_the_whole_volume_on_those_slices():
+    v = _volume(4, (40, 30, 50))
+    pipe = Patches3D(patch=(8, 16, 16), spacing_mm=(1.0, 1.0, 1.0))
+    prep = pipe.prepare(v, (1.0, 1.0, 1.0))
+
+    class Net(torch.nn.Module):               # voxel-wise: any patch tiling gives the same answer
+        def forward(self, x):
+            return x * 4 - 6
+
+    whole = pipe.infer(prep, Net(), torch.device("cpu"))
+    centres = np.array([17, 18, 19, 20, 21])
+    some = pipe.infer_slices(prep.volume, centres, (False,), Net(), torch.device("cpu"))
+    np.testing.assert_allclose(some, whole[centres], atol=1e-5)
+
+
 def test_pipelines_round_trip_through_model_metadata():
     for p in (Slices25D(context=5, flip_tta=True), Patches3D(patch=(16, 32, 32)), HalfSlices(size=(64, 160))):
         assert pipeline_from_dict(p.to_dict()) == p

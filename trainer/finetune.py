@@ -36,6 +36,7 @@ class FinetuneConfig:
     holdout: float = 0.25            # share of each side's trusted slices held out (a contiguous block)
     holdout_case: str | None = None  # or: hold out this whole case (its case hash) instead
     min_samples: int = 64            # few trusted slices are repeated (with fresh augmentation) to this many per epoch
+    min_patches: int = 8             # 3D models: patches per epoch (each spans a slab of slices)
     pseudo_labels: bool = True       # label the slices between corrected ones along the nerve they pin (working-grid models)
     pseudo_share: float = 0.35       # share of crops drawn from pseudo-labelled slices (below the real corrections)
     batch_size: int | None = None    # None: the base model's
@@ -200,8 +201,6 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
                          "another case (or a block of slices)")
     if cfg.holdout_case is not None and cfg.holdout_case not in [c[0] for c in cases]:
         raise ValueError(f"the held-out case {cfg.holdout_case[:8]} is not among the cases to fine-tune on")
-    if pipe.kind == "patch3d":
-        raise ValueError("this model reads 3D patches: it cannot be fine-tuned on single corrected slices")
     train, held, trained, work = [], [], {}, []
     n_train = n_held = n_pos = 0
     for i, entry in enumerate(cases):
@@ -343,8 +342,9 @@ def _work_validator(pipe, work):
             idx = np.flatnonzero(w.held_work.any(axis=0))
             if not idx.size:
                 continue
-            prob = np.concatenate([pipe.infer_slices(w.prepared.volume, idx[i:i + 8], (False,), model, device, bf16,
-                                                     channels_last) for i in range(0, len(idx), 8)])
+            step = len(idx) if pipe.kind == "patch3d" else 8    # 3D: one slab of patches covers the held block
+            prob = np.concatenate([pipe.infer_slices(w.prepared.volume, idx[i:i + step], (False,), model, device, bf16,
+                                                     channels_last) for i in range(0, len(idx), step)])
             for side, cols in ((1, slice(0, w.midline_work)), (2, slice(w.midline_work, None))):
                 for j, a in enumerate(idx):
                     ref = w.labels_work[a][:, cols] == side
@@ -379,7 +379,8 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
     if data.work:
         tc = TrainConfig(**common, context=getattr(pipe, "context", 1), pipeline=pipe.to_dict(),
                          patch=tuple(training.get("patch") or (128, 128)),
-                         steps_per_epoch=max(1, math.ceil(cfg.min_samples / batch)))
+                         steps_per_epoch=max(1, math.ceil((cfg.min_patches if pipe.kind == "patch3d"
+                                                           else cfg.min_samples) / batch)))
         before = score_cases(model, metadata, data.work, cfg.device)
         new, history, best = fit(build_model(tc, init), _WorkSampler(data.work, pipe, batch, tc.steps_per_epoch,
                                                                      tc.patch, pseudo_share=cfg.pseudo_share),

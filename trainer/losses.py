@@ -8,6 +8,9 @@ reduction") ``(1 - TI) ** gamma``. We use the latter, ``(1 - TI) ** gamma`` with
 alpha (FN weight) = 0.7 and beta (FP weight) = 0.3 by default, TI computed per image and the
 loss averaged over the batch (mean reduction). Images whose target is empty get TI from their
 soft false positives alone (smooth = 1), so predicting nothing on them costs nothing.
+
+Targets may mark voxels :data:`IGNORE` (fine-tuning a 3D network on corrected slices: the
+slices of a patch nobody corrected); every loss leaves them out of its counts and its mean.
 """
 from __future__ import annotations
 
@@ -15,11 +18,24 @@ import torch
 import torch.nn.functional as F
 
 
+IGNORE = 255
+"""Target value of voxels no loss counts."""
+
+
+def _split(logits, target):
+    """Probabilities and 0/1 targets, with ignored voxels zeroed in both."""
+    p = torch.sigmoid(logits.float())
+    valid = target != IGNORE
+    if bool(valid.all()):
+        return p, target.float()
+    return p * valid, (target == 1).float()
+
+
 def _soft_counts(logits, target):
-    p = torch.sigmoid(logits.float()).flatten(1)
-    t = target.float().flatten(1)
+    p, t = _split(logits, target)
+    p, t = p.flatten(1), t.flatten(1)
     tp = (p * t).sum(1)
-    fp = (p * (1 - t)).sum(1)
+    fp = (p * (1 - t)).sum(1)     # ignored voxels: p and t are 0, so they add nothing
     fn = ((1 - p) * t).sum(1)
     return tp, fp, fn
 
@@ -39,17 +55,22 @@ def dice_loss(logits, target, smooth: float = 1.0):
 
 
 def bce_loss(logits, target, pos_weight: float = 10.0):
-    """Binary cross-entropy with a positive-class weight for the tiny nerve."""
-    return F.binary_cross_entropy_with_logits(logits.float(), target.float(),
-                                              pos_weight=torch.tensor(pos_weight, device=logits.device))
+    """Binary cross-entropy with a positive-class weight for the tiny nerve (mean over valid voxels)."""
+    pw = torch.tensor(pos_weight, device=logits.device)
+    valid = target != IGNORE
+    if bool(valid.all()):
+        return F.binary_cross_entropy_with_logits(logits.float(), target.float(), pos_weight=pw)
+    per_voxel = F.binary_cross_entropy_with_logits(logits.float(), (target == 1).float(), pos_weight=pw,
+                                                   reduction="none")
+    valid = valid.float()
+    return (per_voxel * valid).sum() / valid.sum().clamp(min=1)
 
 
 def dice_ce_loss(logits, target, pos_weight: float = 3.0, smooth: float = 1.0):
     """Soft Dice over the whole batch plus binary cross-entropy (the nnU-Net default, Isensee et al.
     2021). Counting TP, FP and FN over the batch instead of per image gives a tiny structure a
     steady signal from the first steps, where a per-image index mostly says "predict less"."""
-    p = torch.sigmoid(logits.float())
-    t = target.float()
+    p, t = _split(logits, target)
     tp = (p * t).sum()
     dice = 1 - (2 * tp + smooth) / (p.sum() + t.sum() + smooth)
     return dice + bce_loss(logits, target, pos_weight)

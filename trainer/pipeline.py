@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .device import autocast_context
+from .device import autocast_context, memory_format
 from .progress import INFER, ProgressCallback, check_cancel, report
 from .normalise import DEFAULT_NORMALISATION, normalise
 from .preprocess import find_midline, merge_sides, prepare_slices, split_sides, unfit
@@ -114,8 +114,8 @@ class Pipeline:
 def run_network(model, x: np.ndarray, device, bf16=False, channels_last=False) -> np.ndarray:
     """Sigmoid of the network's single output channel for one batch (numpy in, numpy out)."""
     xb = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-    if channels_last and xb.ndim == 4:
-        xb = xb.contiguous(memory_format=torch.channels_last)
+    if channels_last:
+        xb = xb.contiguous(memory_format=memory_format(xb.ndim))
     with autocast_context(device, bf16):
         logits = model(xb)
     return torch.sigmoid(logits.float())[:, 0].cpu().numpy()
@@ -278,14 +278,26 @@ class Patches3D(Pipeline):
         return s
 
     def infer(self, prepared, model, device, bf16=False, channels_last=False, batch=2, cancel=None, progress=None):
-        vol = prepared.volume
+        flips = (False, True) if self.flip_tta else (False,)
+        return self._infer_array(prepared.volume, flips, model, device, bf16, channels_last, batch, cancel, progress)
+
+    def infer_slices(self, vol, centres, flips, model, device, bf16=False, channels_last=False, box=None, batch=2):
+        """Probabilities (len(centres), H, W) of whole working slices: the patches over the slab
+        of slices that holds them (half a patch of context on either side), not the whole volume."""
+        centres = np.asarray(centres, dtype=int)
+        half = self.patch[0] // 2
+        lo, hi = max(int(centres.min()) - half, 0), min(int(centres.max()) + half + 1, vol.shape[0])
+        prob = self._infer_array(vol[lo:hi], tuple(flips), model, device, bf16, channels_last, batch)
+        out = prob[centres - lo]
+        return out if box is None else out[:, box[0], box[1]]
+
+    def _infer_array(self, vol, flips, model, device, bf16, channels_last, batch, cancel=None, progress=None):
         p = self.patch
         pads = [(0, max(0, p[i] - vol.shape[i])) for i in range(3)]
         shape = tuple(vol.shape[i] + pads[i][1] for i in range(3))
         win = _gauss_window(p)
         corners = [(a, b, c) for a in self._starts(shape[0], p[0]) for b in self._starts(shape[1], p[1])
                    for c in self._starts(shape[2], p[2])]
-        flips = (False, True) if self.flip_tta else (False,)
         total, done = len(corners) * len(flips), 0
         prob = np.zeros(vol.shape, np.float32)
         for flip in flips:
@@ -296,7 +308,7 @@ class Patches3D(Pipeline):
                 check_cancel(cancel)
                 group = corners[i:i + batch]
                 x = np.stack([src[a:a + p[0], b:b + p[1], c:c + p[2]] for a, b, c in group])[:, None]
-                for (a, b, c), o in zip(group, run_network(model, x, device, bf16)):
+                for (a, b, c), o in zip(group, run_network(model, x, device, bf16, channels_last)):
                     sl = (slice(a, a + p[0]), slice(b, b + p[1]), slice(c, c + p[2]))
                     acc[sl] += o * win
                     wsum[sl] += win
@@ -308,26 +320,60 @@ class Patches3D(Pipeline):
             prob /= len(flips)
         return prob
 
-    def sample(self, volume, mask, rng, n, patch=None, positive_fraction=0.7, allowed=None):
-        """Random 3D crops: ``x`` (n, 1, D, H, W), ``y`` (n, D, H, W)."""
+    def sample(self, volume, mask, rng, n, patch=None, positive_fraction=0.7, allowed=None, midline=None):
+        """Random 3D crops: ``x`` (n, 1, D, H, W) float32, ``y`` (n, D, H, W) uint8.
+
+        A share ``positive_fraction`` is centred near a nerve voxel (within a third of the patch),
+        the rest anywhere. With ``allowed`` (2, slices) bool (fine-tuning: which side of which
+        slice may be trained on), ``mask`` holds labels 1 (right) / 2 (left), crops are centred on
+        allowed slices, and a side's half (columns left or right of ``midline``) of a slice that
+        is not allowed for that side is marked :data:`~napari_ian.trainer.losses.IGNORE` in
+        ``y``: a patch spans many slices, and only the corrected ones may teach. Volumes smaller
+        than the patch are zero padded.
+        """
+        from .losses import IGNORE
+
         p = tuple(patch or self.patch)
         pads = [(0, max(0, p[i] - volume.shape[i])) for i in range(3)]
         vol, msk = np.pad(volume, pads), np.pad(mask, pads)
-        if allowed is not None:
-            raise ValueError("3D patches cannot be restricted to single slices")
-        pos = np.argwhere(msk) if positive_fraction > 0 else np.zeros((0, 3), int)
+        n0, n1, n2 = vol.shape
+        if allowed is None:
+            target = msk > 0
+            pos = np.argwhere(target) if positive_fraction > 0 else np.zeros((0, 3), int)
+            pairs = None
+        else:
+            ok = np.zeros((2, n0), bool)
+            ok[:, :volume.shape[0]] = np.asarray(allowed, bool)[:, :volume.shape[0]]
+            if not ok.any():
+                raise ValueError("no slice may be sampled")
+            mid = int(midline if midline is not None else volume.shape[2] // 2)
+            right = np.arange(n2) < mid
+            target = msk > 0
+            # per (slice, column): may this voxel teach? (its side's half, on a slice allowed for that side)
+            valid = np.where(right[None, :], ok[0][:, None], ok[1][:, None])          # (slices, columns)
+            pos = np.argwhere(target & valid[:, None, :])
+            pairs = np.argwhere(ok)                                                    # (side index, slice)
+            halves = ((0, max(mid, 1)), (min(mid, volume.shape[2] - 1), volume.shape[2]))
         x = np.empty((n, 1) + p, np.float32)
         y = np.empty((n,) + p, np.uint8)
         for j in range(n):
             if len(pos) and rng.random() < positive_fraction:
                 c = pos[rng.integers(len(pos))]
+            elif pairs is not None:       # anywhere in an allowed side's half of an allowed slice
+                side, a = pairs[rng.integers(len(pairs))]
+                c = (int(a), int(rng.integers(n1)), int(rng.integers(*halves[side])))
+            else:
+                c = None
+            if c is not None:
                 st = [int(np.clip(c[i] - p[i] // 2 + rng.integers(-p[i] // 3, p[i] // 3 + 1), 0, vol.shape[i] - p[i]))
                       for i in range(3)]
             else:
                 st = [int(rng.integers(0, vol.shape[i] - p[i] + 1)) for i in range(3)]
             sl = tuple(slice(s, s + q) for s, q in zip(st, p))
             x[j, 0] = vol[sl]
-            y[j] = msk[sl]
+            y[j] = target[sl]
+            if pairs is not None:
+                y[j][np.broadcast_to(~valid[sl[0], sl[2]][:, None, :], p)] = IGNORE
         return x, y
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .device import pick_device, use_bf16
+from .device import memory_format, pick_device, use_bf16
 from .progress import ProgressCallback
 from .pipeline import pipeline_for_model
 from .postprocess import PathSettings, SideReport, nerve_path
@@ -117,10 +117,10 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
     pipe = pipeline_for_model(metadata)
     dev = pick_device(device)
     bf16 = use_bf16(dev, "auto" if metadata.get("inference_bf16", True) else False)
-    channels_last = dev.type == "cpu" and pipe.kind != "patch3d"   # a 2D memory layout
+    channels_last = dev.type == "cpu"
     model = model.to(dev).eval()
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=memory_format(5 if pipe.kind == "patch3d" else 4))
     batch = batch or {"halfslice": 64, "slices25d": 16, "patch3d": 2}[pipe.kind]
     prep = pipe.prepare(image, spacing, box=roi)
     prob_work = pipe.infer(prep, model, dev, bf16, channels_last, batch, cancel, progress)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .augment import augment_batch
-from .device import autocast_context, cpu_bf16_supported, pick_device, use_bf16  # noqa: F401 (re-exported)
+from .device import autocast_context, cpu_bf16_supported, memory_format, pick_device, use_bf16  # noqa: F401 (re-exported)
 from .progress import EPOCH, STEP, ProgressCallback, check_cancel, report
 from .losses import DEFAULT_LOSS_PARAMS, get_loss
 from .metrics import metrics_from_counts, slice_counts
@@ -80,7 +80,7 @@ def predict_probabilities(model, x: np.ndarray, device, bf16=False, channels_las
         check_cancel(cancel)
         xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch], dtype=np.float32)).to(device)
         if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = xb.contiguous(memory_format=memory_format(xb.ndim))
         with autocast_context(device, bf16):
             logits = model(xb)
         out[i:i + batch] = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
@@ -216,11 +216,10 @@ def fit(model, sampler, validate, cfg: TrainConfig, progress: ProgressCallback |
     bf16 = use_bf16(device, cfg.bf16)
     from .nets import is_3d
 
-    channels_last = (device.type != "mps" and not is_3d(cfg.network)
-                     and (cfg.channels_last is True or cfg.channels_last == "auto"))
+    channels_last = device.type != "mps" and (cfg.channels_last is True or cfg.channels_last == "auto")
     model = model.to(device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=memory_format(5 if is_3d(cfg.network) else 4))
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -245,8 +244,8 @@ def fit(model, sampler, validate, cfg: TrainConfig, progress: ProgressCallback |
             if cfg.augment and xb.ndim == 4:
                 xb, yb = augment_batch(xb, yb, gen)
             xb, yb = xb.to(device), yb.to(device)
-            if channels_last and xb.ndim == 4:
-                xb = xb.contiguous(memory_format=torch.channels_last)
+            if channels_last:
+                xb = xb.contiguous(memory_format=memory_format(xb.ndim))
             opt.zero_grad(set_to_none=True)
             with autocast_context(device, bf16):
                 out = net(xb)     # deep-supervision networks add auxiliary outputs while training
