@@ -24,6 +24,7 @@ import numpy as np
 from .data import SideSlices, side_slices
 from .metrics import SIDES
 from .progress import PREPARE, ProgressCallback, report
+from .sides import label_midline
 from .registry import BUNDLED_DIR, FINETUNE_SUFFIX, alternative_names, list_models, user_model_path
 
 
@@ -239,7 +240,8 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
                 # a working slice takes the trust of the input slice nearest to it
                 near = np.clip(np.rint(np.arange(prep.volume.shape[0]) * pipe.spacing_mm[0] / spacing[0]).astype(int),
                                0, n - 1)
-                mid_w = int(round(prep.midline * spacing[2] / pipe.spacing_mm[2]))
+                # the sides as labelled (a field of view with one nerve has no mirror axis to split by)
+                mid_w = int(round(label_midline(labels, prep.midline) * spacing[2] / pipe.spacing_mm[2]))
                 work.append(WorkCase(case, image, labels, spacing, prep, lab_w, tr_nat[:, near], mid_w, tr_nat, ho_nat,
                                      ho_nat[:, near], pseudo_nat[:, near], int(pseudo_nat.sum())))
             n_train += int(tr_nat.sum())

@@ -21,6 +21,7 @@ from .device import memory_format, pick_device, use_bf16
 from .progress import ProgressCallback
 from .pipeline import pipeline_for_model
 from .postprocess import PathSettings, SideReport, nerve_path
+from .sides import lone_nerve_midline
 
 
 @dataclasses.dataclass
@@ -129,18 +130,27 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         outside = np.ones(image.shape, bool)
         outside[roi] = False
         prob[outside] = 0.0
-    mid = prep.midline
-    if postprocess:
-        settings = postprocess if isinstance(postprocess, PathSettings) else PathSettings()
-        labels, reports = nerve_path(prob, spacing, mid, settings)
-    else:
+
+    def by_side(mid):
+        if postprocess:
+            settings = postprocess if isinstance(postprocess, PathSettings) else PathSettings()
+            return nerve_path(prob, spacing, mid, settings)
         labels = np.zeros(image.shape, np.uint8)
         labels[:, :, :mid] = (prob[:, :, :mid] > 0.5) * np.uint8(1)
         labels[:, :, mid:] = (prob[:, :, mid:] > 0.5) * np.uint8(2)
         if min_component_mm3 > 0:
             remove_specks(labels, float(np.prod(spacing)), min_component_mm3)
-        reports = {}
-    return Prediction(labels, prob, str(dev), bf16, mid, reports, doubts(labels, prob, spacing, reports))
+        return labels, {}
+
+    mid = prep.midline
+    labels, reports = by_side(mid)
+    lone = lone_nerve_midline(labels, spacing, mid)
+    notes = []
+    if lone != mid:             # one nerve in view, on the other side of a mirror axis that is not the head's
+        mid = lone
+        labels, reports = by_side(mid)
+        notes.append(f"one nerve in view, called {'left' if mid == 0 else 'right'} from its course")
+    return Prediction(labels, prob, str(dev), bf16, mid, reports, notes + doubts(labels, prob, spacing, reports))
 
 
 # What one nerve per side looks like (phantom anatomy and the source study's description):

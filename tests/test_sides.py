@@ -1,0 +1,73 @@
+"""Which side a nerve is on when the field of view holds one side only (constructed volumes)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from napari_ian.trainer.pipeline import Slices25D
+from napari_ian.trainer.predict import predict_volume
+from napari_ian.trainer.sides import course_slope, label_midline, lone_nerve_midline, side_from_course
+
+
+def _nerve(shape, code, start_col, slope, ap=(10, 50), row=15):
+    """A 2-voxel-wide tube along AP whose column moves ``slope`` voxels per slice (1 mm voxels)."""
+    lab = np.zeros(shape, np.uint8)
+    for a in range(*ap):
+        c = int(round(start_col + slope * (a - ap[0])))
+        lab[a, row:row + 2, c:c + 2] = code
+    return lab
+
+
+def test_the_course_says_the_side_and_a_straight_or_short_one_says_nothing():
+    shape = (60, 30, 80)
+    right = _nerve(shape, 1, 30, -0.3) > 0       # runs towards the midline (larger columns) anteriorly
+    left = _nerve(shape, 1, 45, 0.3) > 0
+    assert course_slope(right, (1, 1, 1))[0] < -0.25 and course_slope(left, (1, 1, 1))[0] > 0.25
+    assert side_from_course(right, (1, 1, 1)) == 1 and side_from_course(left, (1, 1, 1)) == 2
+    assert side_from_course(_nerve(shape, 1, 30, 0.0) > 0, (1, 1, 1)) is None            # straight
+    assert side_from_course(_nerve(shape, 1, 30, 0.3, ap=(10, 22)) > 0, (1, 1, 1)) is None   # 12 mm: too short
+
+
+def test_a_lone_nerve_moves_to_its_side_and_a_pair_stays():
+    shape = (60, 30, 80)
+    lone_left_called_right = _nerve(shape, 1, 5, 0.3)            # a left nerve, right of a wrong mirror axis at 40
+    assert lone_nerve_midline(lone_left_called_right, (1, 1, 1), 40) == 0
+    lone_right = _nerve(shape, 1, 20, -0.3)                       # already on its side
+    assert lone_nerve_midline(lone_right, (1, 1, 1), 40) == 40
+    pair = _nerve(shape, 1, 30, -0.3) + _nerve(shape, 2, 50, 0.3)
+    assert lone_nerve_midline(pair, (1, 1, 1), 40) == 40
+    straight = _nerve(shape, 2, 60, 0.0)                          # its course cannot tell: the symmetry plane stands
+    assert lone_nerve_midline(straight, (1, 1, 1), 40) == 40
+    lone_right_called_left = _nerve(shape, 2, 70, -0.3)
+    assert lone_nerve_midline(lone_right_called_left, (1, 1, 1), 40) == 80
+
+
+def test_labels_split_by_side_where_the_symmetry_plane_does_not():
+    lab = np.zeros((10, 5, 50), np.uint8)
+    lab[:, 2, 5:8] = 2                     # only the left nerve labelled, left of a plane at column 25
+    assert label_midline(lab, 25) == 0
+    lab[:, 2, 40:42] = 1                   # a right nerve beyond the left one: nothing separates them
+    assert label_midline(lab, 25) == 25
+    lab = np.zeros((10, 5, 50), np.uint8)
+    lab[:, 2, 5:8], lab[:, 2, 12:14] = 1, 2
+    assert label_midline(lab, 25) == 10    # between them
+    lab[:, 2, 12:14] = 0
+    assert label_midline(lab, 25) == 25 and label_midline(lab, 6) == 50
+
+
+class _Bright(torch.nn.Module):
+    """A 'network' that calls bright voxels nerve."""
+
+    def forward(self, x):
+        return (x[:, x.shape[1] // 2:x.shape[1] // 2 + 1] > 1.5).float() * 20 - 10
+
+
+def test_prediction_on_a_one_sided_field_of_view_labels_the_nerve_by_its_course():
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 5, (60, 30, 40)).astype(np.float32)
+    truth = _nerve(image.shape, 2, 4, 0.3)          # the left nerve; the field of view stops short of the midline
+    image[truth > 0] = 1000
+    meta = {"network": "test", "preprocessing": Slices25D(context=1, spacing_mm=(1.0, 1.0, 1.0)).to_dict()}
+    pred = predict_volume(image, _Bright(), meta, (1.0, 1.0, 1.0), device="cpu")
+    assert (pred.labels == 2).sum() > 0.9 * (truth > 0).sum() and not (pred.labels == 1).any()
+    assert pred.midline == 0 and "called left from its course" in pred.doubts[0]
