@@ -157,7 +157,7 @@ def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home,
     m = read_metadata(path)
     ft = m["finetune"]
     assert m["parent"] == "ian-default" and ft["cases"] == ["c1"] and ft["train_slices"] == 12
-    assert ft["settings"]["epochs"] == 2 and ft["settings"]["lr"] == 1e-4 and "date" in ft
+    assert ft["settings"]["epochs"] == 2 and ft["settings"]["lr"] == FinetuneConfig.lr and "date" in ft
     assert set(ft["before"]) == {"held_out_dsc", "train_dsc"} and "fine-tuned on 12" in m["trained_on"]
     assert next_model_name("ian-default") == "ian-default-ft2" == next_model_name(name)
     first = path.read_bytes()

@@ -56,7 +56,13 @@ def test_clicks_give_the_nerve_one_undo_step_each_and_leave_hand_edits(make_napa
     assert [k for _, k in w.clicks()] == [1, 1, 1] and w.clicks_list.count() == 3
     got = np.asarray(labels.data) == 1
     ref = truth == 1
-    assert 2 * (got & ref).sum() / (got.sum() + ref.sum()) > 0.7
+    # the whole course between the end clicks is labelled, and nothing away from the nerve (the
+    # outline's width is the model's; BENCHMARKS measures it on phantoms)
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+    d, _ = cKDTree(np.argwhere(got) * np.asarray(SP)).query(pts * np.asarray(SP))
+    assert (d <= 1.5).mean() > 0.95
+    assert (got & ndimage.binary_dilation(ref, iterations=2)).sum() > 0.95 * got.sum()
     assert w.last_update_s < 1.0                                   # one click updates within a second
     # the hand edit (the other side) is untouched
     assert np.array_equal(np.asarray(labels.data) == 2, hand == 2)

@@ -23,7 +23,7 @@ def test_bundled_model_describes_itself(bundled):
     model, meta = bundled
     assert "synthetic only" in meta["trained_on"] and "not patient data" in meta["trained_on"]
     assert meta["labels"]["1"] == "right IAN" and meta["labels"]["2"] == "left IAN"
-    assert meta["preprocessing"]["pipeline"] == "slices25d" and meta["preprocessing"]["context"] == 7
+    assert meta["preprocessing"]["pipeline"] == "patch3d" and meta["network"] == "unet3d"
     assert meta["metrics"]["validation_dsc"] > 0.3 and "held-out phantom anatomies" in meta["metrics"]["note"]
     assert meta["parent"]                                # trained on from an earlier run, and says so
 
