@@ -337,8 +337,8 @@ class Patches3D(Pipeline):
         pads = [(0, max(0, p[i] - volume.shape[i])) for i in range(3)]
         vol, msk = np.pad(volume, pads), np.pad(mask, pads)
         n0, n1, n2 = vol.shape
+        target = msk > 0
         if allowed is None:
-            target = msk > 0
             pos = np.argwhere(target) if positive_fraction > 0 else np.zeros((0, 3), int)
             pairs = None
         else:
@@ -348,7 +348,6 @@ class Patches3D(Pipeline):
                 raise ValueError("no slice may be sampled")
             mid = int(midline if midline is not None else volume.shape[2] // 2)
             right = np.arange(n2) < mid
-            target = msk > 0
             # per (slice, column): may this voxel teach? (its side's half, on a slice allowed for that side)
             valid = np.where(right[None, :], ok[0][:, None], ok[1][:, None])          # (slices, columns)
             pos = np.argwhere(target & valid[:, None, :])
