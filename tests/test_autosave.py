@@ -1,7 +1,6 @@
 """Autosave in a real viewer: edits are saved to the workspace and survive a crash."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest

@@ -20,6 +20,7 @@ from napari_ian.trainer.modelfile import load_model, read_metadata
 from napari_ian.trainer.predict import predict_volume
 from napari_ian.trainer.registry import list_models, resolve_model, user_models_dir
 from napari_ian.trainer.progress import Cancelled
+from tiny_models import save_tiny3d, tiny3d
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home,
     model, meta = base
     chosen = _nerve_slices(labels, 8)
     cfg = FinetuneConfig(epochs=2, min_samples=16, device="cpu")
-    data = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], chosen))], meta, cfg)
+    data = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], chosen), sp)], meta, cfg, base_model=model)
     assert data.n_train + data.n_held_out == 16 and data.n_held_out == 4
     before_state = {k: v.clone() for k, v in model.state_dict().items()}
     res = finetune(model, meta, data, cfg, parent="ian-default")
@@ -169,9 +170,12 @@ def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home,
         save_finetuned(res, "ian-default")
     # predicting with it gives another output than the base model
     new_model, new_meta = load_model(resolve_model(name))
-    p0 = predict_volume(image, model, meta, sp, device="cpu").probability
+    base_pred = predict_volume(image, model, meta, sp, device="cpu")
+    p0 = base_pred.probability
     p1 = predict_volume(image, new_model, new_meta, sp, device="cpu").probability
     assert np.abs(p1 - p0).max() > 0.05
+    # the 'before' score came from the base model's one prediction made while preparing: the same labels
+    assert data.base_model is model and np.array_equal(data.work[0].base_labels, base_pred.labels)
     # rename / delete, bundled refused
     rename_model(name, "site-a")
     assert {"site-a"} <= {e.name for e in list_models()} and name not in {e.name for e in list_models()}
@@ -184,23 +188,8 @@ def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home,
 def test_a_3d_patch_model_fine_tunes_on_corrected_slices(home, phantom):
     """3D networks see many slices at once: they train on the corrected slices of each patch only
     (the rest is ignored by the loss), are scored on the held-out block, and save like any other."""
-    import torch
-
-    from napari_ian.trainer.modelfile import save_model
-    from napari_ian.trainer.pipeline import Patches3D
-    from napari_ian.trainer.train import TrainConfig, build_model
-
     image, labels, sp, _ = phantom
-    pipe = Patches3D(patch=(16, 32, 32), spacing_mm=(2.0, 1.5, 1.5))
-    cfg3d = TrainConfig(network="unet3d", network_config={"base": 4, "depth": 2}, pipeline=pipe.to_dict())
-    torch.manual_seed(0)
-    model = build_model(cfg3d)
-    with torch.no_grad():        # an untrained network that says "no nerve" (noise would make post-processing slow)
-        model.head.bias.fill_(-4.0)
-    meta = {"network": "unet3d", "network_config": {"base": 4, "depth": 2}, "preprocessing": pipe.to_dict(),
-            "training": {**cfg3d.to_dict(), "patch": [16, 32, 32], "batch_size": 2, "loss": "dice_ce"},
-            "trained_on": "nothing (a test network)"}
-    save_model(user_models_dir() / "tiny3d.pt", model, meta)
+    save_tiny3d("tiny3d")
     model, meta = load_model(resolve_model("tiny3d"))
     chosen = _nerve_slices(labels, 8)
     cfg = FinetuneConfig(epochs=2, min_patches=4, device="cpu", lr=1e-3)
@@ -218,19 +207,19 @@ def test_a_3d_patch_model_fine_tunes_on_corrected_slices(home, phantom):
     assert out.labels.shape == image.shape
 
 
-def test_a_child_model_is_never_scored_on_what_its_parent_trained_on(phantom, base):
+def test_a_child_model_is_never_scored_on_what_its_parent_trained_on(phantom):
     image, labels, sp, _ = phantom
-    model, meta = base
+    model, meta = tiny3d()
     first = _nerve_slices(labels, 8)
-    cfg = FinetuneConfig(epochs=1, min_samples=8, device="cpu")
-    d1 = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], first))], meta, cfg)
-    r1 = finetune(model, meta, d1, cfg, parent="ian-default")
+    cfg = FinetuneConfig(epochs=1, min_patches=2, device="cpu")
+    d1 = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], first), sp)], meta, cfg)
+    r1 = finetune(model, meta, d1, cfg, parent="tiny3d")
     parent_trained = r1.metadata["finetune"]["trained_slices"]["c1"]
     assert len(parent_trained["right"]) == 6 and not r1.metadata["metrics"].get("test_dsc_mean")
     # more slices corrected later; the child's held-out block avoids the parent's training slices
     both = np.flatnonzero((labels == 1).any(axis=(1, 2)) & (labels == 2).any(axis=(1, 2)))
     more = np.union1d(first, both[::3])
-    d2 = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], more))], r1.metadata, cfg)
+    d2 = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], more), sp)], r1.metadata, cfg)
     held_right = set(more.tolist()) - set(d2.trained["c1"]["right"])
     assert held_right and not held_right & set(parent_trained["right"])
     with pytest.raises(ValueError, match="already fine-tuned on case c1"):
@@ -238,13 +227,14 @@ def test_a_child_model_is_never_scored_on_what_its_parent_trained_on(phantom, ba
                             FinetuneConfig(holdout_case="c1"))
 
 
-def test_cancel_and_no_nerve_leave_the_registry_unchanged(home, phantom, base):
+def test_cancel_and_no_nerve_leave_the_registry_unchanged(home, phantom):
     image, labels, sp, _ = phantom
-    model, meta = base
-    cfg = FinetuneConfig(epochs=3, min_samples=16, device="cpu")
-    data = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], _nerve_slices(labels, 6)))], meta, cfg)
+    model, meta = tiny3d()
+    cfg = FinetuneConfig(epochs=3, min_patches=2, device="cpu")
+    data = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], _nerve_slices(labels, 6)), sp)], meta,
+                               cfg, base_model=model)
     with pytest.raises(Cancelled):
-        finetune(model, meta, data, cfg, parent="ian-default", cancel=lambda: True)
+        finetune(model, meta, data, cfg, parent="tiny3d", cancel=lambda: True)
     assert not user_models_dir().exists() or not list(user_models_dir().glob("*.pt"))
     empty = np.flatnonzero(~(labels > 0).any(axis=(1, 2)))[:6]
     with pytest.raises(ValueError, match="no nerve"):
@@ -280,8 +270,9 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
     chosen = _nerve_slices(labels, 6)
     native = sorted(int(i) for i in vol.geometry.canonical_index(0, chosen))  # the map is its own inverse
     spec = ",".join(str(i) for i in native)
+    save_tiny3d("tiny3d")        # the command line's path and messages are under test, not what is learnt
     assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--slices", spec, "--name", "cli-ft",
-                 "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
+                 "--base", "tiny3d", "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "6 coronal slices -> 8 slice sides trained on (8 with nerve), 4 held out" in out and "saved" in out and "ian predict --model cli-ft" in out
     m = read_metadata(resolve_model("cli-ft"))
@@ -299,4 +290,4 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
         assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--quiet", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1, err
-    assert sorted(p.stem for p in user_models_dir().glob("*.pt")) == ["broken", "cli-ft"]
+    assert sorted(p.stem for p in user_models_dir().glob("*.pt")) == ["broken", "cli-ft", "tiny3d"]

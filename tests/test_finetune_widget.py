@@ -78,6 +78,17 @@ def corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtb
     return viewer, w, image, pred, chosen
 
 
+def _start_from_a_tiny_model(w):
+    """Fine-tune a tiny 3D network instead of the bundled model: for tests of what the panel does
+    around the training (cancel, save, names, stored corrections), not of what it learns."""
+    from tiny_models import save_tiny3d
+
+    save_tiny3d("tiny3d")
+    w.refresh_models()
+    w.base_combo.setCurrentText("tiny3d")
+    assert w.name_edit.text() == "tiny3d-ft1"
+
+
 def _user_models():
     from napari_ian.trainer.registry import user_models_dir
 
@@ -141,18 +152,19 @@ def test_cancel_leaves_the_registry_and_layers_unchanged(corrected, qtbot):
     from qtpy.QtWidgets import QLabel
 
     viewer, w, image, pred, chosen = corrected
+    _start_from_a_tiny_model(w)
     layers = [ly.name for ly in viewer.layers]
     w.epochs_spin.setValue(50)
     w.device_combo.setCurrentText("cpu")
     w.run_btn.click()
     qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=120_000)   # mid-run
     # the run is in napari's activity bar too (seen whichever panel tab is in front)
-    assert any(label.text().startswith("Fine-tuning ian-default → ian-default-ft1")
+    assert any(label.text().startswith("Fine-tuning tiny3d → tiny3d-ft1")
                for label in viewer.window._qt_window.findChildren(QLabel))
     w.cancel_btn.click()
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "Cancelled" in w.status.text() and w.progress.value() < 50
-    assert _user_models() == [] and [ly.name for ly in viewer.layers] == layers
+    assert _user_models() == ["tiny3d.pt"] and [ly.name for ly in viewer.layers] == layers
     assert not w.predict_btn.isEnabled()
 
 
@@ -231,6 +243,7 @@ def test_stored_corrections_of_another_image_are_replaced_only_after_asking(corr
     save_corrections(key, other, np.asarray(pred.data), trusted, image.scale)
     asked = []
     w.ask_replace = lambda exc: asked.append(str(exc)) or len(asked) > 1   # "No" first, then "Yes"
+    _start_from_a_tiny_model(w)
     w.epochs_spin.setValue(1)
     w.device_combo.setCurrentText("cpu")
     w.run()
@@ -306,10 +319,10 @@ def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, 
     from napari_ian.trainer.registry import user_model_path
 
     viewer, w, image, pred, chosen = corrected
+    _start_from_a_tiny_model(w)
     go = user_model_path("x").parent.parent / "go"
-    other = subprocess.Popen([sys.executable, "-c", TAKE_NAME, str(user_model_path("ian-default-ft1")), str(go)])
-    assert w.name_edit.text() == "ian-default-ft1"
-    w.epochs_spin.setValue(3)
+    other = subprocess.Popen([sys.executable, "-c", TAKE_NAME, str(user_model_path("tiny3d-ft1")), str(go)])
+    w.epochs_spin.setValue(20)                    # the tiny model's epochs are short: time for the other run
     w.device_combo.setCurrentText("cpu")
     warned = len(_notes("warning"))
     w.run_btn.click()
@@ -319,11 +332,11 @@ def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, 
     assert other.returncode == 0 and w.worker is not None                 # ... before this run saves
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
     said = [m for m in _notes("warning")[warned:] if "meanwhile" in m]
-    assert said == ["napari-ian: another run saved a model called ian-default-ft1 meanwhile; this one is saved "
-                    "as ian-default-ft2 (nothing was replaced)"]
-    assert read_metadata(user_model_path("ian-default-ft1"))["trained_on"] == "the other run"
-    assert read_metadata(user_model_path("ian-default-ft2"))["parent"] == "ian-default"
-    assert "ian-default-ft2" in w.result_label.text()
+    assert said == ["napari-ian: another run saved a model called tiny3d-ft1 meanwhile; this one is saved "
+                    "as tiny3d-ft2 (nothing was replaced)"]
+    assert read_metadata(user_model_path("tiny3d-ft1"))["trained_on"] == "the other run"
+    assert read_metadata(user_model_path("tiny3d-ft2"))["parent"] == "tiny3d"
+    assert "tiny3d-ft2" in w.result_label.text()
 
 
 def test_a_failed_save_gives_one_notification_and_loses_nothing(corrected, qtbot, tmp_path):

@@ -269,6 +269,7 @@ def test_cli_finetune_whose_name_is_taken_meanwhile_saves_under_a_free_name(home
     from napari_ian.trainer import finetune as ft_mod
     from napari_ian.trainer.io import read_volume
     from napari_ian.trainer.io_nifti import write_nifti
+    from tiny_models import save_tiny3d
 
     image, labels, sp, _ = phantom
     g = phantom_geometry(image.shape, sp)
@@ -278,9 +279,10 @@ def test_cli_finetune_whose_name_is_taken_meanwhile_saves_under_a_free_name(home
     nerve = np.flatnonzero((labels == 1).any(axis=(1, 2)) & (labels == 2).any(axis=(1, 2)))
     chosen = nerve[np.linspace(0, len(nerve) - 1, 6).astype(int)]
     native = sorted(int(i) for i in read_volume(img_p).geometry.canonical_index(0, chosen))
+    save_tiny3d("tiny3d")                      # what is saved where is under test, not what it learnt
     monkeypatch.setattr(ft_mod, "finetune", _then_another_run_saves(ft_mod.finetune, "site"))
     rc = main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--slices", ",".join(map(str, native)),
-               "--name", "site", "--epochs", "1", "--quiet", "--device", "cpu"])
+               "--name", "site", "--base", "tiny3d", "--epochs", "1", "--quiet", "--device", "cpu"])
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert "another run saved a model called 'site' meanwhile; this one is saved as 'site-2'" in err

@@ -3,7 +3,6 @@ dropped, true branches kept, sides kept apart."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from napari_ian.trainer.postprocess import PathSettings, nerve_path, one_nerve
 

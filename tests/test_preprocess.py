@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from napari_ian.trainer.preprocess import (find_midline, fit, fit_transform, merge_sides, minmax,
                                            prepare_slices, split_sides, unfit)

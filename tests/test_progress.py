@@ -45,7 +45,10 @@ def test_inference_reports_every_batch_in_order_and_cancel_stops_it():
 def test_the_finetune_flow_reports_its_stages_then_steps_and_epochs(tmp_path, monkeypatch, phantom, capsys):
     from napari_ian.trainer.workflows import finetune_case
 
+    from tiny_models import save_tiny3d
+
     monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
+    save_tiny3d("tiny3d")                      # the events, not what the network learns, are under test
     image, labels, sp, _ = phantom
     both = np.flatnonzero((labels == 1).any(axis=(1, 2)) & (labels == 2).any(axis=(1, 2)))
     trusted = np.zeros((2, image.shape[0]), bool)
@@ -57,8 +60,8 @@ def test_the_finetune_flow_reports_its_stages_then_steps_and_epochs(tmp_path, mo
         events.append(e)
         console(e)
 
-    out = finetune_case("file:progress-test", image, labels, trusted, sp, base="ian-default", name="prog-ft",
-                        cfg=FinetuneConfig(epochs=2, min_samples=8, device="cpu"), progress=both_sinks)
+    out = finetune_case("file:progress-test", image, labels, trusted, sp, base="tiny3d", name="prog-ft",
+                        cfg=FinetuneConfig(epochs=2, min_patches=4, device="cpu"), progress=both_sinks)
     console.close()
     kinds = [e.kind for e in events]
     assert kinds[:3] == [STAGE, STAGE, STAGE] and kinds[-1] == EPOCH
@@ -72,8 +75,8 @@ def test_the_finetune_flow_reports_its_stages_then_steps_and_epochs(tmp_path, mo
     assert "held-out DSC" in printed[-1]
     # a cancel between the stages: nothing saved
     with pytest.raises(Cancelled):
-        finetune_case("file:progress-test", image, labels, trusted, sp, base="ian-default", name="prog-ft2",
-                      cfg=FinetuneConfig(epochs=2, min_samples=8, device="cpu"),
+        finetune_case("file:progress-test", image, labels, trusted, sp, base="tiny3d", name="prog-ft2",
+                      cfg=FinetuneConfig(epochs=2, min_patches=4, device="cpu"),
                       cancel=lambda: True)
     assert not (tmp_path / "home" / "models" / "prog-ft2.pt").exists()
 

@@ -58,6 +58,7 @@ class FinetuneData:
     cases: list                      # case hashes used
     trained: dict = dataclasses.field(default_factory=dict)   # {case: {"right": [...], "left": [...]}} slices trained on
     work: list = dataclasses.field(default_factory=list)      # working-grid pipelines: one WorkCase per case
+    base_model: object = None        # the model whose predictions WorkCase.base_labels hold
 
 
 @dataclasses.dataclass
@@ -77,6 +78,7 @@ class WorkCase:
     held_work: np.ndarray            # (2, working slices) bool
     pseudo_work: np.ndarray | None = None    # (2, working slices) bool: pseudo-labelled, trained on with less weight
     n_pseudo: int = 0                # input slices given pseudo-labels
+    base_labels: np.ndarray | None = None    # the base model's prediction (input grid): its 'before' score
 
 
 @dataclasses.dataclass
@@ -132,18 +134,18 @@ def _split_trusted(case_i, case, trusted_side, positive, seen_side, cfg) -> tupl
     return np.setdiff1d(idx, hold), hold
 
 
-def pseudo_label(image, labels, spacing, train, held, model, metadata, device="cpu"):
+def pseudo_label(image, labels, spacing, train, held, probability):
     """Labels for the slices between corrected ones, from the course the corrections pin.
 
     The nerve is one tube: each side's corrected slices with nerve act as clicks on its centre
     (:mod:`.interactive`: minimal paths through the base model's probability and the image's
     brightness, the nerve's own width), and the tube they give labels that side on the slices
     between the first and the last corrected one that nobody corrected, except held-out slices.
+    ``probability`` is the base model's nerve probability on the input grid.
 
     Returns ``(pseudo (2, AP) bool, labels with the pseudo-labels added)``.
     """
     from .interactive import InteractiveSession
-    from .predict import predict_volume
 
     n = image.shape[0]
     pseudo = np.zeros((2, n), bool)
@@ -160,8 +162,7 @@ def pseudo_label(image, labels, spacing, train, held, model, metadata, device="c
         pseudo[side - 1] = span & ~train[side - 1] & ~held[side - 1]
     if not pseudo.any():
         return pseudo, labels
-    prob = predict_volume(image, model, metadata, spacing, device=device).probability
-    session = InteractiveSession(image, spacing, prob)
+    session = InteractiveSession(image, spacing, probability)
     session.set_clicks(clicks)
     out = np.array(labels, copy=True)
     for side in (1, 2):
@@ -190,9 +191,12 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
     progress : callable, optional
         A ``prepare`` event after each case (:mod:`napari_ian.trainer.progress`).
     base_model : torch.nn.Module, optional
-        The base model; with ``cfg.pseudo_labels`` it guides the pseudo-labels (:func:`pseudo_label`).
+        The base model. Working-grid models: its prediction of each case is made here, once; it
+        guides the pseudo-labels (:func:`pseudo_label`, with ``cfg.pseudo_labels``) and is the
+        'before' score of :func:`finetune` when that is given the same model.
     """
     from .pipeline import HalfSlices, pipeline_for_model
+    from .predict import predict_volume
     from .resample import to_grid
 
     pipe = pipeline_for_model(metadata)
@@ -231,10 +235,11 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
                     trained.setdefault(case, {"right": [], "left": []})[SIDES[side]] = keep.tolist()
                     n_pos += int(positive[keep].sum())
             if tr_nat.any() or ho_nat.any():
-                pseudo_nat, train_labels = np.zeros((2, n), bool), labels
-                if cfg.pseudo_labels and base_model is not None:
-                    pseudo_nat, train_labels = pseudo_label(image, labels, spacing, tr_nat, ho_nat, base_model, metadata,
-                                                            cfg.device)
+                pseudo_nat, train_labels, base = np.zeros((2, n), bool), labels, None
+                if base_model is not None:
+                    base = predict_volume(image, base_model, metadata, spacing, device=cfg.device)
+                    if cfg.pseudo_labels:
+                        pseudo_nat, train_labels = pseudo_label(image, labels, spacing, tr_nat, ho_nat, base.probability)
                 prep = pipe.prepare(image, spacing)
                 lab_w = to_grid(train_labels, spacing, pipe.spacing_mm, prep.volume.shape, order=0)
                 # a working slice takes the trust of the input slice nearest to it
@@ -243,7 +248,8 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
                 # the sides as labelled (a field of view with one nerve has no mirror axis to split by)
                 mid_w = int(round(label_midline(labels, prep.midline) * spacing[2] / pipe.spacing_mm[2]))
                 work.append(WorkCase(case, image, labels, spacing, prep, lab_w, tr_nat[:, near], mid_w, tr_nat, ho_nat,
-                                     ho_nat[:, near], pseudo_nat[:, near], int(pseudo_nat.sum())))
+                                     ho_nat[:, near], pseudo_nat[:, near], int(pseudo_nat.sum()),
+                                     None if base is None else base.labels))
             n_train += int(tr_nat.sum())
             n_held += int(ho_nat.sum())
         report(progress, PREPARE, i + 1, len(cases), message=str(case[0]))
@@ -254,7 +260,8 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
         raise ValueError("no corrected or accepted slices to train on")
     if not n_pos:
         raise ValueError("the corrected/accepted training slices hold no nerve label: nothing to learn from")
-    return FinetuneData(train, held, n_train, n_held, n_pos, [c[0] for c in cases], trained, work)
+    return FinetuneData(train, held, n_train, n_held, n_pos, [c[0] for c in cases], trained, work,
+                        base_model if work else None)
 
 
 def _repeat(sets, min_samples: int):
@@ -287,15 +294,17 @@ def _mean_dsc(values) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
-def score_cases(model, metadata: dict, work: list, device="cpu") -> dict:
+def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool = False) -> dict:
     """Held-out and training DSC of ``model`` on the input's own coronal slices, through the
-    whole prediction (pipeline and post-processing), as a user would get it."""
+    whole prediction (pipeline and post-processing), as a user would get it; ``predicted``:
+    score the base model's predictions already made (``WorkCase.base_labels``)."""
     from .metrics import metrics_from_counts
     from .predict import predict_volume
 
     held, trained = [], []
     for w in work:
-        labels = predict_volume(w.image, model, metadata, w.spacing, device=device).labels
+        labels = (w.base_labels if predicted and w.base_labels is not None
+                  else predict_volume(w.image, model, metadata, w.spacing, device=device).labels)
         for side in (1, 2):
             ref, pred = w.labels == side, labels == side
             tp = np.count_nonzero(ref & pred, axis=(1, 2))
@@ -383,7 +392,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                          patch=tuple(training.get("patch") or (128, 128)),
                          steps_per_epoch=max(1, math.ceil((cfg.min_patches if pipe.kind == "patch3d"
                                                            else cfg.min_samples) / batch)))
-        before = score_cases(model, metadata, data.work, cfg.device)
+        before = score_cases(model, metadata, data.work, cfg.device, predicted=data.base_model is model)
         new, history, best = fit(build_model(tc, init), _WorkSampler(data.work, pipe, batch, tc.steps_per_epoch,
                                                                      tc.patch, pseudo_share=cfg.pseudo_share),
                                  _work_validator(pipe, data.work),
