@@ -128,3 +128,19 @@ def test_a_field_of_specks_beside_the_nerve_is_not_chained_into_it():
     assert mask[40, 20, 13]                                    # the speck touching the nerve's fringe stays
     assert not mask[40, 20, 19:].any()                          # the chain beyond it does not
     assert rep.dropped >= 10
+
+
+def test_a_long_false_piece_does_not_win_over_a_nerve_in_pieces():
+    """The longest single piece is a vein-like streak; the nerve lies in three shorter pieces
+    with small gaps. Tried as starts, the nerve's pieces grow into the longer, surer course."""
+    shape = (120, 100, 60)
+    prob = np.zeros(shape, np.float32)
+    for a, b in ((5, 38), (44, 77), (83, 115)):                  # the nerve along AP: 26 mm pieces
+        prob = _tube(shape, [(a, 50, 12), (b, 50, 12)], 1.2, value=0.95, out=prob)
+    prob = _tube(shape, [(60, 10, 50), (60, 90, 50)], 1.2, value=0.7, out=prob)   # a 40 mm streak along SI
+    mask, rep = one_nerve(prob, SP)
+    assert all(mask[i, 48:53, 10:15].any() for i in range(6, 115)), "the nerve, its gaps bridged"
+    assert not mask[60, 10:40, 48:53].any(), "the streak beside it is dropped"
+    assert rep.bridges == 2 and rep.length_mm > 85
+    only_longest, _ = one_nerve(prob, SP, PathSettings(seeds=1))   # the former rule: the longest piece
+    assert only_longest[60, 10:90, 48:53].any() and not only_longest[20].any()

@@ -2,8 +2,9 @@
 
 A network that looks at a few slices at a time leaves two kinds of error the anatomy rules out:
 pieces far from the nerve (a bright vessel, a lymph node) and gaps along it (a faint stretch, a
-metal artefact). Per side, :func:`nerve_path` keeps the longest piece of ``probability > 0.5``
-as the nerve, then grows it piece by piece, nearest first:
+metal artefact). Per side, :func:`nerve_path` starts from a long piece of ``probability > 0.5``
+and grows it piece by piece, nearest first (each of the ``seeds`` longest pieces is tried as the
+start; the result with the longest course times mean probability is the nerve):
 
 * a piece within ``keep_mm`` of the nerve is kept as it is (a branch, a bifid canal, the fringe);
   a short one (under ``min_piece_mm``) is not itself a place further pieces are measured from;
@@ -37,6 +38,7 @@ class PathSettings:
     max_turn_deg: float = 40.0
     min_bridge_mm3: float = 2.0      # smaller pieces are never bridged to (only kept when touching)
     probability_floor: float = 0.02
+    seeds: int = 3                   # the longest pieces each tried as the nerve's start
 
 
 @dataclasses.dataclass
@@ -134,18 +136,32 @@ def one_nerve(prob: np.ndarray, spacing, settings: PathSettings | None = None):
     """The nerve of one side: ``(mask, SideReport)`` from that side's probability map."""
     st = settings or PathSettings()
     sp = np.asarray(spacing, dtype=float)
-    rep = SideReport()
     mask = prob > st.threshold
     if not mask.any():
-        return mask, rep
+        return mask, SideReport()
     pieces = _pieces(mask, prob, sp)
-    rep.pieces = len(pieces)
     pieces.sort(key=lambda p: (p["length"], p["mass"]), reverse=True)
-    nerve = pieces[0]
+    best = None
+    for i in range(min(st.seeds, len(pieces))):
+        if i and pieces[i]["length"] < st.min_piece_mm:
+            break
+        out, rep = _grow(prob, sp, pieces, i, st)
+        # the nerve is the longest, surest course: a false piece may be longer than any one
+        # piece of the nerve, but does not grow into a long course of confident pieces
+        score = rep.length_mm * rep.mean_probability
+        if best is None or score > best[0]:
+            best = (score, out, rep)
+    return best[1], best[2]
+
+
+def _grow(prob, sp, pieces, seed, st):
+    """Grow the nerve from ``pieces[seed]`` (see the module docstring)."""
+    rep = SideReport(pieces=len(pieces))
+    nerve = pieces[seed]
     out = np.zeros(prob.shape, bool)
     out[tuple(nerve["pts"].T)] = True
     kept_mm = [nerve["mm"]]
-    rest = pieces[1:]
+    rest = pieces[:seed] + pieces[seed + 1:]
     # the nerve's own radius, from its coronal cross-sections (area of a disc)
     areas = np.bincount(nerve["pts"][:, 0])
     areas = areas[areas > 0] * sp[1] * sp[2]
