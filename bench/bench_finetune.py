@@ -61,9 +61,12 @@ def mean_dsc(reference, prediction, slices=None):
 
 
 def corrected_slices(labels: np.ndarray, n: int = 10) -> np.ndarray:
-    """``n`` coronal slices spread evenly over the span where both nerves are labelled."""
-    both = np.flatnonzero((labels == 1).any(axis=(1, 2)) & (labels == 2).any(axis=(1, 2)))
-    return both[np.linspace(0, len(both) - 1, n).round().astype(int)]
+    """``n`` coronal slices spread evenly over the span where both nerves are labelled (where the
+    field of view holds one nerve: where that one is)."""
+    span = np.flatnonzero((labels == 1).any(axis=(1, 2)) & (labels == 2).any(axis=(1, 2)))
+    if len(span) < n:
+        span = np.flatnonzero((labels > 0).any(axis=(1, 2)))
+    return span[np.linspace(0, len(span) - 1, n).round().astype(int)]
 
 
 def worst_case(model, meta, set_name, n=6):
