@@ -201,3 +201,29 @@ def test_ian_interactive_end_to_end_and_its_bad_input(tmp_path, capsys):
         assert not (tmp_path / "o2.nii.gz").exists()
     assert cli.main(["interactive", str(p), "--clicks", str(tmp_path / "none.csv"), "--out",
                      str(tmp_path / "o3.nii.gz"), "--no-model"]) == 2
+
+
+def test_the_models_nerve_is_followed_past_a_gap_beyond_the_end_clicks_unless_a_negative_click_says_no():
+    """Clicks along part of the nerve; beyond the last click the model sees the nerve again after
+    a gap: that piece continues the clicked nerve and joins it (bridged along the probability);
+    a piece beside the nerve does not; a negative click on the far piece keeps it out."""
+    from scipy import ndimage
+
+    img, lab, pts = _curved_nerve(with_vein=True)
+    ref = lab == 1
+    prob = ndimage.binary_dilation(ref).astype(np.float32) * 0.9
+    gap = pts[95].astype(int)
+    prob[gap[0] - 3:gap[0] + 4] = 0.3                        # a faint stretch of 7 slices (5.6 mm)
+    vein = np.zeros_like(ref)
+    vein[40:70, 28:33, 26:31] = True                         # beside the nerve, 4 mm away
+    prob[vein] = 0.9
+    sess = InteractiveSession(img, SP, probability=prob)
+    sess.set_clicks([(pts[45], 1), (pts[65], 1), (pts[85], 1)])
+    m = sess.side_mask(1)
+    far_piece = ref & (np.arange(ref.shape[0])[:, None, None] < gap[0] - 3)
+    assert (m & far_piece).sum() > 0.9 * far_piece.sum(), "the piece past the gap is joined"
+    assert all(m[i].any() for i in range(gap[0] - 3, gap[0] + 4)), "and the gap bridged"
+    assert not (m & vein).any()
+    sess.set_clicks([(pts[45], 1), (pts[65], 1), (pts[85], 1), (pts[110], 0)])
+    m2 = sess.side_mask(1)
+    assert not (m2 & far_piece).any(), "a negative click on the far piece keeps all of it out"

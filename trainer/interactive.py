@@ -12,8 +12,11 @@ the model follows it), and pieces away from the path dropped. Where the model ha
 the path, a tube is drawn: the nerve's width from the model's probability near the path (and,
 where the model is silent, from the half-way level between the path's brightness and its
 surroundings), never wider than ``max_radius_mm`` and never thinner than a core of
-``core_radius_mm``. One click takes the whole model piece it points at. Anything within
-``negative_radius_mm`` of a negative click is left out.
+``core_radius_mm``. Past a gap, the model's pieces that continue the clicked nerve beyond an
+end are joined by the post-processing's rules (:func:`.postprocess.grow_from`: ahead of an end,
+within reach, bridged along the probability; pieces beside the course are not). One click takes
+the whole model piece it points at. Anything within ``negative_radius_mm`` of a negative click
+is left out, and a model piece a negative click points at is never joined.
 
 :class:`InteractiveSession` keeps the clicks and recomputes only the side whose clicks changed,
 in well under a second on a laptop CPU once the probability map exists.
@@ -257,10 +260,36 @@ class InteractiveSession:
             if touch.size:
                 out |= np.isin(pieces, touch)
         elif self.prob is not None:
-            out = self._corridor(path, out)
+            out = self._continued(self._corridor(path, out))
         negs = [np.rint(v) for v, lab in self.clicks if lab == 0]
         if negs:
             out &= ~_near(self.shape, np.asarray(negs), st.negative_radius_mm, self.sp)
+        return out
+
+    def _continued(self, nerve: np.ndarray) -> np.ndarray:
+        """The clicked nerve and the model's pieces that continue it (past a gap, beyond an end
+        click: :func:`napari_ian.trainer.postprocess.grow_from`); never a piece a negative click
+        points at."""
+        from .postprocess import PathSettings, grow_from
+
+        # pieces beside the clicked course are not the nerve (the clicks say where it runs): only
+        # pieces touching it are kept without a bridge, the rest must lie ahead of an end
+        st = PathSettings(keep_mm=1.0)
+        nz = np.argwhere(nerve)
+        if not len(nz):
+            return nerve
+        pad = np.ceil(st.far_mm / self.sp).astype(int)
+        lo = np.maximum(nz.min(axis=0) - pad, 0)
+        hi = np.minimum(nz.max(axis=0) + pad + 1, self.shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        pieces = self._model_pieces()[box]
+        cand = pieces > 0
+        negs = [np.rint(v) - lo for v, lab in self.clicks if lab == 0]
+        if negs:
+            hit = np.unique(pieces[_near(pieces.shape, np.asarray(negs), self.st.negative_radius_mm, self.sp)])
+            cand &= ~np.isin(pieces, hit[hit > 0])
+        out = np.array(nerve, copy=True)
+        out[box] |= grow_from(self.prob[box], self.sp, nerve[box], cand, st)
         return out
 
     def _model_pieces(self) -> np.ndarray:

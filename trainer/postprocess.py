@@ -56,21 +56,38 @@ class SideReport:
     bridge_slices: list = dataclasses.field(default_factory=list)   # coronal slices a bridge crosses
 
 
+def _piece(pts, prob, sp, ident=0):
+    mm = pts * sp
+    c = mm - mm.mean(axis=0)
+    if len(pts) > 2:
+        axis = np.linalg.svd(c, full_matrices=False)[2][0]
+        proj = c @ axis
+        length = float(proj.max() - proj.min())
+    else:
+        length = float(np.linalg.norm(sp))
+    return {"pts": pts, "mm": mm, "length": length, "mass": float(prob[tuple(pts.T)].sum()), "id": ident}
+
+
 def _pieces(mask, prob, sp):
     comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    out = []
-    for i, sl in enumerate(ndimage.find_objects(comp)):
-        pts = np.argwhere(comp[sl] == i + 1) + [s.start for s in sl]
-        mm = pts * sp
-        c = mm - mm.mean(axis=0)
-        if len(pts) > 2:
-            axis = np.linalg.svd(c, full_matrices=False)[2][0]
-            proj = c @ axis
-            length = float(proj.max() - proj.min())
-        else:
-            length = float(np.linalg.norm(sp))
-        out.append({"pts": pts, "mm": mm, "length": length,
-                    "mass": float(prob[tuple(pts.T)].sum()), "id": i + 1})
+    return [_piece(np.argwhere(comp[sl] == i + 1) + [s.start for s in sl], prob, sp, i + 1)
+            for i, sl in enumerate(ndimage.find_objects(comp))]
+
+
+def grow_from(prob: np.ndarray, spacing, nerve: np.ndarray, candidates: np.ndarray,
+              settings: PathSettings | None = None) -> np.ndarray:
+    """``nerve`` (bool) grown by the pieces of ``candidates`` (bool) that continue it, by the rules
+    of :func:`one_nerve` (kept when touching, bridged when ahead of an end; the rest dropped).
+
+    For a nerve that is already known, as clicks give it (:mod:`.interactive`), where the model's
+    nerve goes on past the clicked course."""
+    st = settings or PathSettings()
+    sp = np.asarray(spacing, dtype=float)
+    cand = np.asarray(candidates, bool) & ~nerve
+    if not nerve.any() or not cand.any():
+        return np.array(nerve, bool)
+    pieces = [_piece(np.argwhere(nerve), prob, sp)] + _pieces(cand, prob, sp)
+    out, _ = _grow(prob, sp, pieces, 0, st)
     return out
 
 
