@@ -28,6 +28,18 @@ def test_the_course_says_the_side_and_a_straight_or_short_one_says_nothing():
     assert side_from_course(_nerve(shape, 1, 30, 0.3, ap=(10, 22)) > 0, (1, 1, 1)) is None   # 12 mm: too short
 
 
+def test_a_course_that_bends_back_still_tells_its_side():
+    """A left nerve that converges on the midline along most of its course, then bends back
+    medially at its posterior end (towards the skull base) for a stretch: a least-squares line
+    through it is nearly flat; the course still says left."""
+    shape = (100, 30, 80)
+    lab = _nerve(shape, 2, 10, 0.3, ap=(5, 65)) + _nerve(shape, 2, 28, -0.8, ap=(65, 90))
+    ap = np.flatnonzero(lab.any(axis=(1, 2)))
+    cols = np.array([np.nonzero(lab[i].any(axis=0))[0].mean() for i in ap])
+    assert abs(np.polyfit(ap, cols, 1)[0]) < 0.1            # what a straight-line fit would see
+    assert side_from_course(lab > 0, (1, 1, 1)) == 2
+
+
 def test_a_lone_nerve_moves_to_its_side_and_a_pair_stays():
     shape = (60, 30, 80)
     lone_left_called_right = _nerve(shape, 1, 5, 0.3)            # a left nerve, right of a wrong mirror axis at 40

@@ -6,8 +6,9 @@ the mirror axis found then lies anywhere in the image, and a lone nerve may fall
 of it. Its course says which side it is: along the mandible each nerve converges on the midline
 towards the chin. On the canonical grid (axis 0 runs posteriorly, axis 2 towards the patient's
 left) the right nerve's column therefore falls as the slice index grows, the left one's rises.
-On the phantoms' labels the slope is 0.15-0.32 mm of RL per mm of AP; a head turned by 8 degrees
-shifts it by 0.14, so only a clear slope over a long enough stretch decides.
+On the labels of six held-out phantom anatomies the slope (Theil-Sen, see :func:`course_slope`)
+is 0.27-0.42 mm of RL per mm of AP; a head turned by 8 degrees shifts it by 0.14, so only a
+clear slope over a long enough stretch decides.
 """
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ def course_slope(mask: np.ndarray, spacing) -> tuple[float, float]:
         return float("nan"), 0.0
     cols = np.array([np.nonzero(mask[i].any(axis=0))[0].mean() for i in idx]) * sp[2]
     ap = idx * sp[0]
-    return float(np.polyfit(ap, cols, 1)[0]), float(ap.max() - ap.min())
+    # the median of the pairwise slopes (Theil-Sen): the nerve's course bends back medially towards
+    # the skull base, and a bridged or extra stretch would pull a least-squares line flat
+    from scipy.stats import theilslopes
+
+    return float(theilslopes(cols, ap)[0]), float(ap.max() - ap.min())
 
 
 def side_from_course(mask: np.ndarray, spacing) -> int | None:
