@@ -94,6 +94,8 @@ def main():
     ap.add_argument("--min-patches", type=int, default=FinetuneConfig.min_patches, help="3D models: patches per epoch")
     ap.add_argument("--slices", type=int, default=10)
     ap.add_argument("--no-pseudo", action="store_true", help="no pseudo-labels between the corrected slices")
+    ap.add_argument("--pseudo-share", type=float, default=FinetuneConfig.pseudo_share,
+                    help="share of training crops from pseudo-labelled slices")
     args = ap.parse_args()
 
     os.environ["NAPARI_IAN_HOME"] = tempfile.mkdtemp(prefix="bench-finetune-")   # never touch the user's models
@@ -112,7 +114,7 @@ def main():
 
     before = predict_volume(image, model, meta, sp, device="cpu").labels
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, device="cpu", pseudo_labels=not args.no_pseudo,
-                         min_patches=args.min_patches)
+                         min_patches=args.min_patches, pseudo_share=args.pseudo_share)
     t0 = time.perf_counter()
     out = finetune_case("bench", image, labels, trusted, sp, base=str(base_path), name="bench-ft", cfg=cfg,
                         store=False)

@@ -192,9 +192,12 @@ def test_a_3d_patch_model_fine_tunes_on_corrected_slices(home, phantom):
     save_tiny3d("tiny3d")
     model, meta = load_model(resolve_model("tiny3d"))
     chosen = _nerve_slices(labels, 8)
-    cfg = FinetuneConfig(epochs=2, min_patches=4, device="cpu", lr=1e-3)
+    cfg = FinetuneConfig(epochs=2, min_patches=4, device="cpu", lr=1e-3, pseudo_labels=True)
     data = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], chosen))], meta, cfg, base_model=model)
     assert len(data.work) == 1 and data.n_train == 12 and data.n_held_out == 4
+    # the slices between the corrected ones are labelled along the nerve (never the held-out ones)
+    w = data.work[0]
+    assert w.n_pseudo > 0 and w.pseudo_work.any() and not (w.pseudo_work & w.held_work).any()
     before_state = {k: v.clone() for k, v in model.state_dict().items()}
     res = finetune(model, meta, data, cfg, parent="tiny3d")
     assert any((res.model.state_dict()[k] != v).any() for k, v in before_state.items() if v.is_floating_point())
