@@ -57,7 +57,7 @@ def lone_nerve_midline(labels: np.ndarray, spacing, midline: int) -> int:
     sp = np.asarray(spacing, dtype=float)
     extent = {c: _course_length(np.argwhere(labels == c) * sp) for c in (1, 2)}   # along its own course
     present = [c for c in (1, 2) if extent[c] >= LONE_OTHER_MM]
-    if len(present) != 1 or extent[3 - present[0]] >= LONE_OTHER_MM:
+    if len(present) != 1:     # both sides or neither: the symmetry plane stands
         return midline
     code = present[0]
     side = side_from_course(labels == code, spacing)
