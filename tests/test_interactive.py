@@ -64,6 +64,19 @@ def test_three_clicks_give_the_whole_tube_and_a_negative_click_removes_what_it_p
     assert 2 * (m2[far] & m[far]).sum() / (m2[far].sum() + m[far].sum()) > 0.9
 
 
+def test_clicks_follow_a_nerve_darker_than_its_surroundings():
+    """The nerve's look comes from the clicks, not an assumption that it is bright: two clicks at
+    the ends of a dark L-shaped nerve in a bright volume (no model) give the L, not the straight
+    line between them."""
+    img, lab, pts = _curved_nerve()
+    sess = InteractiveSession(500.0 - img, SP)
+    sess.set_clicks([(pts[0], 1), (pts[-1], 1)])
+    m, ref = sess.side_mask(1), lab == 1
+    assert 2 * (m & ref).sum() / (m.sum() + ref.sum()) > 0.7
+    corner = pts[40]
+    assert np.linalg.norm((np.argwhere(m) - corner) * np.asarray(SP), axis=1).min() < 1.0
+
+
 def test_paths_follow_the_model_not_a_brighter_vessel_beside_it():
     img, lab, pts = _curved_nerve(with_vein=True)
     prob = (lab > 0).astype(np.float32) * 0.9      # a model that knows the nerve

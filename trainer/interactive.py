@@ -3,15 +3,18 @@
 Positive clicks (1 = right, 2 = left) lie on a nerve, negative clicks (0) on what is not nerve.
 Per side, the positive clicks are put in order along the nerve (the shortest open path through
 them), and consecutive clicks are joined by a minimal path through a cost that is low where the
-model's nerve probability is high and, where the model is unsure, where the image is bright (the
-nerve is bright on MR neurography); negative clicks make the cost very high around them.
+model's nerve probability is high and, where the model is unsure, where the image stands out of its
+surroundings as the nerve does at the clicks (a local contrast, the image over a nerve's core less
+its surroundings': bright on MR neurography, but its sign and strength are read from the clicks, so
+a dark nerve of another sequence is followed too, and a bias field does not move it); negative
+clicks make the cost very high around them.
 
 The result along that path: the pieces of the model's nerve (probability > 0.5) the path runs
 through, kept whole (so the model's own outline, and the nerve beyond the end clicks as far as
 the model follows it), and pieces away from the path dropped. Where the model has no piece near
 the path, a tube is drawn: the nerve's width from the model's probability near the path (and,
-where the model is silent, from the half-way level between the path's brightness and its
-surroundings), never wider than ``max_radius_mm`` and never thinner than a core of
+where the model is silent, the voxels whose intensity is nearer the path's than the
+surroundings'), never wider than ``max_radius_mm`` and never thinner than a core of
 ``core_radius_mm``. Past a gap, the model's pieces that continue the clicked nerve beyond an
 end are joined by the post-processing's rules (:func:`.postprocess.grow_from`: ahead of an end,
 within reach, bridged along the probability; pieces beside the course are not). One click takes
@@ -45,6 +48,9 @@ class InteractiveSettings:
     end_reach_mm: float = 3.0       # the model's nerve is followed beyond an end click it passes within this
     touch_mm: float = 1.5           # a model piece this close to the clicked path is the nerve (2+ clicks)
     covered_mm: float = 0.75        # ... and the path is drawn as a tube where no such piece is this close
+    core_sigma_mm: float = 0.6      # the local contrast: the image smoothed over a nerve's core ...
+    surround_sigma_mm: float = 3.0  # ... less the image smoothed over its surroundings
+    min_contrast: float = 0.02      # clicks whose local contrast is below this (0-1 scale) give no image guide
 
 
 def order_clicks(points_mm: np.ndarray) -> np.ndarray:
@@ -125,7 +131,7 @@ class InteractiveSession:
     spacing : 3 floats, mm
     probability : ndarray, optional
         The model's nerve probability on the same grid (:func:`napari_ian.trainer.predict.predict_volume`);
-        without it the paths follow the image's brightness alone.
+        without it the paths follow the image's local contrast alone.
     settings : InteractiveSettings, optional
     """
 
@@ -133,9 +139,15 @@ class InteractiveSession:
         self.shape = tuple(image.shape)
         self.sp = np.asarray(spacing, dtype=float)
         self.st = settings or InteractiveSettings()
-        self.bright = np.clip(normalise(image), 0.0, 1.5) / 1.5
+        self.bright = np.clip(normalise(image), 0.0, 1.5) / 1.5     # the common scale, 0-1
+        # the image over a nerve's core less its surroundings': a nerve stands out of what is around
+        # it (bright on MR neurography, dark or grey on other sequences) wherever a bias field or a
+        # coil's falloff puts its own level
+        core = ndimage.gaussian_filter(self.bright, self.st.core_sigma_mm / self.sp)
+        self.local_contrast = core - ndimage.gaussian_filter(self.bright, self.st.surround_sigma_mm / self.sp)
         self.prob = None if probability is None else np.asarray(probability, dtype=np.float32)
         self._pieces = None           # the model's nerve pieces (labelled once, on first use)
+        self._courses = {}            # side: (its clicks and the negatives, its course)
         self.clicks: list[tuple[np.ndarray, int]] = []
 
     # -- clicks ------------------------------------------------------------------------------
@@ -160,13 +172,21 @@ class InteractiveSession:
         return tuple(tuple(np.round(v, 3)) for v, lab in self.clicks if lab == 0)
 
     # -- one side --------------------------------------------------------------------------
-    def _cost(self, box):
+    def _cost(self, box, side):
+        """Low where the model sees a nerve and, where it is unsure, where the image stands out of
+        its surroundings the way the clicked nerve does (its polarity and strength are read from
+        the local contrast at the side's clicks, not assumed); negative clicks are walls."""
         st = self.st
-        b = self.bright[box]
+        pts = np.rint(np.asarray(self._side_clicks(side))).astype(int)
+        level = float(np.median(self.local_contrast[tuple(pts.T)]))
+        if abs(level) > st.min_contrast:
+            alike = np.clip(self.local_contrast[box] / level, 0.0, 1.0)
+        else:   # the clicks stand out of nothing: no image guide, the straightest path
+            alike = np.zeros(self.local_contrast[box].shape, np.float32)
         if self.prob is None:
-            good = b ** 2
+            good = alike
         else:
-            good = st.probability_weight * self.prob[box] + (1 - st.probability_weight) * b ** 2
+            good = st.probability_weight * self.prob[box] + (1 - st.probability_weight) * alike
         cost = 1.0 / (good + st.floor)
         lo = np.array([s.start for s in box])
         negs = [v - lo for v, lab in self.clicks if lab == 0]
@@ -174,7 +194,7 @@ class InteractiveSession:
             cost[_near(cost.shape, np.rint(negs), st.negative_radius_mm, self.sp)] = 1e4
         return cost
 
-    def _path(self, a, b) -> np.ndarray:
+    def _path(self, a, b, side) -> np.ndarray:
         from skimage.graph import MCP_Geometric
 
         shape = np.asarray(self.shape)
@@ -183,9 +203,29 @@ class InteractiveSession:
         lo = np.maximum(np.minimum(a, b) - pad, 0)
         hi = np.minimum(np.maximum(a, b) + pad + 1, shape)
         box = tuple(slice(int(l_), int(h)) for l_, h in zip(lo, hi))
-        mcp = MCP_Geometric(self._cost(box), sampling=tuple(self.sp))
+        mcp = MCP_Geometric(self._cost(box, side), sampling=tuple(self.sp))
         mcp.find_costs([tuple(a - lo)], [tuple(b - lo)])
         return np.asarray(mcp.traceback(tuple(b - lo)), dtype=int) + lo
+
+    def course(self, side: int) -> np.ndarray:
+        """The clicked course of ``side``: the voxels ``(n, 3)`` of the minimal paths joining its
+        clicks in their order along the nerve (none without clicks)."""
+        pts = self._side_clicks(side)
+        key = (tuple(tuple(np.round(v, 3)) for v in pts), self._negatives_key())
+        if self._courses.get(side, (None,))[0] == key:
+            return self._courses[side][1]
+        path = np.empty((0, 3), int)
+        if pts:
+            pts = np.asarray(pts)[order_clicks(np.asarray(pts) * self.sp)]
+            path = np.rint(pts[:1]).astype(int)
+            for a, b in zip(pts[:-1], pts[1:]):
+                path = np.concatenate([path, self._path(a, b, side)[1:]])
+        self._courses[side] = (key, path)
+        return path
+
+    def tube(self, side: int, radius_mm: float) -> np.ndarray:
+        """Voxels within ``radius_mm`` of :meth:`course` (bool, full grid)."""
+        return _near(self.shape, self.course(side), radius_mm, self.sp)
 
     def side_mask(self, side: int) -> np.ndarray:
         """The nerve of ``side`` (1 right, 2 left) given the current clicks (bool, full grid)."""
@@ -194,12 +234,7 @@ class InteractiveSession:
         out = np.zeros(self.shape, bool)
         if not pts:
             return out
-        pts = np.asarray(pts)
-        order = order_clicks(pts * self.sp)
-        pts = pts[order]
-        path = np.rint(pts[:1]).astype(int)
-        for a, b in zip(pts[:-1], pts[1:]):
-            path = np.concatenate([path, self._path(a, b)[1:]])
+        path = self.course(side)
         # work in the box around the path (plus room for the ends and the width)
         reach = max(st.max_radius_mm, st.end_reach_mm) + 40.0
         pad = np.ceil(reach / self.sp).astype(int)
@@ -211,9 +246,9 @@ class InteractiveSession:
         near = _near(shape, local, st.max_radius_mm, self.sp)
         core = _near(shape, local, st.core_radius_mm, self.sp)
         b = self.bright[box]
-        # the nerve's own width: the model where it sees the nerve, else the level half-way between
-        # the path's brightness nearby (the nearest path voxel's, smoothed along the path) and
-        # the surroundings'
+        # the nerve's own width: the model where it sees the nerve, else the voxels nearer the
+        # path's intensity nearby (the nearest path voxel's, smoothed) than the surroundings' (a
+        # nerve brighter or darker than what is around it)
         path_mask = np.zeros(shape, bool)
         path_mask[tuple(local.T)] = True
         smooth = ndimage.uniform_filter(b, size=3)
@@ -221,18 +256,18 @@ class InteractiveSession:
         on_path = smooth[tuple(nearest)]
         shell = _near(shape, local, st.max_radius_mm + 1.5, self.sp) & ~near
         around = float(np.median(b[shell])) if shell.any() else 0.0
-        bright_enough = (b >= 0.5 * (on_path + around)) & (on_path > around)
+        like_path = np.abs(b - on_path) <= 0.5 * np.abs(on_path - around)
         if self.prob is not None:
             p = self.prob[box]
-            width = near & ((p > 0.5) | ((p > 0.2) & bright_enough))
+            width = near & ((p > 0.5) | ((p > 0.2) & like_path))
             # where the model is silent on the path (its probability at the nearest path voxel),
-            # brightness decides
+            # the intensity decides
             on_path_p = np.zeros(shape, np.float32)
             on_path_p[tuple(local.T)] = _around(p, local, _CUBE).max(axis=1)
             silent = on_path_p[tuple(nearest)] < 0.3
-            width |= near & bright_enough & silent
+            width |= near & like_path & silent
         else:
-            width = near & bright_enough
+            width = near & like_path
         mask = core | width
         # beyond the end clicks: the model's nerve, as far as it goes on from there
         if self.prob is not None and len(pts) >= 2:
