@@ -83,8 +83,6 @@ def worst_case(model, meta, set_name, n=6):
 def main():
     import tempfile
 
-    from napari_ian.trainer.workflows import finetune_case
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ian-default")
     ap.add_argument("--set", default="unseen-artefacts", help="an eval_styles set (its worst case), or gamma")
@@ -98,7 +96,14 @@ def main():
                     help="share of training crops from pseudo-labelled slices")
     args = ap.parse_args()
 
-    os.environ["NAPARI_IAN_HOME"] = tempfile.mkdtemp(prefix="bench-finetune-")   # never touch the user's models
+    with tempfile.TemporaryDirectory(prefix="bench-finetune-") as home:   # never touch the user's models
+        os.environ["NAPARI_IAN_HOME"] = home
+        run(args)
+
+
+def run(args):
+    from napari_ian.trainer.workflows import finetune_case
+
     base_path = resolve_model(args.model)
     model, meta = load_model(base_path)
     if args.set == "gamma":

@@ -68,6 +68,12 @@ class FinetuneWidget(Panel):
         self.holdout_case_combo.setToolTip("Score before/after on a whole case of the store instead of a block "
                                            "of each case's slices (needs the earlier cases)")
         self.earlier_check = QCheckBox("also train on earlier cases' corrections")
+        self.pseudo_check = QCheckBox("also train between corrected slices (pseudo-labels)")
+        self.pseudo_check.setChecked(defaults.pseudo_labels)
+        self.pseudo_check.setToolTip(
+            "3D models: label the slices between your corrected ones along the nerve they pin, and train on "
+            "them with less weight. Off: more gain on a case the model misses, more forgetting of other "
+            "cases, and nothing the held-out check can see (BENCHMARKS.md)")
         self.slices_label = wrapping_label()
         self.run_btn = QPushButton("Fine-tune on my corrections")
         self.cancel_btn = QPushButton("Cancel")
@@ -101,6 +107,7 @@ class FinetuneWidget(Panel):
         lay, footer = panel_layout(self)
         lay.addLayout(form)
         lay.addWidget(self.earlier_check)
+        lay.addWidget(self.pseudo_check)
         lay.addWidget(self.library)
         lay.addStretch(1)
         # what will be trained on, the run, its progress and its result never scroll away
@@ -230,7 +237,8 @@ class FinetuneWidget(Panel):
 
         cfg = FinetuneConfig(epochs=self.epochs_spin.value(), lr=self.lr_spin.value(),
                              holdout=self.holdout_spin.value() / 100.0, device=self.device_combo.currentText(),
-                             holdout_case=self.holdout_case_combo.currentData())
+                             holdout_case=self.holdout_case_combo.currentData(),
+                             pseudo_labels=self.pseudo_check.isChecked())
         if cfg.holdout_case and not self.earlier_check.isChecked():
             msg = "holding out a whole case needs the earlier cases: tick 'also train on earlier cases' corrections'"
             show_info(f"napari-ian: {msg}")

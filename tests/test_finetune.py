@@ -277,9 +277,19 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
     assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--slices", spec, "--name", "cli-ft",
                  "--base", "tiny3d", "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "6 coronal slices -> 8 slice sides trained on (8 with nerve), 4 held out" in out and "saved" in out and "ian predict --model cli-ft" in out
     m = read_metadata(resolve_model("cli-ft"))
+    n_pseudo = m["finetune"]["pseudo_labelled_slices"]
+    assert n_pseudo > 0 and m["finetune"]["settings"]["pseudo_labels"]
+    assert (f"6 coronal slices -> 8 slice sides trained on (8 with nerve), 4 held out, {n_pseudo} in between "
+            "pseudo-labelled") in out and "saved" in out and "ian predict --model cli-ft" in out
     assert m["finetune"]["train_slices"] + m["finetune"]["held_out_slices"] == 12
+    # --no-pseudo-labels: the corrected slices only
+    assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--slices", spec, "--name", "cli-ft-only",
+                 "--base", "tiny3d", "--epochs", "1", "--quiet", "--device", "cpu", "--no-pseudo-labels"]) == 0
+    out = capsys.readouterr().out
+    assert "4 held out\n" in out and "pseudo-labelled" not in out
+    m = read_metadata(resolve_model("cli-ft-only"))
+    assert m["finetune"]["pseudo_labelled_slices"] == 0 and not m["finetune"]["settings"]["pseudo_labels"]
     pred_p = tmp_path / "pred.nii.gz"
     assert main(["predict", str(img_p), "--out", str(pred_p), "--model", "cli-ft", "--quiet", "--device", "cpu"]) == 0
     assert nib.load(pred_p).shape == nib.load(img_p).shape
@@ -293,4 +303,43 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
         assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--quiet", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1, err
-    assert sorted(p.stem for p in user_models_dir().glob("*.pt")) == ["broken", "cli-ft", "tiny3d"]
+    assert sorted(p.stem for p in user_models_dir().glob("*.pt")) == ["broken", "cli-ft", "cli-ft-only", "tiny3d"]
+
+
+def _thin_nerve(radius_mm=0.7, sp=(0.8, 0.5, 0.5), shape=(60, 40, 40)):
+    """A thin bright nerve running along AP with a bend in SI, in a noisy volume; its labels and
+    the voxels' distance to its centreline (mm)."""
+    from scipy.spatial import cKDTree
+
+    ap = np.linspace(2, shape[0] - 3, 200)
+    centre = np.stack([ap, 20 + 6 * np.sin(ap / shape[0] * np.pi), np.full_like(ap, 20.0)], 1)
+    grid = np.stack(np.indices(shape), -1).reshape(-1, 3) * np.asarray(sp)
+    dist = cKDTree(centre * np.asarray(sp)).query(grid)[0].reshape(shape)
+    image = np.random.default_rng(0).normal(100, 10, shape).astype(np.float32)
+    image[dist <= radius_mm] = 400
+    return image, (dist <= radius_mm).astype(np.uint8), dist, sp
+
+
+def test_pseudo_labels_take_the_corrections_width_where_the_model_overdraws_the_nerve():
+    """Between corrected slices the pseudo-labels follow the nerve the corrections pin, as wide as
+    the corrections draw it: a model that outlines a thin nerve three times too wide is trimmed
+    to the corrected width, a model that outlines it well keeps its outline."""
+    from napari_ian.trainer.finetune import _slice_dsc, pseudo_label
+    from napari_ian.trainer.interactive import InteractiveSession
+
+    image, truth, dist, sp = _thin_nerve()
+    n = image.shape[0]
+    train = np.zeros((2, n), bool)
+    train[0, np.arange(4, n - 4, 8)] = True
+    held = np.zeros_like(train)
+    corrected = np.where(train[0][:, None, None], truth, 0).astype(np.uint8)
+    for prob, at_least in (((dist <= 2.2).astype(np.float32) * 0.9, 0.6), (truth.astype(np.float32), 0.9)):
+        pseudo, out = pseudo_label(image, corrected, sp, train, held, prob)
+        rows = np.flatnonzero(pseudo[0])
+        assert len(rows) > 30 and not pseudo[1].any() and not (pseudo[0] & train[0]).any()
+        got = _slice_dsc(truth == 1, out == 1, rows)
+        assert got > at_least
+    # the overdrawn model's own outline, as the clicks give it, is what the fit replaced
+    session = InteractiveSession(image, sp, (dist <= 2.2).astype(np.float32) * 0.9)
+    session.set_clicks([(np.array([i, *np.argwhere(truth[i]).mean(axis=0)]), 1) for i in np.flatnonzero(train[0])])
+    assert _slice_dsc(truth == 1, session.side_mask(1), rows) < 0.45

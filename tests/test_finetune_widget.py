@@ -114,6 +114,7 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     from napari_ian.trainer.finetune import FinetuneConfig
 
     assert (cli.epochs, cli.lr, cli.holdout) == (FinetuneConfig.epochs, FinetuneConfig.lr, FinetuneConfig.holdout)
+    assert w.pseudo_check.isChecked() == (not cli.no_pseudo_labels) == FinetuneConfig.pseudo_labels
     w.epochs_spin.setValue(2)
     w.device_combo.setCurrentText("cpu")
     assert w.device_note.text().startswith("Runs on: CPU")
@@ -133,6 +134,8 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     meta = read_metadata(resolve_model("ian-default-ft1"))
     assert meta["parent"] == "ian-default" and meta["finetune"]["train_slices"] == 12
     assert len(meta["finetune"]["cases"]) == 1 and meta["finetune"]["settings"]["epochs"] == 2
+    # the slices between the corrected ones were pseudo-labelled (the checkbox's default)
+    assert meta["finetune"]["settings"]["pseudo_labels"] and meta["finetune"]["pseudo_labelled_slices"] > 0
     # it is in the other panel's picker at once, and in this panel's list of the user's models
     assert "ian-default-ft1" in [pw.model_combo.itemText(i) for i in range(pw.model_combo.count())]
     assert w.library.models_list.count() == 1 and w.library.store_list.count() == 1
@@ -324,6 +327,7 @@ def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, 
     other = subprocess.Popen([sys.executable, "-c", TAKE_NAME, str(user_model_path("tiny3d-ft1")), str(go)])
     w.epochs_spin.setValue(20)                    # the tiny model's epochs are short: time for the other run
     w.device_combo.setCurrentText("cpu")
+    w.pseudo_check.setChecked(False)              # (and the unticked box reaches the run)
     warned = len(_notes("warning"))
     w.run_btn.click()
     qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=120_000)     # training: the name was checked
@@ -335,7 +339,9 @@ def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, 
     assert said == ["napari-ian: another run saved a model called tiny3d-ft1 meanwhile; this one is saved "
                     "as tiny3d-ft2 (nothing was replaced)"]
     assert read_metadata(user_model_path("tiny3d-ft1"))["trained_on"] == "the other run"
-    assert read_metadata(user_model_path("tiny3d-ft2"))["parent"] == "tiny3d"
+    meta = read_metadata(user_model_path("tiny3d-ft2"))
+    assert meta["parent"] == "tiny3d"
+    assert not meta["finetune"]["settings"]["pseudo_labels"] and meta["finetune"]["pseudo_labelled_slices"] == 0
     assert "tiny3d-ft2" in w.result_label.text()
 
 

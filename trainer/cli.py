@@ -134,7 +134,8 @@ def _cmd_finetune(args) -> int:
     canon = vol.geometry.canonical_index(CORONAL_AXIS, native)
     trusted = np.zeros((2, vol.data.shape[0]), bool)
     trusted[:, canon] = True
-    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device)
+    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device,
+                         pseudo_labels=not args.no_pseudo_labels)
     t0 = time.perf_counter()
 
     with ConsoleProgress(bars=not args.quiet, lines=not args.quiet, score="held-out DSC") as progress:
@@ -145,8 +146,10 @@ def _cmd_finetune(args) -> int:
     if path.stem != args.name:
         print(f"ian: {target}: another run saved a model called {args.name!r} meanwhile; this one is saved as "
               f"{path.stem!r} instead", file=sys.stderr)
+    n_pseudo = sum(w.n_pseudo for w in data.work)
     print(f"{len(native)} coronal slices -> {data.n_train} slice sides trained on ({data.n_train_nerve} with "
-          f"nerve), {data.n_held_out} held out", flush=True)
+          f"nerve), {data.n_held_out} held out" + (f", {n_pseudo} in between pseudo-labelled" if n_pseudo else ""),
+          flush=True)
     b, a = result.before["held_out_dsc"], result.after["held_out_dsc"]
     print(f"held-out DSC before {b:.3f}, after {a:.3f}" if data.n_held_out else
           "no slices held out (--holdout 0, or fewer than 4 slices with nerve per side): no before/after figure")
@@ -476,6 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the slices held out to score before/after (a contiguous block per side)")
     p.add_argument("--seed", type=int, default=ft.seed)
     p.add_argument("--device", default=ft.device, help="auto (CUDA with AMP, MPS, CPU), cpu, cuda")
+    p.add_argument("--no-pseudo-labels", action="store_true",
+                   help="train on the corrected slices only, not also on the slices between them labelled along "
+                        "the nerve they pin (3D models): more gain on a case the model misses, more forgetting of "
+                        "others (BENCHMARKS.md)")
     p.add_argument("--earlier", action="store_true", help="also train on the corrections store's other cases")
     p.add_argument("--no-store", action="store_true",
                    help="do not add this case to the corrections store (the panel and the CLI share it)")

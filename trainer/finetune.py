@@ -134,14 +134,44 @@ def _split_trusted(case_i, case, trusted_side, positive, seen_side, cfg) -> tupl
     return np.setdiff1d(idx, hold), hold
 
 
+PSEUDO_RADII_MM = (0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 1.8)   # tube radii tried against the corrections
+
+
+def _slice_dsc(truth: np.ndarray, mask: np.ndarray, rows) -> float:
+    """Mean DSC of ``mask`` against ``truth`` over coronal slices ``rows``."""
+    t, m = truth[rows], mask[rows]
+    inter = (t & m).sum(axis=(1, 2))
+    total = t.sum(axis=(1, 2)) + m.sum(axis=(1, 2))
+    return float(np.mean(2 * inter / np.maximum(total, 1)))
+
+
+def fitted_nerve(session, side: int, truth: np.ndarray, rows) -> np.ndarray:
+    """The nerve of ``side`` between corrected slices that best reproduces the corrections.
+
+    Candidates: the clicks' nerve (:meth:`.interactive.InteractiveSession.side_mask`, the model's
+    outline where it has one), plain tubes along the clicked course at :data:`PSEUDO_RADII_MM`,
+    and the clicks' nerve trimmed to the best tube's radius plus 0.4 or 0.8 mm. The one with the
+    highest mean DSC on the corrected slices ``rows`` (their labels ``truth``) wins: where the
+    model misses or overdraws the nerve (a thin nerve, another contrast), the corrections' own width
+    replaces its outline; where it outlines the nerve well, its outline stays.
+    """
+    nerve = session.side_mask(side)
+    tubes = {r: session.tube(side, r) for r in PSEUDO_RADII_MM}
+    radius = max(tubes, key=lambda r: _slice_dsc(truth, tubes[r], rows))
+    candidates = [nerve, tubes[radius]] + [nerve & session.tube(side, radius + extra) for extra in (0.4, 0.8)]
+    scores = [_slice_dsc(truth, c, rows) for c in candidates]
+    return candidates[int(np.argmax(scores))]
+
+
 def pseudo_label(image, labels, spacing, train, held, probability):
     """Labels for the slices between corrected ones, from the course the corrections pin.
 
     The nerve is one tube: each side's corrected slices with nerve act as clicks on its centre
     (:mod:`.interactive`: minimal paths through the base model's probability and the image's
-    brightness, the nerve's own width), and the tube they give labels that side on the slices
-    between the first and the last corrected one that nobody corrected, except held-out slices.
-    ``probability`` is the base model's nerve probability on the input grid.
+    local contrast), and the nerve they give, fitted to the corrections' own width
+    (:func:`fitted_nerve`), labels that side on the slices between the first and the last
+    corrected one that nobody corrected, except held-out slices. ``probability`` is the base
+    model's nerve probability on the input grid.
 
     Returns ``(pseudo (2, AP) bool, labels with the pseudo-labels added)``.
     """
@@ -149,11 +179,12 @@ def pseudo_label(image, labels, spacing, train, held, probability):
 
     n = image.shape[0]
     pseudo = np.zeros((2, n), bool)
-    clicks = []
+    clicks, corrected = [], {}
     for side in (1, 2):
         idx = [i for i in np.flatnonzero(train[side - 1]) if (labels[i] == side).any()]
         if len(idx) < 2:
             continue
+        corrected[side] = np.asarray(idx)
         for i in idx:
             c = np.argwhere(labels[i] == side).mean(axis=0)
             clicks.append((np.array([i, c[0], c[1]]), side))
@@ -168,7 +199,7 @@ def pseudo_label(image, labels, spacing, train, held, probability):
     for side in (1, 2):
         if not pseudo[side - 1].any():
             continue
-        tube = session.side_mask(side)
+        tube = fitted_nerve(session, side, labels == side, corrected[side])
         rows = pseudo[side - 1]
         sub = out[rows]
         sub[sub == side] = 0                      # the slice's old (untrusted) labels of this side go
