@@ -243,32 +243,41 @@ class InteractiveSession:
         box = tuple(slice(int(l_), int(h)) for l_, h in zip(lo, hi))
         local = path - lo
         shape = tuple(h - l_ for l_, h in zip(lo, hi))
-        near = _near(shape, local, st.max_radius_mm, self.sp)
-        core = _near(shape, local, st.core_radius_mm, self.sp)
-        b = self.bright[box]
+        # the drawn tube, in a tight box around the path (its nearest-voxel map is the costly part)
+        tpad = np.ceil((st.max_radius_mm + 2.0) / self.sp).astype(int)
+        tlo = np.maximum(local.min(axis=0) - tpad, 0)
+        thi = np.minimum(local.max(axis=0) + tpad + 1, shape)
+        tight = tuple(slice(int(a), int(c)) for a, c in zip(tlo, thi))
+        tl = local - tlo
+        tshape = tuple(int(c - a) for a, c in zip(tlo, thi))
+        near = _near(tshape, tl, st.max_radius_mm, self.sp)
+        core_t = _near(tshape, tl, st.core_radius_mm, self.sp)
+        b = self.bright[box][tight]
         # the nerve's own width: the model where it sees the nerve, else the voxels nearer the
         # path's intensity nearby (the nearest path voxel's, smoothed) than the surroundings' (a
         # nerve brighter or darker than what is around it)
-        path_mask = np.zeros(shape, bool)
-        path_mask[tuple(local.T)] = True
+        path_mask = np.zeros(tshape, bool)
+        path_mask[tuple(tl.T)] = True
         smooth = ndimage.uniform_filter(b, size=3)
         _, nearest = ndimage.distance_transform_edt(~path_mask, sampling=self.sp, return_indices=True)
         on_path = smooth[tuple(nearest)]
-        shell = _near(shape, local, st.max_radius_mm + 1.5, self.sp) & ~near
+        shell = _near(tshape, tl, st.max_radius_mm + 1.5, self.sp) & ~near
         around = float(np.median(b[shell])) if shell.any() else 0.0
         like_path = np.abs(b - on_path) <= 0.5 * np.abs(on_path - around)
         if self.prob is not None:
-            p = self.prob[box]
+            p = self.prob[box][tight]
             width = near & ((p > 0.5) | ((p > 0.2) & like_path))
             # where the model is silent on the path (its probability at the nearest path voxel),
             # the intensity decides
-            on_path_p = np.zeros(shape, np.float32)
-            on_path_p[tuple(local.T)] = _around(p, local, _CUBE).max(axis=1)
+            on_path_p = np.zeros(tshape, np.float32)
+            on_path_p[tuple(tl.T)] = _around(p, tl, _CUBE).max(axis=1)
             silent = on_path_p[tuple(nearest)] < 0.3
             width |= near & like_path & silent
         else:
             width = near & like_path
-        mask = core | width
+        core, mask = np.zeros(shape, bool), np.zeros(shape, bool)
+        core[tight] = core_t
+        mask[tight] = core_t | width
         # beyond the end clicks: the model's nerve, as far as it goes on from there
         if self.prob is not None and len(pts) >= 2:
             comp = self._model_pieces()[box]
