@@ -306,40 +306,63 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
     assert sorted(p.stem for p in user_models_dir().glob("*.pt")) == ["broken", "cli-ft", "cli-ft-only", "tiny3d"]
 
 
-def _thin_nerve(radius_mm=0.7, sp=(0.8, 0.5, 0.5), shape=(60, 40, 40)):
+def _thin_nerve(radius_mm=0.7, sp=(0.8, 0.5, 0.5), shape=(60, 40, 40), si_stretch=1.0):
     """A thin bright nerve running along AP with a bend in SI, in a noisy volume; its labels and
-    the voxels' distance to its centreline (mm)."""
+    the voxels' distance to its centreline (mm; SI distances divided by ``si_stretch``, so a
+    stretch of 2 makes its cross-section an ellipse twice as tall as wide)."""
     from scipy.spatial import cKDTree
 
     ap = np.linspace(2, shape[0] - 3, 200)
     centre = np.stack([ap, 20 + 6 * np.sin(ap / shape[0] * np.pi), np.full_like(ap, 20.0)], 1)
-    grid = np.stack(np.indices(shape), -1).reshape(-1, 3) * np.asarray(sp)
-    dist = cKDTree(centre * np.asarray(sp)).query(grid)[0].reshape(shape)
+    scale = np.asarray(sp) / [1.0, si_stretch, 1.0]
+    grid = np.stack(np.indices(shape), -1).reshape(-1, 3) * scale
+    dist = cKDTree(centre * scale).query(grid)[0].reshape(shape)
     image = np.random.default_rng(0).normal(100, 10, shape).astype(np.float32)
     image[dist <= radius_mm] = 400
     return image, (dist <= radius_mm).astype(np.uint8), dist, sp
 
 
+def _corrected_every_8th(truth):
+    n = truth.shape[0]
+    train = np.zeros((2, n), bool)
+    train[0, np.arange(4, n - 4, 8)] = True
+    return train, np.where(train[0][:, None, None], truth, 0).astype(np.uint8)
+
+
 def test_pseudo_labels_take_the_corrections_width_where_the_model_overdraws_the_nerve():
     """Between corrected slices the pseudo-labels follow the nerve the corrections pin, as wide as
     the corrections draw it: a model that outlines a thin nerve three times too wide is trimmed
-    to the corrected width, a model that outlines it well keeps its outline."""
-    from napari_ian.trainer.finetune import _slice_dsc, pseudo_label
+    to the corrected width."""
+    from napari_ian.trainer.finetune import _fit, pseudo_label
     from napari_ian.trainer.interactive import InteractiveSession
 
     image, truth, dist, sp = _thin_nerve()
-    n = image.shape[0]
-    train = np.zeros((2, n), bool)
-    train[0, np.arange(4, n - 4, 8)] = True
-    held = np.zeros_like(train)
-    corrected = np.where(train[0][:, None, None], truth, 0).astype(np.uint8)
-    for prob, at_least in (((dist <= 2.2).astype(np.float32) * 0.9, 0.6), (truth.astype(np.float32), 0.9)):
-        pseudo, out = pseudo_label(image, corrected, sp, train, held, prob)
-        rows = np.flatnonzero(pseudo[0])
-        assert len(rows) > 30 and not pseudo[1].any() and not (pseudo[0] & train[0]).any()
-        got = _slice_dsc(truth == 1, out == 1, rows)
-        assert got > at_least
+    train, corrected = _corrected_every_8th(truth)
+    fat = (dist <= 2.2).astype(np.float32) * 0.9
+    pseudo, out = pseudo_label(image, corrected, sp, train, np.zeros_like(train), fat)
+    rows = np.flatnonzero(pseudo[0])
+    assert len(rows) > 30 and not pseudo[1].any() and not (pseudo[0] & train[0]).any()
+    assert _fit(truth == 1, out == 1, rows) > 0.6
     # the overdrawn model's own outline, as the clicks give it, is what the fit replaced
-    session = InteractiveSession(image, sp, (dist <= 2.2).astype(np.float32) * 0.9)
+    session = InteractiveSession(image, sp, fat)
     session.set_clicks([(np.array([i, *np.argwhere(truth[i]).mean(axis=0)]), 1) for i in np.flatnonzero(train[0])])
-    assert _slice_dsc(truth == 1, session.side_mask(1), rows) < 0.45
+    assert _fit(truth == 1, session.side_mask(1), rows) < 0.45
+
+
+def test_pseudo_labels_keep_a_model_outline_that_fits_and_none_when_nothing_fits():
+    """A model that outlines a nerve of elliptic cross-section exactly keeps its outline (no round
+    tube fits it as well); corrections the clicked course cannot reproduce give no pseudo-labels."""
+    from napari_ian.trainer.finetune import _fit, fitted_nerve, pseudo_label
+    from napari_ian.trainer.interactive import InteractiveSession
+
+    image, truth, dist, sp = _thin_nerve(radius_mm=0.8, si_stretch=2.5)
+    train, corrected = _corrected_every_8th(truth)
+    pseudo, out = pseudo_label(image, corrected, sp, train, np.zeros_like(train), truth.astype(np.float32))
+    rows = np.flatnonzero(pseudo[0])
+    assert len(rows) > 30 and _fit(truth == 1, out == 1, rows) > 0.9
+    session = InteractiveSession(image, sp, truth.astype(np.float32))
+    clicked = np.flatnonzero(train[0])
+    session.set_clicks([(np.array([i, *np.argwhere(truth[i]).mean(axis=0)]), 1) for i in clicked])
+    assert max(_fit(truth == 1, session.tube(1, r), clicked) for r in (0.5, 0.9, 1.3, 1.8)) < 0.85
+    elsewhere = np.roll(truth == 1, 15, axis=2)        # "corrections" 7 mm beside the clicked course
+    assert fitted_nerve(session, 1, elsewhere, clicked) is None

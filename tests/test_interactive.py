@@ -240,3 +240,28 @@ def test_the_models_nerve_is_followed_past_a_gap_beyond_the_end_clicks_unless_a_
     sess.set_clicks([(pts[45], 1), (pts[65], 1), (pts[85], 1), (pts[110], 0)])
     m2 = sess.side_mask(1)
     assert not (m2 & far_piece).any(), "a negative click on the far piece keeps all of it out"
+
+
+def test_clicks_on_the_images_outer_edge_and_a_flat_image():
+    """A click on the outer half of an edge voxel (inside the image) works; where the image shows
+    no contrast at all, the clicks give their path's core, not the widest tube."""
+    img, lab, pts = _curved_nerve()
+    sess = InteractiveSession(img, SP)
+    edge = np.asarray(img.shape, float) - 0.5
+    sess.set_clicks([(pts[0], 1), ((edge[0], pts[0][1], pts[0][2]), 1)])
+    assert sess.side_mask(1).any()
+    flat = InteractiveSession(np.full(img.shape, 7.0, np.float32), SP)
+    flat.set_clicks([(pts[40], 1), (pts[-1], 1)])
+    core = flat.tube(1, flat.st.core_radius_mm)
+    np.testing.assert_array_equal(flat.side_mask(1), core)
+
+
+def test_a_moved_click_gives_a_new_course():
+    img, lab, pts = _curved_nerve()
+    sess = InteractiveSession(img, SP)
+    sess.set_clicks([(pts[0], 1), (pts[40], 1)])
+    first = sess.course(1)
+    assert sess.course(1) is first and not first.flags.writeable      # cached, and read-only
+    sess.set_clicks([(pts[0], 1), (pts[80], 1)])
+    moved = sess.course(1)
+    assert tuple(moved[-1]) == tuple(np.rint(pts[80]).astype(int)) != tuple(first[-1])

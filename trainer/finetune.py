@@ -137,30 +137,37 @@ def _split_trusted(case_i, case, trusted_side, positive, seen_side, cfg) -> tupl
 PSEUDO_RADII_MM = (0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 1.8)   # tube radii tried against the corrections
 
 
-def _slice_dsc(truth: np.ndarray, mask: np.ndarray, rows) -> float:
-    """Mean DSC of ``mask`` against ``truth`` over coronal slices ``rows``."""
-    t, m = truth[rows], mask[rows]
-    inter = (t & m).sum(axis=(1, 2))
-    total = t.sum(axis=(1, 2)) + m.sum(axis=(1, 2))
-    return float(np.mean(2 * inter / np.maximum(total, 1)))
+PSEUDO_MIN_FIT = 0.3    # below this mean DSC on the corrected slices no candidate is trusted
 
 
-def fitted_nerve(session, side: int, truth: np.ndarray, rows) -> np.ndarray:
-    """The nerve of ``side`` between corrected slices that best reproduces the corrections.
+def _fit(truth: np.ndarray, mask: np.ndarray, rows) -> float:
+    """Mean DSC of ``mask`` against ``truth`` over coronal slices ``rows`` (slices empty in both
+    count as agreement)."""
+    from .metrics import slice_metrics
+
+    dsc = slice_metrics(truth[rows].astype(np.uint8), mask[rows].astype(np.uint8), 1, axis=0).dsc
+    return float(np.mean(np.nan_to_num(dsc, nan=1.0))) if len(rows) else 0.0
+
+
+def fitted_nerve(session, side: int, truth: np.ndarray, rows):
+    """The nerve of ``side`` between corrected slices that best reproduces the corrections, or
+    None when nothing does.
 
     Candidates: the clicks' nerve (:meth:`.interactive.InteractiveSession.side_mask`, the model's
     outline where it has one), plain tubes along the clicked course at :data:`PSEUDO_RADII_MM`,
     and the clicks' nerve trimmed to the best tube's radius plus 0.4 or 0.8 mm. The one with the
     highest mean DSC on the corrected slices ``rows`` (their labels ``truth``) wins: where the
     model misses or overdraws the nerve (a thin nerve, another contrast), the corrections' own width
-    replaces its outline; where it outlines the nerve well, its outline stays.
+    replaces its outline; where it outlines the nerve well, its outline stays. None when the best
+    fits worse than :data:`PSEUDO_MIN_FIT` (the clicked course missed what was corrected).
     """
     nerve = session.side_mask(side)
     tubes = {r: session.tube(side, r) for r in PSEUDO_RADII_MM}
-    radius = max(tubes, key=lambda r: _slice_dsc(truth, tubes[r], rows))
+    radius = max(tubes, key=lambda r: _fit(truth, tubes[r], rows))
     candidates = [nerve, tubes[radius]] + [nerve & session.tube(side, radius + extra) for extra in (0.4, 0.8)]
-    scores = [_slice_dsc(truth, c, rows) for c in candidates]
-    return candidates[int(np.argmax(scores))]
+    scores = [_fit(truth, c, rows) for c in candidates]
+    best = int(np.argmax(scores))
+    return candidates[best] if scores[best] >= PSEUDO_MIN_FIT else None
 
 
 def pseudo_label(image, labels, spacing, train, held, probability):
@@ -200,6 +207,9 @@ def pseudo_label(image, labels, spacing, train, held, probability):
         if not pseudo[side - 1].any():
             continue
         tube = fitted_nerve(session, side, labels == side, corrected[side])
+        if tube is None:              # no pseudo-label fits the corrections: train on them alone
+            pseudo[side - 1] = False
+            continue
         rows = pseudo[side - 1]
         sub = out[rows]
         sub[sub == side] = 0                      # the slice's old (untrusted) labels of this side go

@@ -50,7 +50,7 @@ class InteractiveSettings:
     covered_mm: float = 0.75        # ... and the path is drawn as a tube where no such piece is this close
     core_sigma_mm: float = 0.6      # the local contrast: the image smoothed over a nerve's core ...
     surround_sigma_mm: float = 3.0  # ... less the image smoothed over its surroundings
-    min_contrast: float = 0.02      # clicks whose local contrast is below this (0-1 scale) give no image guide
+    min_contrast: float = 0.02      # below this (0-1 scale) a contrast guides nothing: no image guide, core-only tube
 
 
 def order_clicks(points_mm: np.ndarray) -> np.ndarray:
@@ -133,6 +133,7 @@ class InteractiveSession:
         The model's nerve probability on the same grid (:func:`napari_ian.trainer.predict.predict_volume`);
         without it the paths follow the image's local contrast alone.
     settings : InteractiveSettings, optional
+        Fixed for the session's life, like the image and the probability (courses are cached).
     """
 
     def __init__(self, image, spacing, probability=None, settings: InteractiveSettings | None = None):
@@ -161,7 +162,8 @@ class InteractiveSession:
                 raise ValueError(f"click label {lab}: use 1 (right nerve), 2 (left nerve) or 0 (not nerve)")
             if np.any(v < -0.5) or np.any(v > np.asarray(self.shape) - 0.5):
                 raise ValueError(f"click at voxel {tuple(np.round(v, 1))} lies outside the image {self.shape}")
-        self.clicks = new
+        # a click on the image's outer half-voxel belongs to the edge voxel
+        self.clicks = [(np.clip(v, 0, np.asarray(self.shape) - 1), lab) for v, lab in new]
         negs_changed = old_negatives != self._negatives_key()
         return {s for s in (1, 2) if negs_changed or not _same(old[s], self._side_clicks(s))}
 
@@ -220,6 +222,7 @@ class InteractiveSession:
             path = np.rint(pts[:1]).astype(int)
             for a, b in zip(pts[:-1], pts[1:]):
                 path = np.concatenate([path, self._path(a, b, side)[1:]])
+        path.flags.writeable = False     # shared with the cache
         self._courses[side] = (key, path)
         return path
 
@@ -263,7 +266,8 @@ class InteractiveSession:
         on_path = smooth[tuple(nearest)]
         shell = _near(tshape, tl, st.max_radius_mm + 1.5, self.sp) & ~near
         around = float(np.median(b[shell])) if shell.any() else 0.0
-        like_path = np.abs(b - on_path) <= 0.5 * np.abs(on_path - around)
+        step = on_path - around
+        like_path = ((b - (on_path + around) / 2) * np.sign(step) >= 0) & (np.abs(step) > st.min_contrast)
         if self.prob is not None:
             p = self.prob[box][tight]
             width = near & ((p > 0.5) | ((p > 0.2) & like_path))
