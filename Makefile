@@ -54,6 +54,7 @@ screenshot: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/plain_napari.py --shots docs --only reviewed
 	xvfb-run -a -s "-screen 0 1366x768x24" $(BIN)/python docs/plain_napari.py --shots docs --only finetuning
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/screenshot_finetune.py docs/screenshot_finetune.png
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/screenshot_interactive.py docs/screenshot_interactive.png
 	$(BIN)/python -m napari_ian.sample_data.montage --seed 0 --out docs/phantom_montage.png
 
 # the pre-generated sample patient shipped in the package (File > Open Sample opens it at once);
