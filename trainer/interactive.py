@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from .normalise import normalise
+from .postprocess import PathSettings, ball_offsets, grow_from
 
 
 @dataclasses.dataclass
@@ -93,12 +94,6 @@ def order_clicks(points_mm: np.ndarray) -> np.ndarray:
     return np.asarray(order)
 
 
-def _ball(radius_mm, sp):
-    r = np.ceil(radius_mm / sp).astype(int)
-    offs = np.argwhere(np.ones(2 * r + 1, bool)) - r
-    return offs[np.linalg.norm(offs * sp, axis=1) <= radius_mm + 1e-6]
-
-
 def _around(arr: np.ndarray, pts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """``arr``'s values at each point plus each offset, (points, offsets); offsets that leave
     ``arr`` are moved back onto its edge (still no farther from their point, so a ball of offsets
@@ -115,7 +110,7 @@ def _near(shape, pts, radius_mm, sp) -> np.ndarray:
     out = np.zeros(shape, bool)
     if len(pts) == 0:
         return out
-    idx = (np.asarray(pts, int)[:, None, :] + _ball(radius_mm, sp)[None]).reshape(-1, 3)
+    idx = (np.asarray(pts, int)[:, None, :] + ball_offsets(radius_mm, sp)[None]).reshape(-1, 3)
     ok = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
     out[tuple(idx[ok].T)] = True
     return out
@@ -171,16 +166,14 @@ class InteractiveSession:
         return [v for v, lab in self.clicks if lab == side]
 
     def _negatives_key(self):
-        return tuple(tuple(np.round(v, 3)) for v, lab in self.clicks if lab == 0)
+        return _points_key(v for v, lab in self.clicks if lab == 0)
 
     # -- one side --------------------------------------------------------------------------
-    def _cost(self, box, side):
+    def _cost(self, box, level):
         """Low where the model sees a nerve and, where it is unsure, where the image stands out of
-        its surroundings the way the clicked nerve does (its polarity and strength are read from
-        the local contrast at the side's clicks, not assumed); negative clicks are walls."""
+        its surroundings the way the clicked nerve does (``level``: the local contrast at the
+        side's clicks, its polarity and strength, not assumed); negative clicks are walls."""
         st = self.st
-        pts = np.rint(np.asarray(self._side_clicks(side))).astype(int)
-        level = float(np.median(self.local_contrast[tuple(pts.T)]))
         if abs(level) > st.min_contrast:
             alike = np.clip(self.local_contrast[box] / level, 0.0, 1.0)
         else:   # the clicks stand out of nothing: no image guide, the straightest path
@@ -196,7 +189,7 @@ class InteractiveSession:
             cost[_near(cost.shape, np.rint(negs), st.negative_radius_mm, self.sp)] = 1e4
         return cost
 
-    def _path(self, a, b, side) -> np.ndarray:
+    def _path(self, a, b, level) -> np.ndarray:
         from skimage.graph import MCP_Geometric
 
         shape = np.asarray(self.shape)
@@ -205,7 +198,7 @@ class InteractiveSession:
         lo = np.maximum(np.minimum(a, b) - pad, 0)
         hi = np.minimum(np.maximum(a, b) + pad + 1, shape)
         box = tuple(slice(int(l_), int(h)) for l_, h in zip(lo, hi))
-        mcp = MCP_Geometric(self._cost(box, side), sampling=tuple(self.sp))
+        mcp = MCP_Geometric(self._cost(box, level), sampling=tuple(self.sp))
         mcp.find_costs([tuple(a - lo)], [tuple(b - lo)])
         return np.asarray(mcp.traceback(tuple(b - lo)), dtype=int) + lo
 
@@ -213,15 +206,16 @@ class InteractiveSession:
         """The clicked course of ``side``: the voxels ``(n, 3)`` of the minimal paths joining its
         clicks in their order along the nerve (none without clicks)."""
         pts = self._side_clicks(side)
-        key = (tuple(tuple(np.round(v, 3)) for v in pts), self._negatives_key())
+        key = (_points_key(pts), self._negatives_key())
         if self._courses.get(side, (None,))[0] == key:
             return self._courses[side][1]
         path = np.empty((0, 3), int)
         if pts:
             pts = np.asarray(pts)[order_clicks(np.asarray(pts) * self.sp)]
+            level = float(np.median(self.local_contrast[tuple(np.rint(pts).astype(int).T)]))
             path = np.rint(pts[:1]).astype(int)
             for a, b in zip(pts[:-1], pts[1:]):
-                path = np.concatenate([path, self._path(a, b, side)[1:]])
+                path = np.concatenate([path, self._path(a, b, level)[1:]])
         path.flags.writeable = False     # shared with the cache
         self._courses[side] = (key, path)
         return path
@@ -318,8 +312,6 @@ class InteractiveSession:
         """The clicked nerve and the model's pieces that continue it (past a gap, beyond an end
         click: :func:`napari_ian.trainer.postprocess.grow_from`); never a piece a negative click
         points at."""
-        from .postprocess import PathSettings, grow_from
-
         # pieces beside the clicked course are not the nerve (the clicks say where it runs): only
         # pieces touching it are kept without a bridge, the rest must lie ahead of an end
         st = PathSettings(keep_mm=1.0)
@@ -367,7 +359,7 @@ class InteractiveSession:
             return drawn
         kept_box = np.isin(pieces[box], touch)
         # a path voxel is covered when a kept voxel lies within covered_mm of it
-        covered = _around(kept_box, local, _ball(st.covered_mm, self.sp)).any(axis=1)
+        covered = _around(kept_box, local, ball_offsets(st.covered_mm, self.sp)).any(axis=1)
         out = np.isin(pieces, touch)
         if not covered.all():
             out |= drawn & _near(self.shape, path[~covered], st.max_radius_mm + 0.5, self.sp)
@@ -379,6 +371,11 @@ class InteractiveSession:
         for side in (1, 2):
             out[self.side_mask(side) & (out == 0)] = side
         return out
+
+
+def _points_key(points) -> tuple:
+    """A hashable key of voxel points (to a thousandth of a voxel)."""
+    return tuple(tuple(np.round(v, 3)) for v in points)
 
 
 def _same(a, b) -> bool:

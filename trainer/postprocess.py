@@ -131,12 +131,16 @@ def probable_path(prob, a, b, sp, floor=0.02, margin_mm=4.0) -> np.ndarray:
     return np.asarray(mcp.traceback(tuple(b - lo)), dtype=int) + lo
 
 
-def _tube(mask_shape, path, radius_mm, sp) -> tuple:
-    """Voxel indices within ``radius_mm`` of a voxel path."""
+def ball_offsets(radius_mm, sp) -> np.ndarray:
+    """Voxel offsets ``(n, 3)`` within ``radius_mm`` of a voxel on a grid of spacing ``sp``."""
     r = np.ceil(radius_mm / sp).astype(int)
     offs = np.argwhere(np.ones(2 * r + 1, bool)) - r
-    offs = offs[np.linalg.norm(offs * sp, axis=1) <= radius_mm + 1e-6]
-    idx = (path[:, None, :] + offs[None]).reshape(-1, 3)
+    return offs[np.linalg.norm(offs * sp, axis=1) <= radius_mm + 1e-6]
+
+
+def _tube(mask_shape, path, radius_mm, sp) -> tuple:
+    """Voxel indices within ``radius_mm`` of a voxel path."""
+    idx = (path[:, None, :] + ball_offsets(radius_mm, sp)[None]).reshape(-1, 3)
     ok = np.all((idx >= 0) & (idx < np.asarray(mask_shape)), axis=1)
     return tuple(idx[ok].T)
 
