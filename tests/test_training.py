@@ -252,3 +252,50 @@ def test_synthetic_training_makes_a_3d_model_from_randomised_renders(tmp_path, p
     assert m["trained_on"] == "a test" and m["preprocessing"]["pipeline"] == "patch3d"
     image, _, sp, _ = phantom
     assert predict_volume(image, model, m, sp, device="cpu").probability.shape == image.shape
+
+
+@pytest.mark.parametrize("keep, kept_epoch", [("best", 1), ("last", 2)])
+def test_keep_chooses_the_best_or_the_last_epochs_weights(keep, kept_epoch):
+    """``--keep best`` returns the weights of the epoch validation scored highest (here the first),
+    ``--keep last`` those of the last epoch, even though validation scored it lower."""
+    import copy
+
+    from napari_ian.trainer.train import fit
+
+    b = _blobs(4)
+
+    class OneBatch:
+        def batches(self, rng, rank, world):
+            return [(b.x.astype(np.float32), b.y)]
+
+    seen, scores = [], iter([0.9, 0.1])
+
+    def validate(model, device, bf16, channels_last):
+        seen.append(copy.deepcopy(model.state_dict()))
+        return next(scores)
+
+    model = build_network("unet", in_channels=1, base=4, depth=2)
+    cfg = TrainConfig(**{**TINY, "augment": False, "select": keep})
+    out, history, best = fit(model, OneBatch(), validate, cfg)
+    assert best["epoch"] == 1 and len(seen) == 2
+    assert any(not torch.equal(seen[0][k], seen[1][k]) for k in seen[0])   # the epochs differ
+    kept = out.state_dict()
+    assert all(torch.equal(kept[k].cpu().contiguous(), seen[kept_epoch - 1][k].cpu().contiguous()) for k in kept)
+
+
+def test_ian_train_keep_flag_reaches_the_training_config(monkeypatch, tmp_path):
+    """``ian train --keep last`` trains with ``select="last"`` (default ``best``)."""
+    import napari_ian.trainer.experiment as experiment
+    from napari_ian.trainer.cli import main
+
+    got = []
+
+    def fake_run(cfg, out, **kw):
+        got.append(cfg.select)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(experiment, "run_synthetic_training", fake_run)
+    for extra, want in (([], "best"), (["--keep", "last"], "last")):
+        with pytest.raises(SystemExit):
+            main(["train", "--synthetic", "1", "--out", str(tmp_path / "m.pt"), *extra])
+        assert got[-1] == want

@@ -85,7 +85,7 @@ def _cmd_train(args) -> int:
                       weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
                       patience=args.patience, seed=args.seed, device=args.device, augment=not args.no_augment,
                       pipeline=pipeline, patch=tuple(int(v) for v in args.patch.split("x")),
-                      steps_per_epoch=args.steps_per_epoch)
+                      steps_per_epoch=args.steps_per_epoch, select=args.keep)
     out = Path(args.out) if args.out else user_model_path(args.name)
     inputs = {}
     if args.data is not None:
@@ -455,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--patience", type=int, default=25)
+    p.add_argument("--keep", choices=["best", "last"], default="best",
+                   help="weights saved: the best validation epoch's (default) or the last epoch's (when the "
+                        "validation set is too small to rank epochs, e.g. a continuation at a low learning rate)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--device", default="auto")
