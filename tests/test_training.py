@@ -277,7 +277,8 @@ def test_keep_chooses_the_best_or_the_last_epochs_weights(keep, kept_epoch):
     model = build_network("unet", in_channels=1, base=4, depth=2)
     cfg = TrainConfig(**{**TINY, "augment": False, "select": keep})
     out, history, best = fit(model, OneBatch(), validate, cfg)
-    assert best["epoch"] == 1 and len(seen) == 2
+    assert len(seen) == 2 and best["epoch"] == kept_epoch            # the reported epoch is the kept one
+    assert best["val_dsc"] == [0.9, 0.1][kept_epoch - 1]
     assert any(not torch.equal(seen[0][k], seen[1][k]) for k in seen[0])   # the epochs differ
     kept = out.state_dict()
     assert all(torch.equal(kept[k].cpu().contiguous(), seen[kept_epoch - 1][k].cpu().contiguous()) for k in kept)

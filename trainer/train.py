@@ -283,6 +283,9 @@ def fit(model, sampler, validate, cfg: TrainConfig, progress: ProgressCallback |
         # "last": the validation slices only report progress (fine-tuning scores them afterwards,
         # so they must not choose the weights); no validation number at all: nothing to choose by
         best_state = copy.deepcopy(model.state_dict())
+        if cfg.select == "last" and history:
+            # what is reported (the model file's validation figure) must be the kept weights'
+            best = {"epoch": len(history), "val_dsc": history[-1]["val_dsc"]}
     model.load_state_dict(best_state)
     model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
     return model, history, {**best, "device": str(device), "bf16": bf16, "world_size": world,
