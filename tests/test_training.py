@@ -284,19 +284,25 @@ def test_keep_chooses_the_best_or_the_last_epochs_weights(keep, kept_epoch):
     assert all(torch.equal(kept[k].cpu().contiguous(), seen[kept_epoch - 1][k].cpu().contiguous()) for k in kept)
 
 
-def test_ian_train_keep_flag_reaches_the_training_config(monkeypatch, tmp_path):
-    """``ian train --keep last`` trains with ``select="last"`` (default ``best``)."""
+def test_ian_train_keep_and_validation_flags_reach_the_training_run(monkeypatch, tmp_path, capsys):
+    """``ian train --keep last`` trains with ``select="last"`` (default ``best``);
+    ``--validation-anatomies N`` validates on N held-out anatomies (default 2); 0 is one clear line."""
     import napari_ian.trainer.experiment as experiment
     from napari_ian.trainer.cli import main
 
     got = []
 
     def fake_run(cfg, out, **kw):
-        got.append(cfg.select)
+        got.append((cfg.select, kw["validation_anatomies"]))
         raise SystemExit(0)
 
     monkeypatch.setattr(experiment, "run_synthetic_training", fake_run)
-    for extra, want in (([], "best"), (["--keep", "last"], "last")):
+    out = str(tmp_path / "m.pt")
+    for extra, want in (([], ("best", 2)), (["--keep", "last", "--validation-anatomies", "8"], ("last", 8))):
         with pytest.raises(SystemExit):
-            main(["train", "--synthetic", "1", "--out", str(tmp_path / "m.pt"), *extra])
+            main(["train", "--synthetic", "1", "--out", out, *extra])
         assert got[-1] == want
+    capsys.readouterr()
+    assert main(["train", "--synthetic", "1", "--out", out, "--validation-anatomies", "0"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(got) == 2 and len(err) == 1 and "--validation-anatomies must be at least 1" in err[0]

@@ -71,6 +71,8 @@ def _cmd_train(args) -> int:
         raise ValueError("ian train: give --data DIR (labelled cases) or --synthetic N (randomised phantom anatomies)")
     net_cfg = json.loads(args.network_config) if args.network_config else (
         {"base": 16, "depth": 4} if args.network == "unet" else {})
+    if args.validation_anatomies < 1:
+        raise ValueError(f"ian train: --validation-anatomies must be at least 1 (got {args.validation_anatomies})")
     pipeline = None
     if args.synthetic is not None:
         from .pipeline import Patches3D, Slices25D
@@ -106,7 +108,8 @@ def _cmd_train(args) -> int:
     with ConsoleProgress(bars=not args.quiet) as progress:
         if args.synthetic is not None:
             run_synthetic_training(cfg, out, n_anatomies=args.synthetic, cache_dir=args.anatomy_cache,
-                                   trained_on=args.trained_on, progress=progress, init_state=init,
+                                   validation_anatomies=args.validation_anatomies, trained_on=args.trained_on,
+                                   progress=progress, init_state=init,
                                    overwrite=args.overwrite, parent=Path(args.init).stem if args.init else None)
         else:
             run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
@@ -440,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", default="128x128",
                    help="--synthetic training crop in working-grid voxels: HxW (2.5D) or DxHxW (3D patches)")
     p.add_argument("--steps-per-epoch", type=int, default=200, help="--synthetic: batches per epoch")
+    p.add_argument("--validation-anatomies", type=int, default=2, metavar="N",
+                   help="--synthetic: held-out anatomies rendered once each for validation after every epoch "
+                        "(default 2; more rank epochs more reliably and cost a prediction each per epoch)")
     p.add_argument("--flip-tta", action="store_true", help="--synthetic: the model averages with a mirrored pass")
     p.add_argument("--init", default=None, help="start from this model's weights (same architecture)")
     p.add_argument("--name", default="my-model", help="registry name (saved in the user model folder)")
