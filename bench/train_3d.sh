@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The 3D patch U-Net of the comparison (bench/train_compare.sh, WHICH=3d: 8 epochs from scratch),
 # trained on from its weights on the same randomised synthetic data. INIT, OUT, EPOCHS and LR override
-# the defaults, KEEP (best|last) the weights kept and SEED the stream of renders. A checkpoint of the best weights so far sits beside OUT while it runs.
+# the defaults, KEEP (best|last) the weights kept and SEED the stream of renders. A checkpoint of the
+# best weights so far sits beside OUT while it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ian train --synthetic 48 --network unet3d --network-config '{"base": 12, "depth": 3}' --patch 32x96x96 \

@@ -175,7 +175,6 @@ def _check_roi_syntax(text: str) -> None:
 
 
 def _cmd_predict(args) -> int:
-    import os
     import time
 
     from .io import read_volume
