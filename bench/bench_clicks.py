@@ -27,30 +27,25 @@ from napari_ian.trainer.registry import resolve_model  # noqa: E402
 
 
 def centreline(labels, side, spacing):
-    """Ordered centre points (voxels) of a labelled nerve: a skeleton walked end to end."""
+    """Ordered centre points (voxels) of a labelled nerve, end to end: the longest path of a
+    minimum spanning tree over its skeleton points (in mm), so a label in several pieces (a nerve
+    that leaves the field of view and comes back) still gives one course across all of them."""
+    from scipy.sparse.csgraph import minimum_spanning_tree, shortest_path
+    from scipy.spatial.distance import cdist
     from skimage.morphology import skeletonize
-    from scipy.sparse.csgraph import shortest_path
-    from scipy.spatial import cKDTree
 
     mask = labels == side
     skel = np.argwhere(skeletonize(mask))
     if len(skel) < 2:
         return np.argwhere(mask).astype(float)
     mm = skel * np.asarray(spacing)
-    tree = cKDTree(mm)
-    pairs = tree.query_pairs(r=np.linalg.norm(spacing) * 1.01, output_type="ndarray")
-    from scipy.sparse import coo_matrix
-    w = np.linalg.norm(mm[pairs[:, 0]] - mm[pairs[:, 1]], axis=1)
-    g = coo_matrix((w, (pairs[:, 0], pairs[:, 1])), shape=(len(mm), len(mm)))
-    d0 = shortest_path(g, directed=False, indices=[0])[0]
-    d0[~np.isfinite(d0)] = -1
+    tree = minimum_spanning_tree(cdist(mm, mm))
+    d0 = shortest_path(tree, directed=False, indices=[0])[0]
     a = int(np.argmax(d0))
-    da, pred = shortest_path(g, directed=False, indices=[a], return_predecessors=True)
-    da = da[0]
-    da[~np.isfinite(da)] = -1
-    b = int(np.argmax(da))
+    da, pred = shortest_path(tree, directed=False, indices=[a], return_predecessors=True)
+    b = int(np.argmax(da[0]))
     path = [b]
-    while path[-1] != a and pred[0, path[-1]] >= 0:
+    while path[-1] != a:
         path.append(int(pred[0, path[-1]]))
     return skel[path].astype(float)
 

@@ -14,10 +14,13 @@ through, kept whole (so the model's own outline, and the nerve beyond the end cl
 the model follows it), and pieces away from the path dropped. Where the model has no piece near
 the path, a tube is drawn: the nerve's width from the model's probability near the path (and,
 where the model is silent, the voxels whose intensity is nearer the path's than the
-surroundings'), never wider than ``max_radius_mm`` and never thinner than a core of
-``core_radius_mm``. Past a gap, the model's pieces that continue the clicked nerve beyond an
-end are joined by the post-processing's rules (:func:`.postprocess.grow_from`: ahead of an end,
-within reach, bridged along the probability; pieces beside the course are not). One click takes
+surroundings' and whose local contrast is at least half the clicked nerve's), never wider than
+``max_radius_mm`` and never thinner than a core of ``core_radius_mm``. Past a gap, the model's
+pieces that continue the clicked nerve beyond an end are joined by the post-processing's rules
+(:func:`.postprocess.grow_from`: ahead of an end, within reach, bridged along the probability;
+pieces beside the course are not). Beyond an end where nothing goes on (the model silent there,
+or no model), the nerve is tracked along the image's local contrast while it keeps at least half
+the clicked nerve's, for at most one click spacing, and drawn thin. One click takes
 the whole model piece it points at. Anything within ``negative_radius_mm`` of a negative click
 is left out, and a model piece a negative click points at is never joined.
 
@@ -52,6 +55,9 @@ class InteractiveSettings:
     core_sigma_mm: float = 0.6      # the local contrast: the image smoothed over a nerve's core ...
     surround_sigma_mm: float = 3.0  # ... less the image smoothed over its surroundings
     min_contrast: float = 0.02      # below this (0-1 scale) a contrast guides nothing: no image guide, core-only tube
+    half_contrast: float = 0.5      # the drawn nerve's edge: where its local contrast falls to this share of the clicks'
+    track_search_mm: float = 1.0    # beyond an end the model does not go on: each 0.5 mm step re-centres this far sideways ...
+    track_fade_mm: float = 1.5      # ... and the tracking stops where the nerve has faded below half its contrast this long
 
 
 def order_clicks(points_mm: np.ndarray) -> np.ndarray:
@@ -212,13 +218,18 @@ class InteractiveSession:
         path = np.empty((0, 3), int)
         if pts:
             pts = np.asarray(pts)[order_clicks(np.asarray(pts) * self.sp)]
-            level = float(np.median(self.local_contrast[tuple(np.rint(pts).astype(int).T)]))
+            level = self._level(side)
             path = np.rint(pts[:1]).astype(int)
             for a, b in zip(pts[:-1], pts[1:]):
                 path = np.concatenate([path, self._path(a, b, level)[1:]])
         path.flags.writeable = False     # shared with the cache
         self._courses[side] = (key, path)
         return path
+
+    def _level(self, side: int) -> float:
+        """The local contrast of ``side``'s nerve where it was clicked (median over its clicks)."""
+        pts = np.rint(self._side_clicks(side)).astype(int)
+        return float(np.median(self.local_contrast[tuple(pts.T)]))
 
     def tube(self, side: int, radius_mm: float) -> np.ndarray:
         """Voxels within ``radius_mm`` of :meth:`course` (bool, full grid)."""
@@ -262,6 +273,14 @@ class InteractiveSession:
         around = float(np.median(b[shell])) if shell.any() else 0.0
         step = on_path - around
         like_path = ((b - (on_path + around) / 2) * np.sign(step) >= 0) & (np.abs(step) > st.min_contrast)
+        # ... and whose local contrast (a smoothed measure) is at least half the clicked nerve's:
+        # its full width at half maximum; the voxel-wise test alone lets noise beside the nerve in
+        level = self._level(side)
+        lcb = self.local_contrast[box][tight]
+        if abs(level) > st.min_contrast:
+            like_path &= lcb / level >= st.half_contrast
+        else:
+            like_path[:] = False
         if self.prob is not None:
             p = self.prob[box][tight]
             width = near & ((p > 0.5) | ((p > 0.2) & like_path))
@@ -303,10 +322,87 @@ class InteractiveSession:
                 out |= np.isin(pieces, touch)
         elif self.prob is not None:
             out = self._continued(self._corridor(path, out))
+        if len(pts) >= 2:
+            out |= self._tracked_ends(side, path, out)
         negs = [np.rint(v) for v, lab in self.clicks if lab == 0]
         if negs:
             out &= ~_near(self.shape, np.asarray(negs), st.negative_radius_mm, self.sp)
         return out
+
+    def _tracked_ends(self, side: int, path: np.ndarray, nerve: np.ndarray) -> np.ndarray:
+        """Beyond each end click where ``nerve`` (the model's, or the drawn one) does not go on:
+        the nerve tracked along the image's local contrast (:meth:`_track`), at most one click
+        spacing (the median distance between neighbouring clicks), drawn at the core's width (an
+        extrapolation is drawn thin). Nothing where the clicks stand out of nothing."""
+        st = self.st
+        out = np.zeros(self.shape, bool)
+        level = self._level(side)
+        if abs(level) <= st.min_contrast or len(path) < 2:
+            return out
+        pts = np.asarray(self._side_clicks(side))
+        pts = pts[order_clicks(pts * self.sp)]
+        reach = float(np.median(np.linalg.norm(np.diff(pts, axis=0) * self.sp, axis=1)))
+        drawn = np.argwhere(nerve)
+        for end, prev in ((path[0], path[min(len(path) - 1, 8)]), (path[-1], path[max(0, len(path) - 9)])):
+            direction = (end - prev) * self.sp
+            if not np.any(direction):
+                continue
+            direction = direction / np.linalg.norm(direction)
+            rel = (drawn - end) * self.sp
+            ahead = rel @ direction
+            # the nerve already goes on here (a model piece beyond the end): nothing to track
+            if np.any((ahead > 2.0) & (np.linalg.norm(rel, axis=1) < 4.0)):
+                continue
+            track = self._track(end, direction, level, reach)
+            if len(track):
+                out |= _near(self.shape, np.rint(track), st.core_radius_mm, self.sp)
+        return out
+
+    def _track(self, start, direction_mm, level: float, max_mm: float) -> np.ndarray:
+        """Follow a nerve from ``start`` (voxel) along ``direction_mm`` (a unit vector in mm) in
+        steps of 0.5 mm: each step goes on ahead and moves sideways (up to ``track_search_mm``) to
+        where the local contrast is most like the clicked nerve's (``level``), turning gently
+        towards it; a step where that is below ``half_contrast`` of ``level`` keeps straight on,
+        and ``track_fade_mm`` of such steps, the image's edge, a negative click or ``max_mm`` end it.
+        Returns the voxels (float, (n, 3)) where the nerve was found."""
+        st = self.st
+        step = 0.5
+        shape = np.asarray(self.shape)
+        d = np.asarray(direction_mm, float)
+        p = np.asarray(start, float)
+        radii = np.arange(step, st.track_search_mm + 1e-6, step)
+        angles = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+        disc = np.array([(0.0, 0.0)] + [(r * np.cos(t), r * np.sin(t)) for r in radii for t in angles])
+        negs = np.asarray([v for v, lab in self.clicks if lab == 0], float).reshape(-1, 3) * self.sp
+        found, faded, gone = [], 0.0, 0.0
+        while gone < max_mm:
+            ahead = p * self.sp + d * step
+            helper = np.array([1.0, 0, 0]) if abs(d[0]) < 0.9 else np.array([0, 1.0, 0])
+            u = np.cross(d, helper)
+            u /= np.linalg.norm(u)
+            v = np.cross(d, u)
+            cand = (ahead + disc[:, :1] * u + disc[:, 1:] * v) / self.sp
+            idx = np.rint(cand).astype(int)
+            inside = np.all((idx >= 0) & (idx < shape), axis=1)
+            if not inside[0] or (len(negs) and np.linalg.norm(negs - ahead, axis=1).min() < st.negative_radius_mm):
+                break
+            like = np.full(len(cand), -np.inf)
+            like[inside] = self.local_contrast[tuple(idx[inside].T)] / level
+            best = int(np.argmax(like))
+            gone += step
+            if like[best] >= st.half_contrast:
+                turn = (cand[best] - p) * self.sp
+                d = 0.7 * d + 0.3 * turn / np.linalg.norm(turn)
+                d /= np.linalg.norm(d)
+                p = cand[best]
+                found.append(p)
+                faded = 0.0
+            else:
+                p = ahead / self.sp
+                faded += step
+                if faded > st.track_fade_mm:
+                    break
+        return np.asarray(found, float).reshape(-1, 3)
 
     def _continued(self, nerve: np.ndarray) -> np.ndarray:
         """The clicked nerve and the model's pieces that continue it (past a gap, beyond an end
