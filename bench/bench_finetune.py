@@ -15,7 +15,7 @@ predicted again. Reported:
 * forgetting: the same DSC on three unshifted phantom patients the model never saw (seeds 5000-5002,
   as in the accuracy section), before and after.
 
-Run: ``.venv/bin/python bench/bench_finetune.py [--set unseen-artefacts] [--epochs 30] [--lr 1e-4] [--no-pseudo]``.
+Run: ``.venv/bin/python bench/bench_finetune.py [--set unseen-artefacts] [--epochs 30] [--lr 1e-4] [--no-pseudo] [--rehearsal-share 0] [--train-seed 1]``.
 """
 from __future__ import annotations
 
@@ -92,6 +92,8 @@ def main():
     ap.add_argument("--min-patches", type=int, default=FinetuneConfig.min_patches, help="3D models: patches per epoch")
     ap.add_argument("--slices", type=int, default=10)
     ap.add_argument("--no-pseudo", action="store_true", help="no pseudo-labels between the corrected slices")
+    ap.add_argument("--rehearsal-share", type=float, default=FinetuneConfig.rehearsal_share)
+    ap.add_argument("--train-seed", type=int, default=FinetuneConfig.seed, help="the fine-tuning's own seed")
     ap.add_argument("--pseudo-share", type=float, default=FinetuneConfig.pseudo_share,
                     help="share of training crops from pseudo-labelled slices")
     args = ap.parse_args()
@@ -119,7 +121,8 @@ def run(args):
 
     before = predict_volume(image, model, meta, sp, device="cpu").labels
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, device="cpu", pseudo_labels=not args.no_pseudo,
-                         min_patches=args.min_patches, pseudo_share=args.pseudo_share)
+                         min_patches=args.min_patches, pseudo_share=args.pseudo_share,
+                         rehearsal_share=args.rehearsal_share, seed=args.train_seed)
     t0 = time.perf_counter()
     out = finetune_case("bench", image, labels, trusted, sp, base=str(base_path), name="bench-ft", cfg=cfg,
                         store=False)
@@ -139,7 +142,8 @@ def run(args):
           f"{time.strftime('%Y-%m-%d')}; model {args.model}; case {case}, shape {image.shape}; "
           f"corrected slices {chosen.tolist()}; {cfg.epochs} epochs, lr {cfg.lr}, "
           f"{cfg.min_patches} patches per epoch (3D models), pseudo-labels "
-          f"{cfg.pseudo_labels} ({result.metadata['finetune'].get('pseudo_labelled_slices', 0)} slices), device "
+          f"{cfg.pseudo_labels} ({result.metadata['finetune'].get('pseudo_labelled_slices', 0)} slices), rehearsal "
+          f"{cfg.rehearsal_share} ({result.metadata['finetune'].get('rehearsal_volumes', 0)} volumes), seed {cfg.seed}, device "
           f"{result.metadata['finetune']['device']} (bf16 {result.metadata['finetune']['bf16']})")
     print(f"training slice sides {data.n_train} ({data.n_train_nerve} with nerve), held out {data.n_held_out}")
     print("| measure | before | after | change |\n| --- | --- | --- | --- |")

@@ -99,6 +99,12 @@ def test_finetune_and_phantom_and_cv_refuse_before_any_work(small_case, tmp_path
                  "--name", "site", "--quiet"]) == 2
     _one_error(capsys, "exists already")
     assert _digest(target) == target_was
+    # a rehearsal share outside [0, 1): one line, nothing trained or written
+    for share in ("1", "-0.1"):
+        assert main(["finetune", "--image", str(img), "--labels", str(lab), "--slices", "5:9",
+                     "--name", "site2", "--rehearsal-share", share, "--quiet"]) == 2
+        _one_error(capsys, "--rehearsal-share must be at least 0 and below 1")
+    assert not (home / "models" / "site2.pt").exists()
     # a file where the phantom folder should go
     blocker = tmp_path / "blocker"
     blocker.write_text("mine")

@@ -366,3 +366,48 @@ def test_pseudo_labels_keep_a_model_outline_that_fits_and_none_when_nothing_fits
     assert max(_fit(truth == 1, session.tube(1, r), clicked) for r in (0.5, 0.9, 1.3, 1.8)) < 0.85
     elsewhere = np.roll(truth == 1, 15, axis=2)        # "corrections" 7 mm beside the clicked course
     assert fitted_nerve(session, 1, elsewhere, clicked) is None
+
+
+def test_rehearsal_renders_the_shipped_training_anatomy_for_models_trained_on_renders():
+    from napari_ian.trainer.pipeline import pipeline_for_model
+    from napari_ian.trainer.rehearsal import rehearsal_volumes
+
+    meta = read_metadata(resolve_model("ian-default"))
+    pipe = pipeline_for_model(meta)
+    vols = rehearsal_volumes(pipe, meta, n=2, seed=3)
+    assert len(vols) == 2
+    for volume, mask in vols:
+        assert volume.shape == mask.shape and volume.dtype == np.float32 and np.isfinite(volume).all()
+        assert set(np.unique(mask)) == {0, 1}
+    assert not np.array_equal(vols[0][0], vols[1][0])          # two different looks
+    # a model trained on a labelled dataset, or on another grid, gets none
+    assert rehearsal_volumes(pipe, {**meta, "training": {**meta["training"], "data": "dataset"}}) == []
+    assert rehearsal_volumes(pipeline_for_model(tiny3d()[1]), {**tiny3d()[1], "training": {"data": "synthetic"}}) == []
+
+
+def test_fine_tuning_batches_mix_in_rehearsal_crops_at_their_share(phantom):
+    from napari_ian.trainer.finetune import _WorkSampler
+    from napari_ian.trainer.pipeline import pipeline_for_model
+
+    image, labels, sp, _ = phantom
+    model, meta = tiny3d()
+    cfg = FinetuneConfig(epochs=1, device="cpu", pseudo_labels=False)
+    data = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], _nerve_slices(labels, 8)))], meta, cfg,
+                               base_model=model)
+    pipe = pipeline_for_model(meta)
+    old = np.full((40, 60, 60), 7.0, np.float32)             # a volume no case crop can look like
+    old_mask = np.zeros(old.shape, np.uint8)
+    old_mask[20, 30, 10:50] = 1
+    counts = {}
+    for share in (0.0, 0.25):
+        sampler = _WorkSampler(data.work, pipe, batch=4, steps=200, patch=(16, 32, 32),
+                               rehearsal=[(old, old_mask)], rehearsal_share=share)
+        n_old = []
+        for x, y in sampler.batches(np.random.default_rng(0)):
+            is_old = (x == 7.0).reshape(len(x), -1).all(axis=1)
+            assert (~is_old).any()                           # the case's own crops in every batch
+            assert set(np.unique(y[is_old])) <= {0, 1}       # rehearsal targets: the whole crop counts
+            n_old.append(is_old.sum())
+        counts[share] = np.sum(n_old) / (4 * 200)
+    assert counts[0.0] == 0
+    assert 0.18 < counts[0.25] < 0.3

@@ -25,6 +25,7 @@ def test_wheel_maps_trainer_and_sample_data_under_napari_ian(tmp_path):
     assert "napari_ian/sample_data/phantom.py" in names
     assert "napari_ian/trainer/models/ian-default.pt" in names      # the bundled model ships
     assert "napari_ian/data/phantom_seed0.npz" in names              # and the pre-generated sample
+    assert "napari_ian/data/rehearsal_anatomy_100000.npz" in names   # and fine-tuning's rehearsal anatomy
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "napari-ian = napari_ian:napari.yaml" in entry_points

@@ -128,6 +128,8 @@ def _cmd_finetune(args) -> int:
     from .volume import CORONAL_AXIS
     from .workflows import finetune_case
 
+    if not 0 <= args.rehearsal_share < 1:
+        raise ValueError(f"ian finetune: --rehearsal-share must be at least 0 and below 1 (got {args.rehearsal_share:g})")
     target = new_model_path(args.name)   # refuses bundled, malformed and taken names before any work
     base = resolve_model(args.base)
     check_outputs({"--image": args.image, "--labels": args.labels, "the base model": base}, {"the new model": target})
@@ -138,7 +140,7 @@ def _cmd_finetune(args) -> int:
     trusted = np.zeros((2, vol.data.shape[0]), bool)
     trusted[:, canon] = True
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device,
-                         pseudo_labels=not args.no_pseudo_labels)
+                         pseudo_labels=not args.no_pseudo_labels, rehearsal_share=args.rehearsal_share)
     t0 = time.perf_counter()
 
     with ConsoleProgress(bars=not args.quiet, lines=not args.quiet, score="held-out DSC") as progress:
@@ -491,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the corrected slices only, not also on the slices between them labelled along "
                         "the nerve they pin (3D models): more gain on a case the model misses, more forgetting of "
                         "others (BENCHMARKS.md)")
+    p.add_argument("--rehearsal-share", type=float, default=ft.rehearsal_share,
+                   help="share of training crops from renders of a phantom the base model learnt from (3D models "
+                        "trained on synthetic renders): less forgetting of other scans; 0 = the case alone")
     p.add_argument("--earlier", action="store_true", help="also train on the corrections store's other cases")
     p.add_argument("--no-store", action="store_true",
                    help="do not add this case to the corrections store (the panel and the CLI share it)")

@@ -24,6 +24,7 @@ import numpy as np
 from .data import SideSlices, side_slices
 from .metrics import SIDES
 from .progress import PREPARE, ProgressCallback, report
+from .rehearsal import rehearsal_volumes
 from .sides import label_midline
 from .registry import BUNDLED_DIR, FINETUNE_SUFFIX, alternative_names, list_models, user_model_path
 
@@ -40,6 +41,7 @@ class FinetuneConfig:
     min_patches: int = 8             # 3D models: patches per epoch (each spans a slab of slices)
     pseudo_labels: bool = True       # label the slices between corrected ones along the nerve they pin (working-grid models)
     pseudo_share: float = 0.35       # share of crops drawn from pseudo-labelled slices (below the real corrections)
+    rehearsal_share: float = 0.25    # share of crops from renders of a training phantom (3D models trained on them): less forgetting
     batch_size: int | None = None    # None: the base model's
     seed: int = 0
     device: str = "auto"
@@ -359,20 +361,32 @@ def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool
 
 
 class _WorkSampler:
-    """Fine-tuning batches: crops of the trusted sides of trusted working slices, and a share
-    ``pseudo_share`` of crops of pseudo-labelled slices (weighted below the real corrections)."""
+    """Fine-tuning batches: crops of the trusted sides of trusted working slices, a share
+    ``pseudo_share`` of crops of pseudo-labelled slices (weighted below the real corrections) and
+    a share ``rehearsal_share`` of crops of ``rehearsal`` volumes (``(volume, 0/1 mask)`` pairs of
+    the kind the base model learnt from: :func:`napari_ian.trainer.rehearsal.rehearsal_volumes`)."""
 
-    def __init__(self, work, pipe, batch, steps, patch, positive_fraction=0.8, pseudo_share=0.35):
+    def __init__(self, work, pipe, batch, steps, patch, positive_fraction=0.8, pseudo_share=0.35,
+                 rehearsal=(), rehearsal_share=0.0):
         self.sources = [(w, w.allowed) for w in work if w.allowed.any()]
         self.pseudo = [(w, w.pseudo_work) for w in work if w.pseudo_work is not None and w.pseudo_work.any()]
+        self.rehearsal = list(rehearsal)
         self.pipe, self.batch, self.steps, self.patch, self.pf = pipe, batch, steps, patch, positive_fraction
         self.share = pseudo_share if self.pseudo else 0.0
+        self.rehearsal_share = rehearsal_share if self.rehearsal else 0.0
 
     def batches(self, rng, rank=0, world=1):
         for _ in range(self.steps):
-            n_pseudo = int(rng.binomial(self.batch, self.share))
+            # the case's own crops keep at least one place in every batch
+            n_old = min(int(rng.binomial(self.batch, self.rehearsal_share)), self.batch - 1)
+            n_pseudo = int(rng.binomial(self.batch - n_old, self.share))
             xs, ys = [], []
-            for pool, count in ((self.sources, self.batch - n_pseudo), (self.pseudo, n_pseudo)):
+            for vi in rng.integers(len(self.rehearsal), size=n_old) if n_old else ():
+                volume, mask = self.rehearsal[vi]
+                x, y = self.pipe.sample(volume, mask, rng, 1, self.patch, self.pf)
+                xs.append(x)
+                ys.append(y)
+            for pool, count in ((self.sources, self.batch - n_old - n_pseudo), (self.pseudo, n_pseudo)):
                 if not count:
                     continue
                 picks = rng.integers(len(pool), size=count)
@@ -434,13 +448,17 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                          steps_per_epoch=max(1, math.ceil((cfg.min_patches if pipe.kind == "patch3d"
                                                            else cfg.min_samples) / batch)))
         before = score_cases(model, metadata, data.work, cfg.device, predicted=data.base_model is model)
+        rehearsal = rehearsal_volumes(pipe, metadata, seed=cfg.seed) if cfg.rehearsal_share > 0 else []
         new, history, best = fit(build_model(tc, init), _WorkSampler(data.work, pipe, batch, tc.steps_per_epoch,
-                                                                     tc.patch, pseudo_share=cfg.pseudo_share),
+                                                                     tc.patch, pseudo_share=cfg.pseudo_share,
+                                                                     rehearsal=rehearsal,
+                                                                     rehearsal_share=cfg.rehearsal_share),
                                  _work_validator(pipe, data.work),
                                  tc, progress=progress, cancel=cancel)
         after = score_cases(new, metadata, data.work, cfg.device)
     else:
         tc = TrainConfig(**common, context=int(pipe.context), size=tuple(pipe.size))
+        rehearsal = []      # 2.5D whole-slice models: their own loop, no rehearsal
         before = {"held_out_dsc": score(model, data.held_out, cfg.device), "train_dsc": score(model, data.train, cfg.device)}
         new, history, best = train_model(_repeat(data.train, cfg.min_samples), data.held_out, tc, progress=progress,
                                          cancel=cancel, init_state=init)
@@ -453,6 +471,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
     meta["finetune"] = {
         "parent": parent, "cases": data.cases, "train_slices": data.n_train, "train_nerve_slices": data.n_train_nerve,
         "held_out_slices": data.n_held_out, "pseudo_labelled_slices": sum(w.n_pseudo for w in data.work),
+        "rehearsal_volumes": len(rehearsal),
         "settings": cfg.to_dict(), "before": before, "after": after,
         "trained_slices": _merge_trained(ancestors_trained(metadata), data.trained),
         "device": best.get("device"), "bf16": best.get("bf16"), "seconds": best.get("train_seconds"),

@@ -1,0 +1,38 @@
+"""Rehearsal for fine-tuning: crops of phantoms like those the base model learnt from.
+
+Fine-tuning on one case's corrections teaches that case and makes the model forget some of what
+it knew (catastrophic forgetting). Mixing in a share of crops from the kind of data the base model
+was trained on (rehearsal, or replay) keeps that knowledge at no extra training time. For a model
+trained on randomised synthetic renders (``ian train`` without ``--data``), those crops come from
+random looks of a training anatomy shipped with the package (one of the anatomies such a model was
+trained on; rasterising a new one takes ~20 s, rendering a look of it 1-3 s).
+"""
+from __future__ import annotations
+
+from importlib.resources import files
+
+import numpy as np
+
+# the package's data folder (napari_ian/data), in a source tree and when installed alike
+ANATOMY_FILE = files("napari_ian") / "data" / "rehearsal_anatomy_100000.npz"
+
+
+def rehearsal_volumes(pipeline, metadata: dict, n: int = 2, seed: int = 0) -> list:
+    """``n`` randomised renders of the shipped training anatomy on ``pipeline``'s working grid,
+    as ``(volume, nerve mask 0/1)`` pairs; none (an empty list) when the base model was not
+    trained on synthetic renders, the pipeline has no working grid, or the grids differ."""
+    from ..sample_data.synth import load_anatomy
+    from .synthetic import _render
+
+    training = metadata.get("training") or {}
+    spacing = getattr(pipeline, "spacing_mm", None)
+    if n < 1 or training.get("data") != "synthetic" or spacing is None or not ANATOMY_FILE.is_file():
+        return []
+    anatomy = load_anatomy(ANATOMY_FILE)
+    if not np.allclose(anatomy.spacing, spacing):
+        return []
+    out = []
+    for i in range(n):
+        volume, labels, _ = _render(anatomy, seed * 1000 + i, pipeline)
+        out.append((volume, (labels > 0).astype(np.uint8)))
+    return out
