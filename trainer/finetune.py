@@ -5,7 +5,9 @@ model's loss, AdamW, cosine schedule and augmentation) from the base model's wei
 epochs and a lower learning rate by default. Only trusted slices (review status accepted or
 corrected) are trained on. A contiguous block of each side's trusted slices (or a whole case) is
 held out: the model is scored on it before and after, and the last epoch's weights are kept, so
-the held-out numbers were never used to choose anything. Progress and Cancel go through the same
+the held-out numbers were never used to choose anything. A share of the crops of a 3D model
+trained on synthetic renders comes from renders of one of its training anatomies (rehearsal,
+:mod:`.rehearsal`), so it forgets less of what it knew. Progress and Cancel go through the same
 callbacks as training.
 """
 from __future__ import annotations
