@@ -68,12 +68,18 @@ class FinetuneWidget(Panel):
         self.holdout_case_combo.setToolTip("Score before/after on a whole case of the store instead of a block "
                                            "of each case's slices (needs the earlier cases)")
         self.earlier_check = QCheckBox("also train on earlier cases' corrections")
-        self.pseudo_check = QCheckBox("also train between corrected slices (pseudo-labels)")
+        self.pseudo_check = QCheckBox("also train between corrections (pseudo-labels)")
         self.pseudo_check.setChecked(defaults.pseudo_labels)
         self.pseudo_check.setToolTip(
             "3D models: label the slices between your corrected ones along the nerve they pin, and train on "
             "them with less weight. Off: more gain on a case the model misses, more forgetting of other "
             "cases, and nothing the held-out check can see (BENCHMARKS.md)")
+        self.rehearsal_check = QCheckBox("keep what the model knew (rehearsal)")
+        self.rehearsal_check.setChecked(defaults.rehearsal_share > 0)
+        self.rehearsal_check.setToolTip(
+            f"3D models trained on synthetic phantoms: {defaults.rehearsal_share:.0%} of what it trains on comes "
+            "from random looks of one of those phantoms (rehearsal), so it forgets far less of other scans for a "
+            "little less gain on this case. Off: this case alone (BENCHMARKS.md)")
         self.slices_label = wrapping_label()
         self.run_btn = QPushButton("Fine-tune on my corrections")
         self.cancel_btn = QPushButton("Cancel")
@@ -108,6 +114,7 @@ class FinetuneWidget(Panel):
         lay.addLayout(form)
         lay.addWidget(self.earlier_check)
         lay.addWidget(self.pseudo_check)
+        lay.addWidget(self.rehearsal_check)
         lay.addWidget(self.library)
         lay.addStretch(1)
         # what will be trained on, the run, its progress and its result never scroll away
@@ -238,7 +245,8 @@ class FinetuneWidget(Panel):
         cfg = FinetuneConfig(epochs=self.epochs_spin.value(), lr=self.lr_spin.value(),
                              holdout=self.holdout_spin.value() / 100.0, device=self.device_combo.currentText(),
                              holdout_case=self.holdout_case_combo.currentData(),
-                             pseudo_labels=self.pseudo_check.isChecked())
+                             pseudo_labels=self.pseudo_check.isChecked(),
+                             rehearsal_share=FinetuneConfig.rehearsal_share * self.rehearsal_check.isChecked())
         if cfg.holdout_case and not self.earlier_check.isChecked():
             msg = "holding out a whole case needs the earlier cases: tick 'also train on earlier cases' corrections'"
             show_info(f"napari-ian: {msg}")

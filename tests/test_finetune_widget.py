@@ -115,6 +115,7 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
 
     assert (cli.epochs, cli.lr, cli.holdout) == (FinetuneConfig.epochs, FinetuneConfig.lr, FinetuneConfig.holdout)
     assert w.pseudo_check.isChecked() == (not cli.no_pseudo_labels) == FinetuneConfig.pseudo_labels
+    assert w.rehearsal_check.isChecked() == (cli.rehearsal_share > 0) == (FinetuneConfig.rehearsal_share > 0)
     w.epochs_spin.setValue(2)
     w.device_combo.setCurrentText("cpu")
     assert w.device_note.text().startswith("Runs on: CPU")
@@ -136,6 +137,9 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     assert len(meta["finetune"]["cases"]) == 1 and meta["finetune"]["settings"]["epochs"] == 2
     # the slices between the corrected ones were pseudo-labelled (the checkbox's default)
     assert meta["finetune"]["settings"]["pseudo_labels"] and meta["finetune"]["pseudo_labelled_slices"] > 0
+    # ... and phantoms the bundled model learnt from were mixed in (the other checkbox's default)
+    assert meta["finetune"]["settings"]["rehearsal_share"] == FinetuneConfig.rehearsal_share > 0
+    assert meta["finetune"]["rehearsal_volumes"] == 2
     # it is in the other panel's picker at once, and in this panel's list of the user's models
     assert "ian-default-ft1" in [pw.model_combo.itemText(i) for i in range(pw.model_combo.count())]
     assert w.library.models_list.count() == 1 and w.library.store_list.count() == 1
@@ -328,6 +332,7 @@ def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, 
     w.epochs_spin.setValue(20)                    # the tiny model's epochs are short: time for the other run
     w.device_combo.setCurrentText("cpu")
     w.pseudo_check.setChecked(False)              # (and the unticked box reaches the run)
+    w.rehearsal_check.setChecked(False)           # (this one too)
     warned = len(_notes("warning"))
     w.run_btn.click()
     qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=120_000)     # training: the name was checked
@@ -342,6 +347,7 @@ def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, 
     meta = read_metadata(user_model_path("tiny3d-ft2"))
     assert meta["parent"] == "tiny3d"
     assert not meta["finetune"]["settings"]["pseudo_labels"] and meta["finetune"]["pseudo_labelled_slices"] == 0
+    assert meta["finetune"]["settings"]["rehearsal_share"] == 0
     assert "tiny3d-ft2" in w.result_label.text()
 
 
