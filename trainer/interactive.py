@@ -215,16 +215,24 @@ class InteractiveSession:
         key = (_points_key(pts), self._negatives_key())
         if self._courses.get(side, (None,))[0] == key:
             return self._courses[side][1]
-        path = np.empty((0, 3), int)
+        path, spacing = np.empty((0, 3), int), 0.0
         if pts:
             pts = np.asarray(pts)[order_clicks(np.asarray(pts) * self.sp)]
             level = self._level(side)
             path = np.rint(pts[:1]).astype(int)
             for a, b in zip(pts[:-1], pts[1:]):
                 path = np.concatenate([path, self._path(a, b, level)[1:]])
+            if len(pts) > 1:
+                spacing = float(np.median(np.linalg.norm(np.diff(pts, axis=0) * self.sp, axis=1)))
         path.flags.writeable = False     # shared with the cache
-        self._courses[side] = (key, path)
+        self._courses[side] = (key, path, spacing)
         return path
+
+    def _click_spacing(self, side: int) -> float:
+        """The median distance (mm) between ``side``'s neighbouring clicks along the nerve (kept
+        with :meth:`course`, whose ordering of the clicks it needs)."""
+        self.course(side)
+        return self._courses[side][2]
 
     def _level(self, side: int) -> float:
         """The local contrast of ``side``'s nerve where it was clicked (median over its clicks)."""
@@ -339,16 +347,16 @@ class InteractiveSession:
         level = self._level(side)
         if abs(level) <= st.min_contrast or len(path) < 2:
             return out
-        pts = np.asarray(self._side_clicks(side))
-        pts = pts[order_clicks(pts * self.sp)]
-        reach = float(np.median(np.linalg.norm(np.diff(pts, axis=0) * self.sp, axis=1)))
-        drawn = np.argwhere(nerve)
+        reach = self._click_spacing(side)
+        near = np.ceil(4.0 / self.sp).astype(int)     # the 4 mm around an end that is looked at
         for end, prev in ((path[0], path[min(len(path) - 1, 8)]), (path[-1], path[max(0, len(path) - 9)])):
             direction = (end - prev) * self.sp
             if not np.any(direction):
                 continue
             direction = direction / np.linalg.norm(direction)
-            rel = (drawn - end) * self.sp
+            lo = np.maximum(end - near, 0)
+            box = tuple(slice(int(a), int(b)) for a, b in zip(lo, end + near + 1))
+            rel = (np.argwhere(nerve[box]) + lo - end) * self.sp
             ahead = rel @ direction
             # the nerve already goes on here (a model piece beyond the end): nothing to track
             if np.any((ahead > 2.0) & (np.linalg.norm(rel, axis=1) < 4.0)):

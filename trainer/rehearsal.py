@@ -22,7 +22,7 @@ def rehearsal_volumes(pipeline, metadata: dict, n: int = 2, seed: int = 0) -> li
     as ``(volume, nerve mask 0/1)`` pairs; none (an empty list) when the base model was not
     trained on synthetic renders, the pipeline has no working grid, or the grids differ."""
     from ..sample_data.synth import load_anatomy
-    from .synthetic import _render
+    from .synthetic import validation_volumes
 
     training = metadata.get("training") or {}
     spacing = getattr(pipeline, "spacing_mm", None)
@@ -31,8 +31,6 @@ def rehearsal_volumes(pipeline, metadata: dict, n: int = 2, seed: int = 0) -> li
     anatomy = load_anatomy(ANATOMY_FILE)
     if not np.allclose(anatomy.spacing, spacing):
         return []
-    out = []
-    for i in range(n):
-        volume, labels, _ = _render(anatomy, seed * 1000 + i, pipeline)
-        out.append((volume, (labels > 0).astype(np.uint8)))
-    return out
+    # the renders validation uses, of any style family (looks seeded seed * 1000 + 0, 1, ...)
+    looks = validation_volumes([anatomy], pipeline, per_anatomy=n, seed=seed * 1000, families=(None,))
+    return [(prepared.volume, mask) for prepared, mask in looks]

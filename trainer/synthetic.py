@@ -140,7 +140,9 @@ class SyntheticSampler:
 
 def validation_volumes(anatomies, pipeline: Pipeline, per_anatomy: int = 2, seed: int = 12345,
                        families=("mrn", "random"), ranges=None) -> list:
-    """Fixed rendered volumes of held-out anatomies: ``(Prepared, mask)`` pairs."""
+    """Fixed rendered volumes of ``anatomies`` (validation's held-out ones; fine-tuning's rehearsal
+    renders a training one): ``(Prepared, mask)`` pairs; look ``j`` of anatomy ``i`` is seeded
+    ``seed + 100 * i + j`` and drawn from ``families[j % len(families)]`` (None: any family)."""
     out = []
     for i, a in enumerate(anatomies):
         for j in range(per_anatomy):
