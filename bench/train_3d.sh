@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The 3D patch U-Net of the comparison (bench/train_compare.sh, WHICH=3d: 8 epochs from scratch),
 # trained on from its weights on the same randomised synthetic data. INIT, OUT, EPOCHS and LR override
-# the defaults, KEEP (best|last) the weights kept and SEED the stream of renders. A checkpoint of the
-# best weights so far sits beside OUT while it runs.
+# the defaults, KEEP (best|last) the weights kept, SEED the stream of renders and ANATOMIES the number
+# of training anatomies (seeds from 100000; uncached ones are rasterised first, ~7 s each). A
+# checkpoint of the best weights so far sits beside OUT while it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/ian train --synthetic 48 --network unet3d --network-config '{"base": 12, "depth": 3}' --patch 32x96x96 \
+N=${ANATOMIES:-48}
+.venv/bin/ian train --synthetic $N --network unet3d --network-config '{"base": 12, "depth": 3}' --patch 32x96x96 \
   --batch-size 4 --epochs ${EPOCHS:-16} --lr ${LR:-6e-4} --steps-per-epoch ${STEPS:-150} --patience 100 --overwrite \
   --keep ${KEEP:-best} --seed ${SEED:-0} \
   --init ${INIT:-bench/out/models/unet3d.pt} --out ${OUT:-bench/out/models/ian-default-3d.pt} \
-  --trained-on "synthetic only: randomised renders of 48 napari-ian phantom anatomies (seeds 100000-100047); not patient data" \
+  --trained-on "synthetic only: randomised renders of $N napari-ian phantom anatomies (seeds 100000-$((100000 + N - 1))); not patient data" \
   --quiet

@@ -14,7 +14,8 @@ through, kept whole (so the model's own outline, and the nerve beyond the end cl
 the model follows it), and pieces away from the path dropped. Where the model has no piece near
 the path, a tube is drawn: the nerve's width from the model's probability near the path (and,
 where the model is silent, the voxels whose intensity is nearer the path's than the
-surroundings' and whose local contrast is at least half the clicked nerve's), never wider than
+surroundings' and whose local contrast reaches its value at the nerve's edge: where, near the
+clicks, the image falls half way from the nerve to its surroundings), never wider than
 ``max_radius_mm`` and never thinner than a core of ``core_radius_mm``. Past a gap, the model's
 pieces that continue the clicked nerve beyond an end are joined by the post-processing's rules
 (:func:`.postprocess.grow_from`: ahead of an end, within reach, bridged along the probability;
@@ -55,7 +56,8 @@ class InteractiveSettings:
     core_sigma_mm: float = 0.6      # the local contrast: the image smoothed over a nerve's core ...
     surround_sigma_mm: float = 3.0  # ... less the image smoothed over its surroundings
     min_contrast: float = 0.02      # below this (0-1 scale) a contrast guides nothing: no image guide, core-only tube
-    half_contrast: float = 0.5      # the drawn nerve's edge: where its local contrast falls to this share of the clicks'
+    half_contrast: float = 0.5      # the drawn nerve's edge where it cannot be read (:func:`edge_contrast`): this share of the clicks' contrast
+    track_contrast: float = 0.5     # beyond an end, a step finds the nerve where its local contrast is this share of the clicks'
     track_search_mm: float = 1.0    # beyond an end the model does not go on: each 0.5 mm step re-centres this far sideways ...
     track_fade_mm: float = 1.5      # ... and the tracking stops where the nerve has faded below half its contrast this long
 
@@ -111,6 +113,51 @@ def _around(arr: np.ndarray, pts: np.ndarray, offsets: np.ndarray) -> np.ndarray
 _CUBE = np.argwhere(np.ones((3, 3, 3), bool)) - 1     # a voxel and its 26 neighbours
 
 
+def edge_contrast(image, contrast, distance_mm, max_radius_mm, step_mm=0.25):
+    """The local contrast at a nerve's edge.
+
+    The local contrast is smoothed (to keep noise out), so its half maximum lies outside the
+    nerve's edge, the more so the thinner the nerve. The edge is read from the image itself
+    instead: the mean image against the distance from the nerve's centre falls half way from the
+    centre's value to the surroundings' (beyond ``max_radius_mm`` + 0.5 mm) at the edge, and the
+    mean smoothed contrast there is returned (in the units of ``contrast``).
+
+    Parameters
+    ----------
+    image, contrast, distance_mm : 1D arrays of the same length
+        For voxels around a stretch of nerve: the image (nerve positive: multiply a dark nerve's
+        by -1), the local contrast (any scale), and the distance from the centre.
+    max_radius_mm : float
+        The widest nerve; farther voxels are the surroundings.
+
+    Returns
+    -------
+    float or None
+        None where no edge can be read: no surroundings, no nerve above them, or an image that
+        does not fall below half way.
+    """
+    edges = np.arange(0.0, max_radius_mm + 1.5 + step_mm, step_mm)
+    idx = np.digitize(distance_mm, edges) - 1
+    ok = (idx >= 0) & (idx < len(edges) - 1) & np.isfinite(image) & np.isfinite(contrast)
+    n = np.bincount(idx[ok], minlength=len(edges) - 1)
+    mean_img = np.bincount(idx[ok], weights=image[ok], minlength=len(edges) - 1) / np.maximum(n, 1)
+    mean_con = np.bincount(idx[ok], weights=contrast[ok], minlength=len(edges) - 1) / np.maximum(n, 1)
+    centres = edges[:-1] + step_mm / 2
+    far = (centres > max_radius_mm + 0.5) & (n > 0)
+    has = n > 0
+    if not far.any() or not has[~far].any():
+        return None
+    background = float(np.average(mean_img[far], weights=n[far]))
+    c, im, con = centres[has], mean_img[has], mean_con[has]
+    half = (im[0] + background) / 2
+    below = np.nonzero(im < half)[0]
+    if im[0] <= background or not below.size or con[0] <= 0:
+        return None
+    k = below[0]
+    radius = c[k - 1] + (im[k - 1] - half) / (im[k - 1] - im[k]) * (c[k] - c[k - 1])
+    return float(np.interp(radius, c, con))
+
+
 def _near(shape, pts, radius_mm, sp) -> np.ndarray:
     """Boolean mask of voxels within ``radius_mm`` of voxel points."""
     out = np.zeros(shape, bool)
@@ -141,12 +188,14 @@ class InteractiveSession:
         self.shape = tuple(image.shape)
         self.sp = np.asarray(spacing, dtype=float)
         self.st = settings or InteractiveSettings()
-        self.bright = np.clip(normalise(image), 0.0, 1.5) / 1.5     # the common scale, 0-1
+        self.norm = normalise(image)          # not clipped: the nerve's edge is read from it
+        bright = np.clip(self.norm, 0.0, 1.5) / 1.5     # the common scale, 0-1
         # the image over a nerve's core less its surroundings': a nerve stands out of what is around
         # it (bright on MR neurography, dark or grey on other sequences) wherever a bias field or a
         # coil's falloff puts its own level
-        core = ndimage.gaussian_filter(self.bright, self.st.core_sigma_mm / self.sp)
-        self.local_contrast = core - ndimage.gaussian_filter(self.bright, self.st.surround_sigma_mm / self.sp)
+        core = ndimage.gaussian_filter(bright, self.st.core_sigma_mm / self.sp)
+        self.local_contrast = core - ndimage.gaussian_filter(bright, self.st.surround_sigma_mm / self.sp)
+        del bright
         self.prob = None if probability is None else np.asarray(probability, dtype=np.float32)
         self._pieces = None           # the model's nerve pieces (labelled once, on first use)
         self._courses = {}            # side: (its clicks and the negatives, its course)
@@ -268,25 +317,34 @@ class InteractiveSession:
         tshape = tuple(int(c - a) for a, c in zip(tlo, thi))
         near = _near(tshape, tl, st.max_radius_mm, self.sp)
         core_t = _near(tshape, tl, st.core_radius_mm, self.sp)
-        b = self.bright[box][tight]
+        raw = self.norm[box][tight]
+        b = np.clip(raw, 0.0, 1.5) / 1.5
         # the nerve's own width: the model where it sees the nerve, else the voxels nearer the
         # path's intensity nearby (the nearest path voxel's, smoothed) than the surroundings' (a
         # nerve brighter or darker than what is around it)
         path_mask = np.zeros(tshape, bool)
         path_mask[tuple(tl.T)] = True
         smooth = ndimage.uniform_filter(b, size=3)
-        _, nearest = ndimage.distance_transform_edt(~path_mask, sampling=self.sp, return_indices=True)
+        dist, nearest = ndimage.distance_transform_edt(~path_mask, sampling=self.sp, return_indices=True)
         on_path = smooth[tuple(nearest)]
         shell = _near(tshape, tl, st.max_radius_mm + 1.5, self.sp) & ~near
         around = float(np.median(b[shell])) if shell.any() else 0.0
         step = on_path - around
         like_path = ((b - (on_path + around) / 2) * np.sign(step) >= 0) & (np.abs(step) > st.min_contrast)
-        # ... and whose local contrast (a smoothed measure) is at least half the clicked nerve's:
-        # its full width at half maximum; the voxel-wise test alone lets noise beside the nerve in
+        # ... and whose local contrast (a smoothed measure) reaches the nerve's edge (the
+        # voxel-wise test alone lets noise beside the nerve in), the edge read from the image
+        # around the path where it runs within 2 mm of a click (there it is on the nerve)
         level = self._level(side)
         lcb = self.local_contrast[box][tight]
         if abs(level) > st.min_contrast:
-            like_path &= lcb / level >= st.half_contrast
+            at = (np.asarray(pts) - lo - tlo) * self.sp
+            path_by_click = np.zeros(tshape, bool)
+            path_by_click[tuple(tl.T)] = np.linalg.norm(tl[:, None] * self.sp - at[None], axis=2).min(axis=1) <= 2.0
+            by_click = path_by_click[tuple(nearest)]
+            edge = edge_contrast(np.sign(level) * raw[by_click], lcb[by_click] / level, dist[by_click],
+                                 st.max_radius_mm)
+            edge = st.half_contrast if edge is None else float(np.clip(edge, 0.3, 0.9))
+            like_path &= lcb / level >= edge
         else:
             like_path[:] = False
         if self.prob is not None:
@@ -370,7 +428,7 @@ class InteractiveSession:
         """Follow a nerve from ``start`` (voxel) along ``direction_mm`` (a unit vector in mm) in
         steps of 0.5 mm: each step goes on ahead and moves sideways (up to ``track_search_mm``) to
         where the local contrast is most like the clicked nerve's (``level``), turning gently
-        towards it; a step where that is below ``half_contrast`` of ``level`` keeps straight on,
+        towards it; a step where that is below ``track_contrast`` of ``level`` keeps straight on,
         and ``track_fade_mm`` of such steps, the image's edge, a negative click or ``max_mm`` end it.
         Returns the voxels (float, (n, 3)) where the nerve was found."""
         st = self.st
@@ -398,7 +456,7 @@ class InteractiveSession:
             like[inside] = self.local_contrast[tuple(idx[inside].T)] / level
             best = int(np.argmax(like))
             gone += step
-            if like[best] >= st.half_contrast:
+            if like[best] >= st.track_contrast:
                 turn = (cand[best] - p) * self.sp
                 d = 0.7 * d + 0.3 * turn / np.linalg.norm(turn)
                 d /= np.linalg.norm(d)
