@@ -306,3 +306,34 @@ def test_cli_train_whose_name_is_taken_during_training_keeps_both(home, tiny_dat
     assert f"saved {user_model_path('tiny-2')}" in out
     assert read_metadata(user_model_path("tiny"))["trained_on"] == "7"                 # the other run's
     assert read_metadata(user_model_path("tiny-2"))["preprocessing"]["size"] == [32, 80]
+
+
+def test_averaged_weights_are_the_mean_and_other_networks_are_refused(tmp_path):
+    """bench/average_models.py's function: the mean of each weight, the files it came from named
+    in the metadata, and a one-line refusal for a network of another shape or grid."""
+    import torch
+
+    from napari_ian.trainer.modelfile import load_model, save_model
+    from napari_ian.trainer.soup import average_models
+    from tiny_models import tiny3d
+
+    model, meta = tiny3d()
+    a = save_model(tmp_path / "a.pt", model, meta)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    b = save_model(tmp_path / "b.pt", model, meta)
+    mean, mean_meta = average_models([a, b])
+    sa, sb = load_model(a)[0].state_dict(), load_model(b)[0].state_dict()
+    for key, value in mean.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (sa[key] + sb[key]) / 2)
+    assert [f["file"] for f in mean_meta["training"]["weights_averaged_from"]] == ["a.pt", "b.pt"]
+    assert mean_meta["parent"] == "a"
+    save_model(tmp_path / "mean.pt", mean, mean_meta)          # a valid model file again
+    other = dict(meta, preprocessing={**meta["preprocessing"], "spacing_mm": [1.0, 1.0, 1.0]})
+    c = save_model(tmp_path / "c.pt", model, other)
+    with pytest.raises(ValueError, match=r"c\.pt: its preprocessing differs"):
+        average_models([a, c])
+    with pytest.raises(ValueError, match="at least two"):
+        average_models([a])

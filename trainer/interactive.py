@@ -343,6 +343,7 @@ class InteractiveSession:
             by_click = path_by_click[tuple(nearest)]
             edge = edge_contrast(np.sign(level) * raw[by_click], lcb[by_click] / level, dist[by_click],
                                  st.max_radius_mm)
+            # (kept within 0.3-0.9 of the clicked contrast: a stretch the path misses reads no edge)
             edge = st.half_contrast if edge is None else float(np.clip(edge, 0.3, 0.9))
             like_path &= lcb / level >= edge
         else:
