@@ -331,6 +331,11 @@ def test_averaged_weights_are_the_mean_and_other_networks_are_refused(tmp_path):
     assert [f["file"] for f in mean_meta["training"]["weights_averaged_from"]] == ["a.pt", "b.pt"]
     assert mean_meta["parent"] == "a"
     save_model(tmp_path / "mean.pt", mean, mean_meta)          # a valid model file again
+    body = torch.load(b, weights_only=True)                    # a file saved before checksums existed
+    del body["sha256"]
+    torch.save(body, tmp_path / "old.pt")
+    _, old_meta = average_models([a, tmp_path / "old.pt"])
+    assert [f["sha256"] is None for f in old_meta["training"]["weights_averaged_from"]] == [False, True]
     other = dict(meta, preprocessing={**meta["preprocessing"], "spacing_mm": [1.0, 1.0, 1.0]})
     c = save_model(tmp_path / "c.pt", model, other)
     with pytest.raises(ValueError, match=r"c\.pt: its preprocessing differs"):

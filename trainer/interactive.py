@@ -59,7 +59,7 @@ class InteractiveSettings:
     half_contrast: float = 0.5      # the drawn nerve's edge where it cannot be read (:func:`edge_contrast`): this share of the clicks' contrast
     track_contrast: float = 0.5     # beyond an end, a step finds the nerve where its local contrast is this share of the clicks'
     track_search_mm: float = 1.0    # beyond an end the model does not go on: each 0.5 mm step re-centres this far sideways ...
-    track_fade_mm: float = 1.5      # ... and the tracking stops where the nerve has faded below half its contrast this long
+    track_fade_mm: float = 1.5      # ... and the tracking stops where the nerve has stayed below track_contrast this long
 
 
 def order_clicks(points_mm: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ def average_models(paths):
         The last file's network with the averaged weights.
     metadata : dict
         The last file's metadata; ``training["weights_averaged_from"]`` names every file and its
-        checksum, and ``parent`` the first file.
+        stored checksum (None for a file saved without one), and ``parent`` the first file.
 
     Raises
     ------
@@ -65,5 +65,6 @@ def average_models(paths):
     return model, meta
 
 
-def _checksum(path: Path) -> str:
-    return torch.load(path, map_location="cpu", weights_only=True)["sha256"]
+def _checksum(path: Path) -> str | None:
+    # the stored checksum (files from before checksums have none, and load_model reads them)
+    return torch.load(path, map_location="cpu", weights_only=True).get("sha256")
