@@ -18,9 +18,12 @@ from napari_ian.trainer.device import autocast_context, memory_format
 from napari_ian.trainer.train import TrainConfig, build_model
 
 
-def step_times(channels_last: bool, steps: int) -> list[float]:
+def step_times(channels_last: bool, steps: int, bf16: bool = True, model=None) -> list[float]:
+    """Seconds per training step (batch 4) after one warm-up step; ``model`` defaults to a fresh
+    network of the bundled model's size."""
     torch.manual_seed(0)
-    model = build_model(TrainConfig(network="unet3d", network_config={"base": 12, "depth": 3}))
+    if model is None:
+        model = build_model(TrainConfig(network="unet3d", network_config={"base": 12, "depth": 3}))
     x = torch.randn(4, 1, 32, 96, 96)
     y = (torch.rand(4, 1, 32, 96, 96) > 0.99).float()
     if channels_last:
@@ -30,7 +33,7 @@ def step_times(channels_last: bool, steps: int) -> list[float]:
     out = []
     for _ in range(steps + 1):              # the first step warms up
         t0 = time.perf_counter()
-        with autocast_context(torch.device("cpu"), True):
+        with autocast_context(torch.device("cpu"), bf16):
             logits = model(x)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
         opt.zero_grad()

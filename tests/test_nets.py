@@ -231,3 +231,36 @@ def test_3d_networks_take_patches_in_and_give_logits_of_the_same_size(name):
     net = build_network(name, in_channels=1)
     y = net(torch.randn(2, 1, 16, 32, 48))
     assert y.shape == (2, 1, 16, 32, 48)
+
+
+def test_channels_last_instance_norm_gives_torchs_output_and_keeps_the_layout():
+    from napari_ian.trainer.nets import InstanceNorm3dCL
+
+    torch.manual_seed(0)
+    ours, ref = InstanceNorm3dCL(6, affine=True), torch.nn.InstanceNorm3d(6, affine=True)
+    with torch.no_grad():
+        for m in (ours, ref):
+            m.weight.copy_(torch.linspace(0.5, 2.0, 6))
+            m.bias.copy_(torch.linspace(-1.0, 1.0, 6))
+    x = (torch.randn(2, 6, 8, 12, 10) * torch.arange(1, 7).view(1, 6, 1, 1, 1) + 3.0)
+    xcl = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        want = ref(x)
+        fast = ours(xcl)                 # the channels-last path
+        plain = ours(x)                  # contiguous input: PyTorch's kernel
+    assert fast.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(fast, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(plain, want)
+    # with gradients (training) PyTorch's kernel runs, and gradients reach the affine parameters
+    ours(xcl).sum().backward()
+    assert ours.weight.grad is not None and torch.isfinite(ours.weight.grad).all()
+
+
+def test_the_3d_unet_infers_alike_in_both_memory_layouts():
+    torch.manual_seed(0)
+    net = build_network("unet3d", in_channels=1).eval()
+    x = torch.randn(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        want = net(x)
+        got = net.to(memory_format=torch.channels_last_3d)(x.contiguous(memory_format=torch.channels_last_3d))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

@@ -1,0 +1,99 @@
+"""The bundled 3D network on this CPU: inference per batch of patches in each memory layout and
+precision, and one training step, interleaved in one process so drift on a shared machine hits
+every variant alike.
+
+Variants: float32 contiguous; float32 channels-last 3D with PyTorch's instance norm; float32
+channels-last with the network's own channels-last instance norm (what ``ian predict`` runs);
+bf16 autocast channels-last only where the CPU runs bf16 natively (elsewhere PyTorch emulates it
+and it is two orders of magnitude slower, so it is skipped and said so).
+
+Run: ``.venv/bin/python bench/bench_cpu_3d.py [--rounds 3] [--train-steps 3]``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_ian.trainer.device import autocast_context, cpu_bf16_supported, memory_format
+from napari_ian.trainer.modelfile import load_model
+from napari_ian.trainer.nets import InstanceNorm3dCL
+from napari_ian.trainer.registry import resolve_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train_step_3d import step_times  # noqa: E402
+
+CL = memory_format(5)
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def torch_instance_norm(model):
+    """A copy of ``model`` whose instance norms are PyTorch's own (no channels-last path)."""
+    m = copy.deepcopy(model)
+    for mod in m.modules():
+        if isinstance(mod, InstanceNorm3dCL):
+            mod.__class__ = torch.nn.InstanceNorm3d
+    return m
+
+
+def infer_seconds(model, x, channels_last, bf16):
+    if channels_last:
+        model, x = model.to(memory_format=CL), x.contiguous(memory_format=CL)
+    t0 = time.perf_counter()
+    with torch.no_grad(), autocast_context(torch.device("cpu"), bf16):
+        model(x)
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--train-steps", type=int, default=3)
+    args = ap.parse_args()
+    model, meta = load_model(resolve_model("ian-default"))[:2]
+    model.eval()
+    patch = tuple(meta["preprocessing"]["patch"])
+    native = cpu_bf16_supported()
+    variants = {"float32, contiguous": (model, False, False),
+                "float32, channels-last, PyTorch's instance norm": (torch_instance_norm(model), True, False),
+                "float32, channels-last, channels-last instance norm": (model, True, False)}
+    if native:
+        variants["bf16, channels-last, channels-last instance norm"] = (model, True, True)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 1, *patch)).astype(np.float32))
+    times = {k: [] for k in variants}
+    for name, (m, cl, bf) in variants.items():      # warm-up
+        infer_seconds(m, x, cl, bf)
+    for _ in range(args.rounds):
+        for name, (m, cl, bf) in variants.items():
+            times[name].append(infer_seconds(m, x, cl, bf))
+    print(f"CPU: {cpu_name()}; {os.cpu_count()} cores; native bf16: {'yes' if native else 'no'}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads; {time.strftime('%Y-%m-%d')}")
+    print(f"inference, batch of 2 patches of {'x'.join(map(str, patch))} (median of {args.rounds}):")
+    for name, t in times.items():
+        print(f"  {name:55s} {np.median(t):.3f} s")
+    if not native:
+        print("  bf16: skipped (not native on this CPU; ian predict and training use float32 here)")
+    for bf in ((False, True) if native else (False,)):
+        t = step_times(True, args.train_steps, bf16=bf, model=copy.deepcopy(model).train())
+        print(f"training step, batch 4, {'bf16' if bf else 'float32'}, channels-last: median {np.median(t):.2f} s "
+              f"(n={len(t)})")
+
+
+if __name__ == "__main__":
+    main()
