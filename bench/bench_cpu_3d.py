@@ -54,7 +54,7 @@ def torch_instance_norm(model):
 
 def infer_seconds(model, x, channels_last, bf16):
     if channels_last:
-        model, x = model.to(memory_format=CL), x.contiguous(memory_format=CL)
+        x = x.contiguous(memory_format=CL)
     t0 = time.perf_counter()
     with torch.no_grad(), autocast_context(torch.device("cpu"), bf16):
         model(x)
@@ -70,11 +70,14 @@ def main():
     model.eval()
     patch = tuple(meta["preprocessing"]["patch"])
     native = cpu_bf16_supported()
+    # each variant its own copy: Module.to converts in place, and a channels-last weight makes a
+    # contiguous input's convolution channels-last too
+    cl_model = copy.deepcopy(model).to(memory_format=CL)
     variants = {"float32, contiguous": (model, False, False),
-                "float32, channels-last, PyTorch's instance norm": (torch_instance_norm(model), True, False),
-                "float32, channels-last, channels-last instance norm": (model, True, False)}
+                "float32, channels-last, PyTorch's instance norm": (torch_instance_norm(cl_model), True, False),
+                "float32, channels-last, channels-last instance norm": (cl_model, True, False)}
     if native:
-        variants["bf16, channels-last, channels-last instance norm"] = (model, True, True)
+        variants["bf16, channels-last, channels-last instance norm"] = (cl_model, True, True)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 1, *patch)).astype(np.float32))
     times = {k: [] for k in variants}
     for name, (m, cl, bf) in variants.items():      # warm-up

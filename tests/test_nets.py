@@ -251,6 +251,12 @@ def test_channels_last_instance_norm_gives_torchs_output_and_keeps_the_layout():
     assert fast.is_contiguous(memory_format=torch.channels_last_3d)
     torch.testing.assert_close(fast, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(plain, want)
+    # bf16 (inference under autocast on CPUs with native bf16): bf16 out, as PyTorch's kernel gives
+    xb = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast_b, want_b = ours(xb), ref(xb)
+    assert fast_b.dtype == want_b.dtype == torch.bfloat16
+    torch.testing.assert_close(fast_b.float(), want_b.float(), atol=0.05, rtol=0.02)
     # with gradients (training) PyTorch's kernel runs, and gradients reach the affine parameters
     ours(xcl).sum().backward()
     assert ours.weight.grad is not None and torch.isfinite(ours.weight.grad).all()

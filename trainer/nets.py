@@ -260,17 +260,19 @@ class InstanceNorm3dCL(nn.InstanceNorm3d):
     PyTorch's CPU instance norm is about four times slower on a channels-last 3D tensor than on a
     contiguous one, and inference runs channels-last because its convolutions are faster so
     (``BENCHMARKS.md``). Here the statistics come from the channels-last memory read as
-    (N, voxels, C) and the normalisation is one multiply-add, which keeps the layout.
+    (N, voxels, C) in float32 and the normalisation is one multiply-add in the input's dtype
+    (bf16 under autocast, as PyTorch's returns), which keeps the layout.
     """
 
     def forward(self, x):
-        if torch.is_grad_enabled() or x.dim() != 5 or not x.is_contiguous(memory_format=torch.channels_last_3d):
+        if (torch.is_grad_enabled() or not self.affine or x.dim() != 5
+                or not x.is_contiguous(memory_format=torch.channels_last_3d)):
             return super().forward(x)
         n, c = x.shape[:2]
-        var, mean = torch.var_mean(x.permute(0, 2, 3, 4, 1).reshape(n, -1, c), dim=1, unbiased=False)
+        var, mean = torch.var_mean(x.permute(0, 2, 3, 4, 1).reshape(n, -1, c).float(), dim=1, unbiased=False)
         scale = torch.rsqrt(var + self.eps) * self.weight
         shift = self.bias - mean * scale
-        return torch.addcmul(shift.view(n, c, 1, 1, 1), x, scale.view(n, c, 1, 1, 1))
+        return torch.addcmul(shift.to(x.dtype).view(n, c, 1, 1, 1), x, scale.to(x.dtype).view(n, c, 1, 1, 1))
 
 
 def _cin3(cin, cout):
