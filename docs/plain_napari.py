@@ -2,7 +2,8 @@
 
 Starts napari itself (not ``make run``), opens the sample from File > Open Sample and docks the six
 napari-ian panels from the Plugins menu, then goes through the workflow pressing the panels'
-buttons and keys: three views, Predict, Review (accept all passing, Shift+N), a two-epoch
+buttons and keys: three views, Predict, Review (accept all passing; four flagged slices
+corrected and accepted with Shift+N, Shift+A), a two-epoch
 Fine-tune and a new prediction with its model. At each step it records whether the window fits
 the screen and whether each panel's main controls, progress and result are wholly visible (not
 scrolled away, not cut), and with ``--shots DIR`` saves a screenshot of the window per step.
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 # what must be in view on each panel's tab: its main button, its progress and its result
 MUST_SEE = {
@@ -74,6 +77,13 @@ def attribute(obj, path: str):
     return obj
 
 
+def pick(combo, text: str):
+    """Choose ``text`` in a combo box, or stop: a walkthrough with another model than asked is no check."""
+    combo.setCurrentText(text)
+    if combo.currentText() != text:
+        raise SystemExit(f"no {text!r} among {[combo.itemText(i) for i in range(combo.count())]}")
+
+
 def fully_visible(widget) -> bool:
     """Shown, not scrolled out of view or covered by the window's edge."""
     r = widget.visibleRegion().boundingRect()
@@ -122,6 +132,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the report here (else print it)")
     ap.add_argument("--shots", help="save a screenshot per step into this folder")
     ap.add_argument("--only", default="", help="with --shots: only these steps (comma-separated)")
+    ap.add_argument("--model", default="ian-default",
+                    help="the model to predict with and fine-tune (default: the bundled one; the layout test "
+                         "passes a tiny test network, since what is on screen does not depend on the model)")
     args = ap.parse_args(argv)
     only = [x for x in args.only.split(",") if x]
     os.environ.setdefault("NAPARI_IAN_HOME", tempfile.mkdtemp(prefix="ian-plain-"))
@@ -152,6 +165,7 @@ def main(argv=None) -> int:
 
     predict = docks["Predict"][1]
     docks["Predict"][0].raise_()
+    pick(predict.model_combo, args.model)
     n = len(viewer.layers)
     predict.run_btn.click()
     wait_for(lambda: len(viewer.layers) > n and predict.run_btn.isEnabled())
@@ -166,13 +180,27 @@ def main(argv=None) -> int:
     pump(1.5)
     review.accept_pass_btn.click()                     # the passing slices in one click
     canvas = viewer.window._qt_viewer.canvas.native
-    QTest.keyClick(canvas, Qt.Key_N, Qt.ShiftModifier)  # on to a flagged slice (Shift+N)
+    labels = viewer.layers[-1]
+    for _ in range(4):                                 # correct four flagged slices and accept them
+        QTest.keyClick(canvas, Qt.Key_N, Qt.ShiftModifier)      # on to a flagged slice (Shift+N)
+        pump(0.3)
+        i = viewer.dims.current_step[0]
+        # the correction: what a user would paint or erase, here to the phantom's own outline
+        want = np.asarray(truth.data[i])
+        wrong = np.asarray(labels.data[i]) != want
+        for value in (0, 1, 2):
+            idx = np.nonzero(wrong & (want == value))
+            labels.data_setitem((np.full(idx[0].size, i), *idx), value)
+        QTest.keyClick(canvas, Qt.Key_A, Qt.ShiftModifier)      # accept it (Shift+A)
+        pump(0.3)
+    QTest.keyClick(canvas, Qt.Key_N, Qt.ShiftModifier)  # on to the next flagged slice
     pump(1.5)
     report["steps"]["reviewed"] = check(viewer, docks, ("reviewed", "Review"), args.shots, only)
 
     ft = docks["Fine-tune"][1]
     docks["Fine-tune"][0].raise_()
     ft.labels_combo.setCurrentText(viewer.layers[-1].name)
+    pick(ft.base_combo, args.model)
     ft.epochs_spin.setValue(2)
     ft.device_combo.setCurrentText("cpu")
     ft.run_btn.click()

@@ -138,33 +138,36 @@ def base():
     return load_model(resolve_model("ian-default"))
 
 
-def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home, phantom, base):
+def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home, phantom):
+    # a tiny 3D network: what is tested is the flow around the training (the bundled model's own
+    # fine-tune runs in tests/test_finetune_widget.py and bench/bench_finetune.py)
     image, labels, sp, _ = phantom
-    model, meta = base
+    save_tiny3d("tiny3d")
+    model, meta = load_model(resolve_model("tiny3d"))
     chosen = _nerve_slices(labels, 8)
-    cfg = FinetuneConfig(epochs=2, min_samples=16, device="cpu")
+    cfg = FinetuneConfig(epochs=2, min_patches=4, device="cpu", lr=1e-3)
     data = build_finetune_data([("c1", image, labels, _trusted(image.shape[0], chosen), sp)], meta, cfg, base_model=model)
     assert data.n_train + data.n_held_out == 16 and data.n_held_out == 4
     before_state = {k: v.clone() for k, v in model.state_dict().items()}
-    res = finetune(model, meta, data, cfg, parent="ian-default")
+    res = finetune(model, meta, data, cfg, parent="tiny3d")
     # the base model is untouched; the new one differs
     assert all((model.state_dict()[k] == v).all() for k, v in before_state.items())
     assert any((res.model.state_dict()[k] != v).any() for k, v in before_state.items() if v.is_floating_point())
     assert len(res.history) == 2 and not np.isnan(res.before["held_out_dsc"])
-    name = next_model_name("ian-default")
-    assert name == "ian-default-ft1"
+    name = next_model_name("tiny3d")
+    assert name == "tiny3d-ft1"
     path = save_finetuned(res, name)
     assert path.parent == user_models_dir() and name in [e.name for e in list_models()]
     m = read_metadata(path)
     ft = m["finetune"]
-    assert m["parent"] == "ian-default" and ft["cases"] == ["c1"] and ft["train_slices"] == 12
-    assert ft["settings"]["epochs"] == 2 and ft["settings"]["lr"] == FinetuneConfig.lr and "date" in ft
+    assert m["parent"] == "tiny3d" and ft["cases"] == ["c1"] and ft["train_slices"] == 12
+    assert ft["settings"]["epochs"] == 2 and ft["settings"]["lr"] == cfg.lr and "date" in ft
     assert set(ft["before"]) == {"held_out_dsc", "train_dsc"} and "fine-tuned on 12" in m["trained_on"]
-    assert next_model_name("ian-default") == "ian-default-ft2" == next_model_name(name)
+    assert next_model_name("tiny3d") == "tiny3d-ft2" == next_model_name(name)
     first = path.read_bytes()
     again = save_finetuned(res, name)                             # never overwritten: the next free name
-    assert again.name == "ian-default-ft2.pt" and path.read_bytes() == first
-    assert read_metadata(again)["name"] == "ian-default-ft2"
+    assert again.name == "tiny3d-ft2.pt" and path.read_bytes() == first
+    assert read_metadata(again)["name"] == "tiny3d-ft2"
     again.unlink()
     with pytest.raises(ValueError, match="bundled"):
         save_finetuned(res, "ian-default")
@@ -182,7 +185,7 @@ def test_finetune_trains_on_trusted_slices_and_saves_a_new_versioned_model(home,
     with pytest.raises(ValueError, match="bundled"):
         delete_model("ian-default")
     delete_model("site-a")
-    assert [e.source for e in list_models()] == ["bundled"]
+    assert sorted((e.source, e.name) for e in list_models()) == [("bundled", "ian-default"), ("user", "tiny3d")]
 
 
 def test_a_3d_patch_model_fine_tunes_on_corrected_slices(home, phantom):

@@ -356,13 +356,16 @@ def test_a_failed_save_gives_one_notification_and_loses_nothing(corrected, qtbot
     from napari_ian.trainer.registry import user_models_dir
 
     viewer, w, image, pred, chosen = corrected
-    user_models_dir().parent.mkdir(parents=True, exist_ok=True)
-    user_models_dir().write_text("a file where the model folder should be")   # the save must fail
+    _start_from_a_tiny_model(w)
     before = np.asarray(pred.data).copy()
-    w.epochs_spin.setValue(1)
+    w.epochs_spin.setValue(30)
     w.device_combo.setCurrentText("cpu")
     errors = len(_notes("error"))
     w.run_btn.click()
+    # once training runs (the base model is loaded), the model folder becomes a file: the save must fail
+    qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=60_000)
+    user_models_dir().rename(tmp_path / "models_moved_away")
+    user_models_dir().write_text("a file where the model folder should be")
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
     said = _notes("error")[errors:]
     assert len(said) == 1 and "fine-tuning failed" in said[0] and str(user_models_dir()) in said[0]
@@ -375,6 +378,7 @@ def test_a_failed_save_gives_one_notification_and_loses_nothing(corrected, qtbot
 
 def test_a_non_finite_image_is_said_once_when_fine_tuning_starts(corrected, qtbot):
     viewer, w, image, pred, chosen = corrected
+    _start_from_a_tiny_model(w)
     image.data[0, 0, 0] = np.nan
     w.epochs_spin.setValue(50)
     w.device_combo.setCurrentText("cpu")

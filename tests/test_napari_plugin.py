@@ -48,12 +48,15 @@ def test_manifest_validates_and_plugin_is_in_plugins_menu(viewer):
     assert any("napari-ian" in t or t in ("Case", "Phantom") for t in titles), titles
 
 
-def test_open_sample_gives_image_and_ground_truth_in_mm(viewer):
-    import time
+def test_open_sample_gives_image_and_ground_truth_in_mm(viewer, monkeypatch):
+    from napari_ian import _sample_data
 
-    t0 = time.perf_counter()
+    def generate(seed):
+        raise AssertionError("File > Open Sample generated the phantom (seconds of frozen GUI)")
+
+    # the sample is read from the shipped file; its time is in BENCHMARKS (docs/plain_napari.py)
+    monkeypatch.setattr(_sample_data, "_phantom", generate)
     layers = viewer.open_sample("napari-ian", "phantom")
-    assert time.perf_counter() - t0 < 2.0                      # napari is not frozen for seconds
     image, labels = layers
     assert viewer.dims.axis_labels == ("AP", "SI", "RL")        # anatomical axes, not -3 -2 -1
     assert all(str(u) == "millimeter" for layer in layers for u in layer.units)

@@ -45,7 +45,9 @@ def test_predict_adds_an_editable_labels_layer_and_the_gui_stays_responsive(view
         # an empty, shifted or flipped layer (any of those scores near 0)
         assert sm.dsc[sm.reference_positive].mean() > 0.4
     gaps = np.diff(ticks)
-    assert len(ticks) > 10 and gaps.max() < 0.5, gaps.max()   # the event loop kept running
+    # the event loop kept running: a prediction on the GUI thread would stop it for the whole
+    # prediction (8-25 s); the bound leaves room for adding the layers on a busy machine
+    assert len(ticks) > 10 and gaps.max() < 2.0, gaps.max()
     # predicting again adds a new layer instead of overwriting the first one (which may be edited)
     pred.data[0, 0, 0] = 2
     qtbot.waitUntil(lambda: w.run_btn.isEnabled(), timeout=10_000)
