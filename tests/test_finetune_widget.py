@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.gui
+# the bundled model's predictions and fine-tunes take minutes on a CPU without native bf16: a limit
+# against hanging, not a speed goal (those are in bench/)
+BUNDLED_MODEL_WAIT = 600_000
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,10 @@ def corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtb
         qtbot.keyClick(canvas, Qt.Key_A, Qt.ShiftModifier)
     assert (review.status[:, chosen] >= 1).all()
     qtbot.waitUntil(lambda: "8 right + 8 left coronal slices" in w.slices_label.text(), timeout=5_000)
-    return viewer, w, image, pred, chosen
+    yield viewer, w, image, pred, chosen
+    if w.worker is not None:           # a failed test's run must not go on into the next test's folders
+        w.cancel_btn.click()
+        qtbot.waitUntil(lambda: w.worker is None, timeout=BUNDLED_MODEL_WAIT)
 
 
 def _start_from_a_tiny_model(w):
@@ -125,11 +131,11 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     pw.prob_check.setChecked(True)
     n = len(viewer.layers)
     pw.run_btn.click()
-    qtbot.waitUntil(lambda: len(viewer.layers) == n + 2, timeout=60_000)
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 2, timeout=BUNDLED_MODEL_WAIT)
     base_prob = np.asarray(viewer.layers["ian-default probability"].data).copy()
     w.run_btn.click()
     assert w.worker is not None and not w.run_btn.isEnabled()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=BUNDLED_MODEL_WAIT)
     assert "saved" in w.result_label.text() and "Held-out corrected slices (4)" in w.result_label.text()
     assert w.progress.value() == 2 and len(w.curve.loss) == 2
     meta = read_metadata(resolve_model("ian-default-ft1"))
@@ -148,7 +154,7 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     before = np.asarray(pred.data).copy()
     n = len(viewer.layers)
     w.predict_btn.click()
-    qtbot.waitUntil(lambda: len(viewer.layers) == n + 2, timeout=60_000)
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 2, timeout=BUNDLED_MODEL_WAIT)
     assert "ian-default-ft1 prediction" in viewer.layers
     new_prob = np.asarray(viewer.layers["ian-default-ft1 probability"].data)
     assert np.abs(new_prob - base_prob).max() > 0.05                  # the new model predicts otherwise
@@ -271,7 +277,7 @@ def test_a_new_prediction_never_takes_over_an_earlier_layers_review_status(corre
     pw.image_combo.setCurrentText(image.name)
     pw.model_combo.setCurrentText("ian-default")
     pw.run_btn.click()
-    qtbot.waitUntil(lambda: any("prediction" in ly.name for ly in viewer.layers), timeout=60_000)
+    qtbot.waitUntil(lambda: any("prediction" in ly.name for ly in viewer.layers), timeout=BUNDLED_MODEL_WAIT)
     new = [ly for ly in viewer.layers if "prediction" in ly.name][0]
     assert new.name == "ian-default prediction (2)"             # its status file belongs to the old layer
     w.labels_combo.setCurrentText(new.name)
