@@ -112,7 +112,6 @@ def test_traced_points_paint_a_tube_that_follows_a_moved_point(make_napari_viewe
     w.brush_box.brush_diameter.setValue(2.5)
     tracer = w.brush_box.start_trace()
     pts_layer = tracer.points
-    sp = np.asarray(labels.scale)
     clicks = np.array([[20, 40, 60], [45, 44, 70], [70, 42, 90]], float)
     pts_layer.data = clicks                          # as if clicked: data in the layer's own coordinates
     qtbot.waitUntil(lambda: np.asarray(labels.data).any(), timeout=5_000)

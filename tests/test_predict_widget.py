@@ -104,7 +104,7 @@ def test_predict_inside_a_drawn_box_only(viewer_with_sample, qtbot):
     from gui_actions import dock
 
     viewer = viewer_with_sample
-    image, truth = viewer.layers[0], viewer.layers[1]
+    truth = viewer.layers[1]
     w = dock(viewer, "Predict")
     box = w.draw_box()
     assert box.mode == "add_rectangle" and w.roi_check.isChecked()
