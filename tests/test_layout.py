@@ -27,11 +27,10 @@ def _run_on_screen(tmp_path, monkeypatch, width, height) -> dict:
     if shutil.which("xvfb-run") is None:
         pytest.skip("xvfb-run is needed to make a screen of a given size")
     out = tmp_path / f"report_{width}x{height}.json"
-    env = dict(os.environ, NAPARI_CONFIG=str(tmp_path / "napari_settings.yaml"),
-               NAPARI_IAN_HOME=str(tmp_path / "home"))
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
+    env = dict(os.environ, NAPARI_CONFIG=str(tmp_path / "napari_settings.yaml"))
     # what is on screen does not depend on the model's skill: a tiny network predicts and fine-tunes
     # in seconds where the bundled one takes minutes on a CPU (`make screenshot` runs the bundled one)
-    monkeypatch.setenv("NAPARI_IAN_HOME", env["NAPARI_IAN_HOME"])
     save_tiny3d("tiny3d")
     r = subprocess.run(["xvfb-run", "-a", "-s", f"-screen 0 {width}x{height}x24", sys.executable, str(SCRIPT),
                         "--model", "tiny3d", "--json", str(out)], env=env, capture_output=True, text=True, timeout=900)
