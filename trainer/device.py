@@ -25,11 +25,30 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_supported() -> bool:
-    """Whether this CPU runs bf16 convolutions natively (oneDNN)."""
+    """Whether this CPU runs bf16 convolutions natively, so that bf16 autocast is faster than float32.
+
+    oneDNN accepts bf16 on any x86 CPU with AVX-512 and converts in software where the CPU has no
+    bf16 instructions: there bf16 is about twice as slow as float32 (``BENCHMARKS.md``, eleventh
+    stop). So on x86 the CPU must have AVX512_BF16 or AMX; elsewhere oneDNN's own check decides.
+    """
     try:
-        return bool(torch.backends.mkldnn.is_available()) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+            return False
     except Exception:
         return False
+    return _x86_bf16_instructions() is not False
+
+
+def _x86_bf16_instructions():
+    """``True``/``False`` whether an x86 CPU has bf16 instructions (AVX512_BF16 or AMX tiles);
+    ``None`` on other CPUs, or where this PyTorch cannot tell."""
+    cpu = torch.cpu
+    try:
+        if not (cpu._is_avx2_supported() or cpu._is_avx512_supported()):
+            return None
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    except AttributeError:
+        return None
 
 
 def use_bf16(device: torch.device, setting="auto") -> bool:
