@@ -3,7 +3,8 @@ precision, and one training step, interleaved in one process so drift on a share
 every variant alike.
 
 Variants: float32 contiguous; float32 channels-last 3D with PyTorch's instance norm; float32
-channels-last with the network's own channels-last instance norm (what ``ian predict`` runs);
+channels-last with the network's own channels-last instance norm as it was before the eleventh stop
+(statistics by ``torch.var_mean``) and as it is now (what ``ian predict`` runs);
 bf16 autocast channels-last where oneDNN accepts bf16: natively where the CPU has bf16
 instructions, converted in software on other AVX-512 CPUs (there it is slower than float32 and
 ``ian predict`` uses float32); skipped where oneDNN refuses it (PyTorch's own bf16 path is two
@@ -54,6 +55,28 @@ def torch_instance_norm(model):
     return m
 
 
+class VarMeanInstanceNorm(InstanceNorm3dCL):
+    """The channels-last instance norm as it was before the eleventh stop: ``torch.var_mean``."""
+
+    def forward(self, x):
+        if torch.is_grad_enabled() or not x.is_contiguous(memory_format=CL):
+            return super().forward(x)
+        n, c = x.shape[:2]
+        var, mean = torch.var_mean(x.permute(0, 2, 3, 4, 1).reshape(n, -1, c).float(), dim=1, unbiased=False)
+        scale = torch.rsqrt(var + self.eps) * self.weight
+        shift = self.bias - mean * scale
+        return torch.addcmul(shift.to(x.dtype).view(n, c, 1, 1, 1), x, scale.to(x.dtype).view(n, c, 1, 1, 1))
+
+
+def var_mean_instance_norm(model):
+    """A copy of ``model`` with the earlier channels-last instance norm."""
+    m = copy.deepcopy(model)
+    for mod in m.modules():
+        if isinstance(mod, InstanceNorm3dCL):
+            mod.__class__ = VarMeanInstanceNorm
+    return m
+
+
 def infer_seconds(model, x, channels_last, bf16):
     if channels_last:
         x = x.contiguous(memory_format=CL)
@@ -79,6 +102,7 @@ def main():
     cl_model = copy.deepcopy(model).to(memory_format=CL)
     variants = {"float32, contiguous": (model, False, False),
                 "float32, channels-last, PyTorch's instance norm": (torch_instance_norm(cl_model), True, False),
+                "float32, channels-last, its instance norm by var_mean": (var_mean_instance_norm(cl_model), True, False),
                 "float32, channels-last, channels-last instance norm": (cl_model, True, False)}
     if onednn_bf16:
         variants[bf16_name] = (cl_model, True, True)

@@ -1,4 +1,5 @@
-"""``ian interactive`` and ``ian predict`` end to end on a phantom patient, as a user runs them.
+"""``ian interactive``, ``ian predict`` and ``ian predict --fast`` end to end on a phantom patient, as
+a user runs them.
 
 Writes the phantom patient (``ian phantom``), places ``--clicks`` clicks per side on the true
 nerve centre (evenly spaced along it, as in ``bench_clicks.py``) into a ``x,y,z,label`` CSV in
@@ -57,10 +58,13 @@ def main():
         t_int = timed([IAN, "interactive", str(image), "--clicks", str(tmp / "clicks.csv"), "--out",
                        str(tmp / "clicks.nii.gz"), "--model", a.model])
         t_pred = timed([IAN, "predict", str(image), "--out", str(tmp / "auto.nii.gz"), "--model", a.model, "--quiet"])
-        for name, out, t in (("ian interactive", tmp / "clicks.nii.gz", t_int), ("ian predict", tmp / "auto.nii.gz", t_pred)):
+        t_fast = timed([IAN, "predict", str(image), "--out", str(tmp / "fast.nii.gz"), "--model", a.model, "--quiet",
+                        "--fast"])
+        for name, out, t in (("ian interactive", tmp / "clicks.nii.gz", t_int), ("ian predict", tmp / "auto.nii.gz", t_pred),
+                             ("ian predict --fast", tmp / "fast.nii.gz", t_fast)):
             res = evaluate_volume(lab, read_volume(out).data.astype(np.uint8), vol.spacing)
             dsc = " / ".join(f"{res['sides'][s]['dsc']['mean']:.3f}" for s in res["sides"])
-            print(f"{name:<16} {t:5.1f} s wall; mean coronal DSC right / left {dsc}", flush=True)
+            print(f"{name:<18} {t:5.1f} s wall; mean coronal DSC right / left {dsc}", flush=True)
 
 
 if __name__ == "__main__":

@@ -251,6 +251,11 @@ def test_channels_last_instance_norm_gives_torchs_output_and_keeps_the_layout():
     assert fast.is_contiguous(memory_format=torch.channels_last_3d)
     torch.testing.assert_close(fast, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(plain, want)
+    # a mean far larger than the spread: the statistics must not cancel (a plain difference of
+    # squares in float32 is off by several per cent here)
+    far = (x + 1000.0).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(far), ref(x + 1000.0), atol=1e-3, rtol=1e-3)
     # bf16 (inference under autocast on CPUs with native bf16): bf16 out, as PyTorch's kernel gives
     xb = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):

@@ -172,8 +172,42 @@ def test_3d_slice_inference_matches_the_whole_volume_on_those_slices():
     np.testing.assert_allclose(some, whole[centres], atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(147, 202, 279), (60, 100, 120), (8, 16, 16), (33, 97, 300), (5, 7, 9)])
+def test_prediction_tiles_cover_the_volume_within_their_limits(shape):
+    pipe = Patches3D(patch=(32, 96, 96), overlap=0.25, tile=(80, 208, 288))
+    size, starts = pipe.tiling(shape)
+    for n, p, cap, t, s in zip(shape, pipe.patch, pipe.tile, size, starts):
+        assert t % 8 == 0 and t >= p
+        assert s[0] == 0 and s[-1] + t >= n                       # covered to the last voxel
+        if len(s) > 1:
+            assert t <= cap and s[-1] == n - t
+            gaps = np.diff(s)
+            assert gaps.max() - gaps.min() <= 1                     # spread evenly
+            assert t - gaps.max() >= round(p * pipe.overlap)       # neighbours overlap at least that
+        else:
+            assert t == max(p, -(-n // 8) * 8)                       # one tile: the volume padded to a multiple
+    # without a tile limit prediction keeps the training patch and its overlap
+    assert Patches3D(patch=(32, 96, 96), overlap=0.25).tiling(shape)[0] == (32, 96, 96)
+
+
+def test_one_large_tile_gives_the_network_on_the_whole_volume():
+    v = _volume(5, (24, 40, 48))
+    pipe = Patches3D(patch=(8, 16, 16), spacing_mm=(1.0, 1.0, 1.0), tile=(64, 64, 64))
+    prep = pipe.prepare(v, (1.0, 1.0, 1.0))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.InstanceNorm3d(4),
+                              torch.nn.Conv3d(4, 1, 3, padding=1)).eval()
+    with torch.no_grad():
+        direct = torch.sigmoid(net(torch.from_numpy(prep.volume)[None, None]))[0, 0].numpy()
+    np.testing.assert_allclose(pipe.infer(prep, net, torch.device("cpu")), direct, atol=1e-5)
+    # the training-size patches see less of the volume, so their instance norm differs
+    small = Patches3D(patch=(8, 16, 16), spacing_mm=(1.0, 1.0, 1.0))
+    assert np.abs(small.infer(prep, net, torch.device("cpu")) - direct).max() > 1e-3
+
+
 def test_pipelines_round_trip_through_model_metadata():
-    for p in (Slices25D(context=5, flip_tta=True), Patches3D(patch=(16, 32, 32)), HalfSlices(size=(64, 160))):
+    for p in (Slices25D(context=5, flip_tta=True), Patches3D(patch=(16, 32, 32)), HalfSlices(size=(64, 160)),
+              Patches3D(patch=(16, 32, 32), tile=(48, 96, 128))):
         assert pipeline_from_dict(p.to_dict()) == p
     old = pipeline_for_model({"preprocessing": {"size": [64, 160], "context": 3, "intensity": "min-max"}})
     assert isinstance(old, HalfSlices) and old.size == (64, 160)

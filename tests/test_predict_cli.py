@@ -1,15 +1,20 @@
 """`ian predict` / `ian evaluate` / `ian models` and the bundled model on unseen phantom patients."""
 from __future__ import annotations
 
+import dataclasses
+
 import nibabel as nib
 import numpy as np
 import pytest
 
 from napari_ian.sample_data.dataset import phantom_geometry
+import napari_ian.trainer.predict as predict_module
 from napari_ian.trainer.cli import main
+from napari_ian.trainer.io import read_volume
 from napari_ian.trainer.io_nifti import write_nifti
 from napari_ian.trainer.metrics import slice_metrics
 from napari_ian.trainer.modelfile import load_model
+from napari_ian.trainer.pipeline import FAST_TILE, pipeline_for_model
 from napari_ian.trainer.predict import predict_volume
 from napari_ian.trainer.registry import resolve_model
 
@@ -106,3 +111,32 @@ def test_roi_restricts_the_prediction(bundled, phantom):
     assert pred.labels[: image.shape[0] // 2].max() > 0
     with pytest.raises(ValueError, match="outside"):
         parse_roi("0:9999,:,:", image.shape)
+
+
+def test_cli_predict_fast_uses_few_large_tiles_and_still_finds_both_nerves(tmp_path, phantom, capsys, monkeypatch):
+    image, labels, spacing, _ = phantom
+    g = phantom_geometry(image.shape, spacing)
+    img_p, out = tmp_path / "img.nii.gz", tmp_path / "fast.nii.gz"
+    write_nifti(img_p, image, g, dtype=np.float32)
+    tiles = []                                   # how many network tiles each prediction ran
+    real = predict_module.predict_volume
+
+    def counting(*args, progress=None, **kwargs):
+        def spy(event):
+            if event.kind == "infer":
+                tiles.append(event.total)
+        return real(*args, progress=spy, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_volume", counting)
+    assert main(["predict", str(img_p), "--out", str(out), "--quiet", "--device", "cpu", "--fast"]) == 0
+    assert "fast tiles" in capsys.readouterr().out
+    res = read_volume(out).data.astype(np.uint8)             # back on the canonical grid
+    for side in (1, 2):
+        sm = slice_metrics(labels, res, side)
+        assert sm.dsc[sm.reference_positive].mean() > 0.6, side
+    model, meta = load_model(resolve_model("ian-default"))
+    pipe = pipeline_for_model(meta)
+    work = pipe.prepare(image, spacing).volume.shape
+    patches = np.prod([len(s) for s in pipe.tiling(work)[1]])
+    fast = np.prod([len(s) for s in dataclasses.replace(pipe, tile=FAST_TILE).tiling(work)[1]])
+    assert tiles and tiles[-1] == fast < patches / 4

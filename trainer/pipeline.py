@@ -35,6 +35,9 @@ from .preprocess import find_midline, merge_sides, prepare_slices, split_sides, 
 from .resample import to_grid
 
 DEFAULT_SPACING = (0.8, 0.5, 0.5)   # mm (AP, SI, RL) of the working grid
+# ``ian predict --fast``: tiles of at most this many working voxels (AP, SI, RL; 77 x 128 x 160 mm),
+# so that a jaw field of view takes one to four tiles (BENCHMARKS.md, eleventh stop)
+FAST_TILE = (96, 256, 320)
 
 
 @dataclasses.dataclass
@@ -257,16 +260,43 @@ def _gauss_window(shape) -> np.ndarray:
 
 @dataclasses.dataclass
 class Patches3D(Pipeline):
-    """Overlapping 3D patches (``patch`` voxels, ``overlap`` fraction) for a 3D network."""
+    """Overlapping 3D patches (``patch`` voxels, ``overlap`` fraction) for a 3D network.
+
+    Training crops are ``patch``. Prediction uses tiles of at most ``tile`` voxels where that is
+    set (``None``: ``patch``): per axis the fewest tiles that cover the volume with ``overlap`` of a
+    ``patch`` between neighbours, each as large as that needs (a multiple of ``multiple``, never
+    smaller than ``patch``), spread evenly. A fully convolutional network gives the same answer
+    away from tile edges, and fewer, larger tiles repeat less work at the seams."""
 
     patch: tuple = (48, 96, 96)
     overlap: float = 0.25
+    tile: tuple | None = None
+    multiple: int = 8
     kind = "patch3d"
 
     def to_dict(self) -> dict:
         d = super().to_dict()
         d["patch"] = [int(v) for v in self.patch]
+        if self.tile is None:
+            d.pop("tile")
+        else:
+            d["tile"] = [int(v) for v in self.tile]
         return d
+
+    def tiling(self, shape) -> tuple[tuple, list]:
+        """``(tile size, [starts per axis])`` with which prediction covers a volume of ``shape``."""
+        if self.tile is None:
+            return tuple(self.patch), [self._starts(max(n, p), p) for n, p in zip(shape, self.patch)]
+        size, starts = [], []
+        for n, p, cap in zip(shape, self.patch, self.tile):
+            cap = max(int(cap), p)
+            o = int(round(p * self.overlap))
+            k = 1 if n <= cap else int(np.ceil((n - o) / (cap - o)))
+            t = int(np.ceil((n + (k - 1) * o) / k / self.multiple)) * self.multiple
+            t = max(p, min(t, cap) if k > 1 else t)
+            size.append(t)
+            starts.append([0] if n <= t else [int(round(v)) for v in np.linspace(0, n - t, k)])
+        return tuple(size), starts
 
     def _starts(self, n, p):
         if n <= p:
@@ -292,12 +322,13 @@ class Patches3D(Pipeline):
         return out if box is None else out[:, box[0], box[1]]
 
     def _infer_array(self, vol, flips, model, device, bf16, channels_last, batch, cancel=None, progress=None):
-        p = self.patch
+        p, starts = self.tiling(vol.shape)
+        # ``batch`` counts training-size patches: larger tiles go fewer at a time (same memory)
+        batch = max(1, min(batch, batch * int(np.prod(self.patch)) // int(np.prod(p))))
         pads = [(0, max(0, p[i] - vol.shape[i])) for i in range(3)]
         shape = tuple(vol.shape[i] + pads[i][1] for i in range(3))
         win = _gauss_window(p)
-        corners = [(a, b, c) for a in self._starts(shape[0], p[0]) for b in self._starts(shape[1], p[1])
-                   for c in self._starts(shape[2], p[2])]
+        corners = [(a, b, c) for a in starts[0] for b in starts[1] for c in starts[2]]
         total, done = len(corners) * len(flips), 0
         prob = np.zeros(vol.shape, np.float32)
         for flip in flips:
@@ -447,7 +478,7 @@ def pipeline_from_dict(d: dict) -> Pipeline:
     unknown = set(d) - names
     if unknown:
         raise ValueError(f"preprocessing has unknown setting(s) {', '.join(sorted(unknown))}")
-    for key in ("spacing_mm", "patch", "size"):
+    for key in ("spacing_mm", "patch", "size", "tile"):
         if key in d:
             d[key] = tuple(d[key])
     return cls(**d)

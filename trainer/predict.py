@@ -91,7 +91,8 @@ def roi_from_vertices(vertices, shape) -> tuple:
 def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, spacing=(1.0, 1.0, 1.0),
                    device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
                    progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
-                   batch: int | None = None, postprocess: bool | PathSettings = True) -> Prediction:
+                   batch: int | None = None, postprocess: bool | PathSettings = True,
+                   tile: tuple | None = None) -> Prediction:
     """Segment both IANs in a canonical volume.
 
     Parameters
@@ -112,10 +113,16 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         Slices (or patches) per network call.
     postprocess : bool or PathSettings
         One continuous nerve per side (:func:`napari_ian.trainer.postprocess.nerve_path`).
+    tile : tuple of 3 int, optional
+        A 3D patch model predicts in tiles of at most this many working voxels instead of its
+        training patches (:class:`~napari_ian.trainer.pipeline.Patches3D`; ``FAST_TILE`` is
+        ``ian predict --fast``): faster, slightly different results. Other models ignore it.
     """
     if image.ndim != 3:
         raise ValueError(f"prediction needs a 3D volume, got shape {image.shape}")
     pipe = pipeline_for_model(metadata)
+    if tile is not None and pipe.kind == "patch3d":
+        pipe = dataclasses.replace(pipe, tile=tuple(int(v) for v in tile))
     dev = pick_device(device)
     bf16 = use_bf16(dev, "auto" if metadata.get("inference_bf16", True) else False)
     channels_last = dev.type == "cpu"

@@ -35,23 +35,27 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, device: str = "auto", roi=None,
                  progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
-                 postprocess=True) -> PredictResult:
+                 postprocess=True, fast: bool = False) -> PredictResult:
     """Predict both IANs in a canonical volume with a registry model (name or path): the one
     predict flow behind ``ian predict``, the Predict panel and the Interactive panel.
+
+    ``fast``: a 3D patch model predicts in large tiles (``pipeline.FAST_TILE``).
 
     When the GPU runs out of memory the prediction is repeated on the CPU and the result's
     ``note`` says so. ``progress`` gets ``infer`` events; ``cancel`` stops it between batches.
     """
     from .device import pick_device
     from .modelfile import load_model
+    from .pipeline import FAST_TILE
     from .predict import predict_volume
     from .registry import resolve_model
 
     path = resolve_model(model)
     net, meta = load_model(path)
+    tile = FAST_TILE if fast else None
     try:
         pred = predict_volume(image, net, meta, spacing, device=device, roi=roi, progress=progress, cancel=cancel,
-                              postprocess=postprocess)
+                              postprocess=postprocess, tile=tile)
         return PredictResult(pred, meta, path)
     except (RuntimeError, MemoryError) as exc:
         if not _out_of_memory(exc) or pick_device(device).type == "cpu":
@@ -63,7 +67,7 @@ def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, de
     except Exception:
         pass
     pred = predict_volume(image, net, meta, spacing, device="cpu", roi=roi, progress=progress, cancel=cancel,
-                          postprocess=postprocess)
+                          postprocess=postprocess, tile=tile)
     return PredictResult(pred, meta, path, f"{pick_device(device).type.upper()} ran out of memory; predicted on the CPU instead")
 
 
