@@ -17,6 +17,7 @@ nerve-path post-processing) and is scored with the project's metric definitions 
 DSC, failure rates, 3D DSC, HD95). Phantom figures, not clinical ones.
 
 Run: ``.venv/bin/python bench/eval_styles.py --model ian-default --model bench/out/models/x.pt``
+(``--tile fast`` also scores ``ian predict --fast``; ``--tile 64,192,224`` other tile limits).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import numpy as np
 from napari_ian.sample_data.phantom import make_phantom
 from napari_ian.trainer.evaluation import evaluate_volume, pooled_summary
 from napari_ian.trainer.modelfile import load_model
+from napari_ian.trainer.pipeline import FAST_TILE
 from napari_ian.trainer.predict import predict_volume
 from napari_ian.trainer.registry import resolve_model
 
@@ -123,12 +125,12 @@ def cached_set(name: str, n: int, folder: Path):
     return out
 
 
-def score(model_ref: str, cases, postprocess: bool):
+def score(model_ref: str, cases, postprocess: bool, tile=None):
     model, meta = load_model(resolve_model(model_ref))
     results, times = [], []
     for case, img, lab, sp in cases:
         t0 = time.perf_counter()
-        pred = predict_volume(img, model, meta, sp, device="cpu", postprocess=postprocess)
+        pred = predict_volume(img, model, meta, sp, device="cpu", postprocess=postprocess, tile=tile)
         times.append(time.perf_counter() - t0)
         results.append(evaluate_volume(lab, pred.labels, sp))
     pooled = pooled_summary(results)
@@ -147,21 +149,27 @@ def main():
     ap.add_argument("--n", type=int, default=6, help="volumes per set")
     ap.add_argument("--no-raw", action="store_true", help="only with post-processing")
     ap.add_argument("--json", type=Path, default=None, help="append results here (one JSON line each)")
+    ap.add_argument("--tile", action="append", default=None, metavar="AP,SI,RL|fast",
+                    help="also score each model predicting in tiles of at most this size (repeatable; "
+                         "'fast' = ian predict --fast); the default tiling is always scored")
     a = ap.parse_args()
+    tiles = [None] + [FAST_TILE if t == "fast" else tuple(int(v) for v in t.split(",")) for t in a.tile or []]
     folder = HERE / "out" / "eval_sets"
     for name in a.set or SETS:
         cases = cached_set(name, a.n, folder)
-        for m in a.model:
+        for m, tile in ((m, t) for m in a.model for t in tiles):
+            label = Path(m).stem + ("" if tile is None else "@" + "x".join(map(str, tile)))
             for pp in ((True,) if a.no_raw else (False, True)):
-                r = score(m, cases, pp)
+                r = score(m, cases, pp, tile)
                 d, f = r["dsc"], r["failures"]
-                print(f"{name:<17} {Path(m).stem:<22} {'post' if pp else 'raw ':<4} DSC {d['mean']:.3f} ± {d['sd']:.3f} "
+                print(f"{name:<17} {label:<22} {'post' if pp else 'raw ':<4} DSC {d['mean']:.3f} ± {d['sd']:.3f} "
                       f"({d['median']:.3f})  fail {f['complete']:.1%}/{f['tracking']:.1%}/{f['boundary']:.1%}  "
                       f"3D {r['dsc_3d']:.3f}  HD95 {r['hd95_mm']:.1f} mm  FP slices {r['fp_slices']}  "
                       f"{r['seconds_per_volume']:.1f} s/vol  n={r['slices']}", flush=True)
                 if a.json:
                     with open(a.json, "a") as fh:
-                        fh.write(json.dumps({"set": name, "model": m, "post": pp, **r}, default=float) + "\n")
+                        fh.write(json.dumps({"set": name, "model": m, "tile": tile, "post": pp, **r},
+                                            default=float) + "\n")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ class PredictWidget(Panel):
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu"])      # cuda / mps are added once torch is loaded
         self.prob_check = QCheckBox("also add the probability map")
+        self.fast_check = QCheckBox("fast: a few large tiles")
+        self.fast_check.setToolTip("3D models: predict in a few large tiles instead of many overlapping patches: "
+                                   "about a third faster on a CPU, about 1 GB more memory, and slightly "
+                                   "different results (as ian predict --fast)")
         self.roi_check = QCheckBox("only inside the box")
         self.roi_check.setToolTip("Predict only inside the rectangles of the 'prediction box' layer: their "
                                   "bounding box; an axis they do not span is taken whole, so draw on two "
@@ -69,6 +73,7 @@ class PredictWidget(Panel):
         lay, footer = panel_layout(self)
         lay.addLayout(form)
         lay.addWidget(self.prob_check)
+        lay.addWidget(self.fast_check)
         box_row = QHBoxLayout()
         box_row.addWidget(self.roi_check, 1)
         box_row.addWidget(self.box_btn)
@@ -171,6 +176,7 @@ class PredictWidget(Panel):
         image = np.asarray(layer.data)
         spacing = tuple(float(s) for s in layer.scale)
         device = self.device_combo.currentText()
+        fast = self.fast_check.isChecked()
 
         run = self._run = WorkerProgress(f"{model_name} on {name}", INFER)
 
@@ -193,14 +199,14 @@ class PredictWidget(Panel):
             try:
                 # the one predict flow (also `ian predict`): a GPU out of memory falls back to the CPU
                 res = predict_case(image, spacing, model_name, device=device, roi=roi, progress=run,
-                                   cancel=run.cancelled)
+                                   cancel=run.cancelled, fast=fast)
             except Cancelled:
                 return None
             except RuntimeError as exc:
                 # superqt drops a RuntimeError from a worker as an "aborted thread" without
                 # emitting `errored`; torch reports most failures that way, so hand it on as another type
                 raise PredictionFailed(str(exc)) from exc
-            return res.prediction, res.metadata, "; ".join(filter(None, (res.note, said)))
+            return res.prediction, res.metadata, "; ".join(filter(None, (res.note, said))), fast
 
         self.worker = work()
         self.worker.returned.connect(while_alive(self, lambda res: res and self._add_result(res, layer, model_name)))
@@ -210,7 +216,7 @@ class PredictWidget(Panel):
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         where = "" if roi is None else " inside the box " + ",".join(f"{r.start}:{r.stop}" for r in roi)
-        self.status.setText(f"Predicting with {model_name} ({device}){where}...")
+        self.status.setText(f"Predicting with {model_name} ({device}{', fast tiles' if fast else ''}){where}...")
         self.worker.start()
         return self.worker
 
@@ -224,7 +230,7 @@ class PredictWidget(Panel):
             self._run.cancel()
 
     def _add_result(self, res, image_layer, model_name):
-        pred, meta, note = res
+        pred, meta, note, fast = res
         geom_d = (image_layer.metadata or {}).get(GEOMETRY_KEY)
         geom = Geometry.from_dict(geom_d) if geom_d else Geometry(np.eye(4), pred.labels.shape)
         data, kwargs, _ = labels_layer_data(pred.labels, geom, self.fresh_layer_name(f"{model_name} prediction", geom))
@@ -232,7 +238,7 @@ class PredictWidget(Panel):
             kwargs["metadata"].pop(GEOMETRY_KEY)
         kwargs.update(on_grid_of(image_layer))
         kwargs["metadata"]["ian_model"] = {"name": model_name, "trained_on": meta.get("trained_on", ""),
-                                           "device": pred.device, "bf16": pred.bf16}
+                                           "device": pred.device, "bf16": pred.bf16, "fast_tiles": fast}
         new = self.viewer.add_labels(data, **kwargs)
         if self.prob_check.isChecked():
             # tied to its prediction by id, not by name (the Review panel reads it for its warnings)
@@ -248,7 +254,7 @@ class PredictWidget(Panel):
         if pred.doubts:
             show_warning(f"napari-ian: {new.name}: {doubt}")
         self.status.setText(f"{model_name}: right IAN {n1} voxels, left IAN {n2} voxels "
-                            f"({pred.device}{', bf16' if pred.bf16 else ''}); {doubt}. "
+                            f"({pred.device}{', bf16' if pred.bf16 else ''}{', fast tiles' if fast else ''}); {doubt}. "
                             f"Model trained on: {meta.get('trained_on', 'unknown')}.")
 
     def fresh_layer_name(self, base: str, geom) -> str:

@@ -205,3 +205,36 @@ def test_a_model_failing_mid_run_adds_nothing_and_says_why(viewer_with_sample, q
     assert len(viewer.layers) == 2
     assert errors and "prediction failed: weights do not match" in errors[-1]
     assert "No layer was added" in w.status.text()
+
+
+def test_fast_box_predicts_in_large_tiles_and_says_so(viewer_with_sample, qtbot, monkeypatch):
+    from qtpy.QtCore import QPoint, Qt
+
+    from gui_actions import dock
+    from napari_ian.trainer import predict
+    from napari_ian.trainer.pipeline import FAST_TILE
+
+    tiles = []
+    real = predict.predict_volume
+
+    def spy(*args, tile=None, **kwargs):
+        tiles.append(tile)
+        return real(*args, tile=tile, **kwargs)
+
+    monkeypatch.setattr(predict, "predict_volume", spy)
+    viewer = viewer_with_sample
+    truth = viewer.layers[1]
+    w = dock(viewer, "Predict")
+    assert not w.fast_check.isChecked()                  # the default is the training-size patches
+    # a click on the box itself (the left edge, where the indicator is drawn)
+    qtbot.mouseClick(w.fast_check, Qt.LeftButton, pos=QPoint(8, w.fast_check.height() // 2))
+    assert w.fast_check.isChecked()
+    qtbot.mouseClick(w.run_btn, Qt.LeftButton)
+    assert "fast tiles" in w.status.text()
+    qtbot.waitUntil(lambda: len(viewer.layers) == 3, timeout=120_000)
+    assert tiles == [FAST_TILE]
+    pred = viewer.layers[2]
+    assert pred.metadata["ian_model"]["fast_tiles"] is True and "fast tiles" in w.status.text()
+    for side in (1, 2):
+        sm = slice_metrics(np.asarray(truth.data), np.asarray(pred.data), side)
+        assert sm.dsc[sm.reference_positive].mean() > 0.4
