@@ -237,3 +237,17 @@ def test_two_pass_inference_finds_the_same_nerve_as_one_pass():
     calls.clear()
     quiet = two.infer(two.prepare(np.ones((60, 40, 80), np.float32), (0.8, 0.5, 0.5)), Counting(), torch.device("cpu"))
     assert not quiet.any() and sum(calls) == 20 * 48 * 80   # the first pass only (20 slices, padded to 48 x 80)
+
+
+def test_large_tiles_fit_a_deeper_networks_downsampling():
+    from napari_ian.trainer.nets import UNet3D
+    from napari_ian.trainer.predict import predict_volume
+
+    v = _volume(6, (40, 40, 40))
+    pipe = Patches3D(patch=(16, 32, 32), spacing_mm=(1.0, 1.0, 1.0))
+    torch.manual_seed(0)
+    net = UNet3D(base=2, depth=4).eval()            # needs multiples of 16; 40 voxels is not one
+    meta = {"preprocessing": pipe.to_dict()}
+    tiled = predict_volume(v, net, meta, (1.0, 1.0, 1.0), device="cpu", tile=(64, 64, 64), postprocess=False)
+    assert tiled.probability.shape == v.shape and np.isfinite(tiled.probability).all()
+    assert "multiple" not in meta["preprocessing"]   # a prediction-time setting, not a model file's

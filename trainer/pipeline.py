@@ -264,9 +264,11 @@ class Patches3D(Pipeline):
 
     Training crops are ``patch``. Prediction uses tiles of at most ``tile`` voxels where that is
     set (``None``: ``patch``): per axis the fewest tiles that cover the volume with ``overlap`` of a
-    ``patch`` between neighbours, each as large as that needs (a multiple of ``multiple``, never
-    smaller than ``patch``), spread evenly. A fully convolutional network gives the same answer
-    away from tile edges, and fewer, larger tiles repeat less work at the seams."""
+    ``patch`` between neighbours, each as large as that needs (a multiple of ``multiple``, which
+    the network's downsampling needs; never smaller than ``patch``), spread evenly. Fewer, larger
+    tiles repeat less work at the seams; results differ a little from the patches', because an
+    instance norm's statistics then cover a whole tile (``BENCHMARKS.md``, eleventh stop).
+    ``multiple`` is set at prediction time from the network, never stored in a model file."""
 
     patch: tuple = (48, 96, 96)
     overlap: float = 0.25
@@ -277,6 +279,7 @@ class Patches3D(Pipeline):
     def to_dict(self) -> dict:
         d = super().to_dict()
         d["patch"] = [int(v) for v in self.patch]
+        d.pop("multiple")
         if self.tile is None:
             d.pop("tile")
         else:

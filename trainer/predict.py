@@ -122,7 +122,10 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         raise ValueError(f"prediction needs a 3D volume, got shape {image.shape}")
     pipe = pipeline_for_model(metadata)
     if tile is not None and pipe.kind == "patch3d":
-        pipe = dataclasses.replace(pipe, tile=tuple(int(v) for v in tile))
+        # tiles must pass the network's downsampling: 2 ** depth where the network says its depth
+        depth = (getattr(model, "config", None) or {}).get("depth")
+        pipe = dataclasses.replace(pipe, tile=tuple(int(v) for v in tile),
+                                   multiple=max(pipe.multiple, 2 ** int(depth)) if depth else pipe.multiple)
     dev = pick_device(device)
     bf16 = use_bf16(dev, "auto" if metadata.get("inference_bf16", True) else False)
     channels_last = dev.type == "cpu"
