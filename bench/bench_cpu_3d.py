@@ -46,34 +46,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def torch_instance_norm(model):
-    """A copy of ``model`` whose instance norms are PyTorch's own (no channels-last path)."""
-    m = copy.deepcopy(model)
-    for mod in m.modules():
-        if isinstance(mod, InstanceNorm3dCL):
-            mod.__class__ = torch.nn.InstanceNorm3d
-    return m
-
-
 class VarMeanInstanceNorm(InstanceNorm3dCL):
     """The channels-last instance norm as it was before the eleventh stop: ``torch.var_mean``."""
 
-    def forward(self, x):
-        if torch.is_grad_enabled() or not x.is_contiguous(memory_format=CL):
-            return super().forward(x)
+    @staticmethod
+    def _statistics(x):
         n, c = x.shape[:2]
-        var, mean = torch.var_mean(x.permute(0, 2, 3, 4, 1).reshape(n, -1, c).float(), dim=1, unbiased=False)
-        scale = torch.rsqrt(var + self.eps) * self.weight
-        shift = self.bias - mean * scale
-        return torch.addcmul(shift.to(x.dtype).view(n, c, 1, 1, 1), x, scale.to(x.dtype).view(n, c, 1, 1, 1))
+        return torch.var_mean(x.permute(0, 2, 3, 4, 1).reshape(n, -1, c).float(), dim=1, unbiased=False)
 
 
-def var_mean_instance_norm(model):
-    """A copy of ``model`` with the earlier channels-last instance norm."""
+def with_norm(model, cls):
+    """A copy of ``model`` whose instance norms are ``cls`` (same parameters)."""
     m = copy.deepcopy(model)
     for mod in m.modules():
         if isinstance(mod, InstanceNorm3dCL):
-            mod.__class__ = VarMeanInstanceNorm
+            mod.__class__ = cls
     return m
 
 
@@ -101,8 +88,8 @@ def main():
     # contiguous input's convolution channels-last too
     cl_model = copy.deepcopy(model).to(memory_format=CL)
     variants = {"float32, contiguous": (model, False, False),
-                "float32, channels-last, PyTorch's instance norm": (torch_instance_norm(cl_model), True, False),
-                "float32, channels-last, its instance norm by var_mean": (var_mean_instance_norm(cl_model), True, False),
+                "float32, channels-last, PyTorch's instance norm": (with_norm(cl_model, torch.nn.InstanceNorm3d), True, False),
+                "float32, channels-last, its instance norm by var_mean": (with_norm(cl_model, VarMeanInstanceNorm), True, False),
                 "float32, channels-last, channels-last instance norm": (cl_model, True, False)}
     if onednn_bf16:
         variants[bf16_name] = (cl_model, True, True)

@@ -206,7 +206,7 @@ class PredictWidget(Panel):
                 # superqt drops a RuntimeError from a worker as an "aborted thread" without
                 # emitting `errored`; torch reports most failures that way, so hand it on as another type
                 raise PredictionFailed(str(exc)) from exc
-            return res.prediction, res.metadata, "; ".join(filter(None, (res.note, said))), fast
+            return res.prediction, res.metadata, "; ".join(filter(None, (res.note, said)))
 
         self.worker = work()
         self.worker.returned.connect(while_alive(self, lambda res: res and self._add_result(res, layer, model_name)))
@@ -230,7 +230,7 @@ class PredictWidget(Panel):
             self._run.cancel()
 
     def _add_result(self, res, image_layer, model_name):
-        pred, meta, note, fast = res
+        pred, meta, note = res
         geom_d = (image_layer.metadata or {}).get(GEOMETRY_KEY)
         geom = Geometry.from_dict(geom_d) if geom_d else Geometry(np.eye(4), pred.labels.shape)
         data, kwargs, _ = labels_layer_data(pred.labels, geom, self.fresh_layer_name(f"{model_name} prediction", geom))
@@ -238,7 +238,7 @@ class PredictWidget(Panel):
             kwargs["metadata"].pop(GEOMETRY_KEY)
         kwargs.update(on_grid_of(image_layer))
         kwargs["metadata"]["ian_model"] = {"name": model_name, "trained_on": meta.get("trained_on", ""),
-                                           "device": pred.device, "bf16": pred.bf16, "fast_tiles": fast}
+                                           "device": pred.device, "bf16": pred.bf16, "fast_tiles": pred.large_tiles}
         new = self.viewer.add_labels(data, **kwargs)
         if self.prob_check.isChecked():
             # tied to its prediction by id, not by name (the Review panel reads it for its warnings)
@@ -254,7 +254,7 @@ class PredictWidget(Panel):
         if pred.doubts:
             show_warning(f"napari-ian: {new.name}: {doubt}")
         self.status.setText(f"{model_name}: right IAN {n1} voxels, left IAN {n2} voxels "
-                            f"({pred.device}{', bf16' if pred.bf16 else ''}{', fast tiles' if fast else ''}); {doubt}. "
+                            f"({pred.device}{', bf16' if pred.bf16 else ''}{', fast tiles' if pred.large_tiles else ''}); {doubt}. "
                             f"Model trained on: {meta.get('trained_on', 'unknown')}.")
 
     def fresh_layer_name(self, base: str, geom) -> str:

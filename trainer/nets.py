@@ -269,10 +269,15 @@ class InstanceNorm3dCL(nn.InstanceNorm3d):
                 or not x.is_contiguous(memory_format=torch.channels_last_3d)):
             return super().forward(x)
         n, c = x.shape[:2]
-        var, mean = _channel_var_mean(x)
+        var, mean = self._statistics(x)
         scale = torch.rsqrt(var + self.eps) * self.weight
         shift = self.bias - mean * scale
         return torch.addcmul(shift.to(x.dtype).view(n, c, 1, 1, 1), x, scale.to(x.dtype).view(n, c, 1, 1, 1))
+
+    @staticmethod
+    def _statistics(x):
+        """(variance, mean) per sample and channel, (N, C) float32 each, of a channels-last input."""
+        return _channel_var_mean(x)
 
 
 def _channel_var_mean(x: torch.Tensor):

@@ -33,6 +33,7 @@ class Prediction:
     midline: int
     reports: dict = dataclasses.field(default_factory=dict)   # {1: SideReport, 2: SideReport}
     doubts: list = dataclasses.field(default_factory=list)    # short phrases; empty = looks like one nerve per side
+    large_tiles: bool = False   # a 3D model ran on large tiles (``tile``), not its training patches
 
 
 def remove_specks(labels: np.ndarray, voxel_mm3: float, min_component_mm3: float) -> np.ndarray:
@@ -160,7 +161,8 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         mid = lone
         labels, reports = by_side(mid)
         notes.append(f"one nerve in view, called {'left' if mid == 0 else 'right'} from its course")
-    return Prediction(labels, prob, str(dev), bf16, mid, reports, notes + doubts(labels, prob, spacing, reports))
+    return Prediction(labels, prob, str(dev), bf16, mid, reports, notes + doubts(labels, prob, spacing, reports),
+                      large_tiles=getattr(pipe, "tile", None) is not None)
 
 
 # What one nerve per side looks like (phantom anatomy and the source study's description):
