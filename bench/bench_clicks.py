@@ -5,7 +5,12 @@ nerve centre, evenly spaced along its labelled course ((i + 0.5) / n of its leng
 probability map is computed once per case (as the panel does when the interactive mode starts);
 the per-click time is the update after adding one more click. Phantom figures, not clinical.
 
-Run: ``.venv/bin/python bench/bench_clicks.py --model ian-default --set v1 --set unseen-artefacts``
+Also printed: the automatic result (the same probability, post-processed as ``ian predict`` does)
+for comparison; ``--per-case`` adds each case's mean coronal DSC, automatic and per click count,
+and for the most clicks up to five, where each side's clicked path runs: the share of its voxels
+more than 1 mm from that side's labelled nerve, and the farthest.
+
+Run: ``.venv/bin/python bench/bench_clicks.py --model ian-default --set v1 --set unseen-artefacts [--per-case]``
 """
 from __future__ import annotations
 
@@ -56,6 +61,21 @@ def clicks_along(cl, n, spacing):
     return [cl[int(np.argmin(np.abs(arc - t)))] for t in targets]
 
 
+def path_offsets(sess, lab, spacing) -> str:
+    """Per side with clicks: the share of the clicked path's voxels more than 1 mm from the side's
+    labelled nerve, and the farthest (mm)."""
+    from scipy import ndimage
+
+    out = []
+    for s in (1, 2):
+        path = sess.course(s)
+        if not len(path) or not (lab == s).any():
+            continue
+        d = ndimage.distance_transform_edt(lab != s, sampling=spacing)[tuple(path.T)]
+        out.append(f"side {s} path {np.mean(d > 1.0):.0%} > 1 mm, max {d.max():.1f} mm")
+    return "; ".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="ian-default")
@@ -63,6 +83,7 @@ def main():
     ap.add_argument("--set", action="append", default=None)
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--clicks", default="1,2,3,5,8")
+    ap.add_argument("--per-case", action="store_true", help="also each case's DSC")
     a = ap.parse_args()
     counts = [int(c) for c in a.clicks.split(",")]
     model, meta = (None, None) if a.no_model else load_model(resolve_model(a.model))
@@ -70,12 +91,17 @@ def main():
     for name in a.set or ["v1", "unseen-artefacts"]:
         cases = cached_set(name, a.n, folder)
         res = {k: [] for k in counts}
+        auto, rows, offsets = [], [], []
+        path_count = max([k for k in counts if k <= 5] or counts[:1])
         click_t, prep_t = [], []
         for case, img, lab, sp in cases:
             t0 = time.perf_counter()
-            prob = None if model is None else predict_volume(img, model, meta, sp, device="cpu").probability
-            sess = InteractiveSession(img, sp, prob)
+            pred = None if model is None else predict_volume(img, model, meta, sp, device="cpu")
+            sess = InteractiveSession(img, sp, None if pred is None else pred.probability)
             prep_t.append(time.perf_counter() - t0)
+            if pred is not None:
+                auto.append(evaluate_volume(lab, pred.labels, sp))
+            rows.append([case, None if pred is None else pooled_summary(auto[-1:])["dsc"]["mean"]])
             lines = {s: centreline(lab, s, sp) for s in (1, 2) if (lab == s).any()}
             for k in counts:
                 clicks = [(p, s) for s, cl in lines.items() for p in clicks_along(cl, k, sp)]
@@ -87,10 +113,22 @@ def main():
                     sess.side_mask(s)
                 click_t.append(time.perf_counter() - t2)
                 res[k].append(evaluate_volume(lab, sess.labels(), sp))
+                rows[-1].append(pooled_summary(res[k][-1:])["dsc"]["mean"])
+                if a.per_case and k == path_count:
+                    offsets.append(path_offsets(sess, lab, sp))
+        if auto:
+            d = pooled_summary(auto)["dsc"]
+            print(f"{name:<17} {Path(a.model).stem:<20} automatic:      DSC {d['mean']:.3f} ± {d['sd']:.3f} "
+                  f"({d['median']:.3f})", flush=True)
         for k in counts:
             d = pooled_summary(res[k])["dsc"]
             print(f"{name:<17} {'no model' if model is None else Path(a.model).stem:<20} {k} clicks/side: "
                   f"DSC {d['mean']:.3f} ± {d['sd']:.3f} ({d['median']:.3f})", flush=True)
+        if a.per_case:
+            for (case, au, *by_count), off in zip(rows, offsets):
+                print(f"{name:<17}   {case:<22} automatic {'-' if au is None else f'{au:.3f}'}; clicks "
+                      + " / ".join(f"{k}: {v:.3f}" for k, v in zip(counts, by_count))
+                      + f"; {path_count} clicks: {off}", flush=True)
         print(f"{name:<17} probability map {np.median(prep_t):.1f} s/case; one click update median "
               f"{np.median(click_t):.2f} s, max {np.max(click_t):.2f} s", flush=True)
 

@@ -22,7 +22,7 @@ from ._combo import chosen_layer, refill_combo, refill_layer_combo
 from ._identity import find_layer, layer_uid
 from ._layers import image_layers, labels_layers, on_grid_of
 from ._panel import Panel, while_alive
-from ._panel_layout import compact, panel_layout, wrapping_label
+from ._panel_layout import compact, fast_tiles_checkbox, panel_layout, wrapping_label
 from ._progress_bridge import WorkerProgress
 from .trainer.progress import INFER
 
@@ -47,6 +47,7 @@ class InteractiveWidget(Panel):
             compact(combo)
         self.start_btn = QPushButton("Start")
         self.start_btn.setToolTip("Compute the model's nerve probability once (a few seconds), then click")
+        self.fast_check = fast_tiles_checkbox()
         self.kind = QButtonGroup(self)
         row = QHBoxLayout()
         for value, text in ((1, "Right nerve"), (2, "Left nerve"), (0, "Not nerve")):
@@ -64,6 +65,7 @@ class InteractiveWidget(Panel):
         form.addRow("Image", self.image_combo)
         form.addRow("Labels", self.labels_combo)
         form.addRow("Model", self.model_combo)
+        form.addRow("", self.fast_check)
         lay, footer = panel_layout(self, 120)
         lay.addLayout(form)
         lay.addLayout(row)
@@ -140,6 +142,7 @@ class InteractiveWidget(Panel):
         data = np.asarray(image.data)
         spacing = tuple(float(s) for s in image.scale)
         model = self.model_combo.currentText() or None
+        fast = self.fast_check.isChecked()
 
         run = self._run = WorkerProgress("nerve probability for the clicks", INFER)
 
@@ -151,7 +154,8 @@ class InteractiveWidget(Panel):
             from .trainer.interactive import InteractiveSession
             from .trainer.workflows import predict_case
 
-            res = predict_case(data, spacing, model, postprocess=False, progress=run, cancel=run.cancelled)
+            res = predict_case(data, spacing, model, postprocess=False, progress=run, cancel=run.cancelled,
+                               fast=fast)
             return InteractiveSession(data, spacing, res.prediction.probability)
 
         self.worker = work()

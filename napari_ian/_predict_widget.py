@@ -17,7 +17,7 @@ from ._identity import layer_uid
 from ._layers import GEOMETRY_KEY, image_layers, labels_layer_data, on_grid_of
 from ._lazy_torch import model_entries, when_devices_known
 from ._panel import Panel, while_alive
-from ._panel_layout import compact, panel_layout, wrapping_label
+from ._panel_layout import compact, fast_tiles_checkbox, panel_layout, wrapping_label
 from ._progress_bridge import WorkerProgress
 from .trainer.progress import INFER
 from .trainer.volume import Geometry
@@ -43,10 +43,7 @@ class PredictWidget(Panel):
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu"])      # cuda / mps are added once torch is loaded
         self.prob_check = QCheckBox("also add the probability map")
-        self.fast_check = QCheckBox("fast: a few large tiles")
-        self.fast_check.setToolTip("3D models: predict in a few large tiles instead of many overlapping patches: "
-                                   "about a third faster on a CPU, about 1 GB more memory, and slightly "
-                                   "different results (as ian predict --fast)")
+        self.fast_check = fast_tiles_checkbox()
         self.roi_check = QCheckBox("only inside the box")
         self.roi_check.setToolTip("Predict only inside the rectangles of the 'prediction box' layer: their "
                                   "bounding box; an axis they do not span is taken whole, so draw on two "

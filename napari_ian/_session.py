@@ -70,9 +70,10 @@ class Session:
     """The ledger of one viewer. Owners are tokens (a panel's ``id``), so a panel being deleted can be released."""
 
     def __init__(self, viewer):
-        from ._threads import ensure_spare_pool_threads
+        from ._threads import ensure_spare_pool_threads, wait_for_workers_at_exit
 
         ensure_spare_pool_threads()   # once per process (see _threads.py)
+        wait_for_workers_at_exit()
         self._viewer = weakref.ref(viewer)   # the viewer itself (not a panel's proxy), held weakly
         self._undo: dict[int, list] = {}
         self._autosaver = None

@@ -29,3 +29,31 @@ def ensure_spare_pool_threads() -> int:
         if pool.maxThreadCount() < want:
             pool.setMaxThreadCount(want)
     return pool.maxThreadCount()
+
+
+EXIT_WAIT_MS = 60_000
+_exit_wait = False
+
+
+def wait_for_workers_at_exit() -> None:
+    """Once per process: at interpreter exit, wait (at most ``EXIT_WAIT_MS``) for the workers still
+    running in the global pool.
+
+    A worker that ends while Python is tearing down emits into signal objects already deleted, and
+    the process aborts ("wrapped C/C++ object of type WorkerBaseSignals has been deleted"): a
+    script that closes its viewer while the panels are still loading torch in the background
+    ended that way. Waiting at exit lets such work end first.
+    """
+    global _exit_wait
+    if _exit_wait:
+        return
+    _exit_wait = True
+    import atexit
+
+    def wait():
+        from qtpy.QtCore import QThreadPool
+
+        QThreadPool.globalInstance().waitForDone(EXIT_WAIT_MS)
+
+    # atexit runs the last registered first: this runs before Qt's own clean-up at exit
+    atexit.register(wait)

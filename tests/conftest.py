@@ -59,3 +59,19 @@ def tiny_dataset(tmp_path_factory, phantom_cache):
         lines.append(f"c{seed},p{seed},imagesTr/c{seed}_0000.nii.gz,labelsTr/c{seed}.nii.gz")
     (root / "cases.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+@pytest.fixture
+def tile_spy(monkeypatch):
+    """The ``tile`` argument of every ``predict_volume`` call (None: training-size patches), in order."""
+    from napari_ian.trainer import predict
+
+    tiles = []
+    real = predict.predict_volume
+
+    def spy(*args, tile=None, **kwargs):
+        tiles.append(tile)
+        return real(*args, tile=tile, **kwargs)
+
+    monkeypatch.setattr(predict, "predict_volume", spy)
+    return tiles

@@ -99,6 +99,30 @@ def test_one_click_on_the_models_nerve_gives_all_of_it_and_nothing_else():
     assert not m[5:15, 5:10, 45:55].any()
 
 
+def test_one_click_also_takes_the_models_pieces_that_continue_its_piece_past_a_gap():
+    """The model misses a stretch of the nerve: one click on one piece gives the piece beyond the
+    gap too (joined as the post-processing joins pieces), but not a piece elsewhere."""
+    from scipy import ndimage
+
+    img, lab, pts = _curved_nerve()
+    ref = lab == 1
+    prob = ndimage.binary_dilation(ref).astype(np.float32) * 0.9
+    gap = pts[90].astype(int)
+    prob[gap[0] - 3:gap[0] + 4] = 0.0                        # 7 slices (5.6 mm) the model does not see
+    prob[5:15, 5:10, 45:55] = 0.9                            # and a piece far from the nerve
+    sess = InteractiveSession(img, SP, probability=prob)
+    sess.set_clicks([(pts[60], 1)])
+    m = sess.side_mask(1)
+    beyond = ref & (np.arange(ref.shape[0])[:, None, None] < gap[0] - 3)
+    assert beyond.sum() > 100
+    assert (m & beyond).sum() > 0.9 * beyond.sum(), "the piece past the gap is joined"
+    assert all(m[i].any() for i in range(gap[0] - 3, gap[0] + 4)), "and the gap bridged"
+    assert not m[5:15, 5:10, 45:55].any()
+    # a negative click on the far piece keeps it out
+    sess.set_clicks([(pts[60], 1), (pts[110], 0)])
+    assert not (sess.side_mask(1) & beyond).any()
+
+
 def test_clicks_keep_the_models_outline_along_their_course_and_draw_only_its_gaps():
     img, lab, pts = _curved_nerve(with_vein=True)
     ref = lab == 1
@@ -369,3 +393,27 @@ def test_edge_contrast_reads_the_edge_and_says_when_it_cannot():
     assert edge_contrast(image, 3 * contrast, r, max_radius_mm=2.2) == pytest.approx(3 * share)    # its units
     assert edge_contrast(np.full_like(r, 0.5), contrast, r, 2.2) is None                  # no nerve
     assert edge_contrast(image, contrast, np.minimum(r, 2.0), 2.2) is None                # no surroundings
+
+
+def test_ian_interactive_fast_takes_the_probability_from_large_tiles(tmp_path, capsys, tile_spy):
+    from napari_ian.trainer.pipeline import FAST_TILE
+    from napari_ian.trainer.volume import canonical_affine_from_spacing
+
+    tiles = tile_spy
+    img, lab, pts = _curved_nerve()
+    aff = canonical_affine_from_spacing(SP)
+    p = _write(tmp_path, img, aff)
+    csv = tmp_path / "clicks.csv"
+    world = [(aff @ np.r_[q, 1.0])[:3] for q in (pts[0], pts[40], pts[-1])]
+    csv.write_text("x,y,z,label\n" + "".join(f"{w[0]},{w[1]},{w[2]},1\n" for w in world))
+    out = tmp_path / "out.nii.gz"
+    for flags, expected in (([], None), (["--fast"], FAST_TILE)):
+        tiles.clear()
+        assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(out), "--device", "cpu"]
+                        + flags) == 0
+        assert tiles == [expected]
+        said = capsys.readouterr().out
+        assert ("fast tiles" in said) == bool(flags)
+        res = read_volume(out).data
+        ref = lab == 1
+        assert 2 * ((res == 1) & ref).sum() / ((res == 1).sum() + ref.sum()) > 0.6

@@ -88,3 +88,36 @@ def test_clicks_give_the_nerve_one_undo_step_each_and_leave_hand_edits(make_napa
     qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
     near = np.argwhere(np.asarray(labels.data) == 1)
     assert np.linalg.norm((near - pts[80]) * np.asarray(SP), axis=1).min() < 1.0
+
+
+def test_the_fast_box_gives_the_clicks_a_probability_from_large_tiles(make_napari_viewer, qtbot, tmp_path,
+                                                                     monkeypatch, tile_spy):
+    """Ticked with a real click, the box makes Start compute the probability in large tiles
+    (``ian interactive --fast``); unticked (the default) in training-size patches."""
+    import sys
+    from pathlib import Path
+
+    from qtpy.QtCore import QPoint, Qt
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gui_actions import dock
+    from test_interactive import SP, _curved_nerve
+
+    from napari_ian.trainer.pipeline import FAST_TILE
+
+    tiles = tile_spy
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    img, _, _ = _curved_nerve()
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(img, name="mr", scale=SP)
+    viewer.add_labels(np.zeros(img.shape, np.uint8), name="IAN labels", scale=SP)
+    w = dock(viewer, "Interactive")
+    w.image_combo.setCurrentText("mr")
+    w.labels_combo.setCurrentText("IAN labels")
+    assert not w.fast_check.isChecked()
+    qtbot.mouseClick(w.fast_check, Qt.LeftButton, pos=QPoint(8, w.fast_check.height() // 2))
+    assert w.fast_check.isChecked()
+    w.start()
+    qtbot.waitUntil(lambda: w.points is not None, timeout=120_000)
+    assert tiles == [FAST_TILE]
+    assert w.session_.prob is not None and w.session_.prob.shape == img.shape

@@ -88,6 +88,25 @@ def test_each_viewer_has_its_own_session_ended_with_its_window(make_napari_viewe
     assert active_session(a) is None and active_session(b) is case_b.session
 
 
+def test_a_script_that_closes_its_viewer_while_torch_still_loads_exits_cleanly(tmp_path):
+    """The Predict panel loads torch in a worker; a script that docks it, closes the viewer at once
+    and ends used to abort at exit (the worker emitting into deleted signals)."""
+    code = """
+import napari
+from qtpy.QtWidgets import QApplication
+viewer = napari.Viewer(show=True)
+viewer.window.add_plugin_dock_widget("napari-ian", "Predict")
+for _ in range(5):
+    QApplication.processEvents()
+viewer.close()
+print("closed")
+"""
+    env = dict(os.environ, NAPARI_IAN_HOME=str(tmp_path), NAPARI_CONFIG=str(tmp_path / "napari.yaml"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0 and "closed" in r.stdout, r.stderr[-2000:]
+    assert "has been deleted" not in r.stderr
+
+
 def test_docking_the_model_panels_does_not_import_torch_on_the_gui_thread(tmp_path):
     """Importing torch takes 1-2 s: the Predict and Fine-tune panels dock at once and learn the devices later."""
     code = """

@@ -207,21 +207,13 @@ def test_a_model_failing_mid_run_adds_nothing_and_says_why(viewer_with_sample, q
     assert "No layer was added" in w.status.text()
 
 
-def test_fast_box_predicts_in_large_tiles_and_says_so(viewer_with_sample, qtbot, monkeypatch):
+def test_fast_box_predicts_in_large_tiles_and_says_so(viewer_with_sample, qtbot, tile_spy):
     from qtpy.QtCore import QPoint, Qt
 
     from gui_actions import dock
-    from napari_ian.trainer import predict
     from napari_ian.trainer.pipeline import FAST_TILE
 
-    tiles = []
-    real = predict.predict_volume
-
-    def spy(*args, tile=None, **kwargs):
-        tiles.append(tile)
-        return real(*args, tile=tile, **kwargs)
-
-    monkeypatch.setattr(predict, "predict_volume", spy)
+    tiles = tile_spy
     viewer = viewer_with_sample
     truth = viewer.layers[1]
     w = dock(viewer, "Predict")

@@ -402,9 +402,10 @@ def _cmd_interactive(args) -> int:
     t0 = time.perf_counter()
     vol = read_volume(args.image)
     clicks = read_clicks_csv(args.clicks, vol.geometry.canonical_affine, vol.data.shape)
-    prob = None
+    prob, tiles = None, ""
     if not args.no_model:
-        prob = predict_case(vol.data, vol.spacing, args.model, device=args.device).prediction.probability
+        pred = predict_case(vol.data, vol.spacing, args.model, device=args.device, fast=args.fast).prediction
+        prob, tiles = pred.probability, ", fast tiles" if pred.large_tiles else ""
     session = InteractiveSession(vol.data, vol.spacing, prob)
     session.set_clicks(clicks)
     labels = session.labels()
@@ -412,8 +413,12 @@ def _cmd_interactive(args) -> int:
     n = {lab: sum(1 for _, c in clicks if c == lab) for lab in (0, 1, 2)}
     print(f"wrote {args.out}: right IAN {int((labels == 1).sum())} voxels ({n[1]} clicks), left IAN "
           f"{int((labels == 2).sum())} voxels ({n[2]} clicks), {n[0]} negative clicks "
-          f"({time.perf_counter() - t0:.1f} s)")
+          f"({time.perf_counter() - t0:.1f} s{tiles})")
     return 0
+
+
+FAST_TILES_HELP = ("3D models: predict in a few large tiles instead of many overlapping patches: about a third "
+                   "faster on a CPU, about 1 GB more memory, slightly different results (BENCHMARKS.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -512,9 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probability", type=Path, default=None, help="also write the probability map here")
     p.add_argument("--no-postprocess", action="store_true",
                    help="threshold the probability only (no one-continuous-nerve-per-side clean-up)")
-    p.add_argument("--fast", action="store_true",
-                   help="3D models: predict in large tiles, about a third faster on a CPU, slightly different "
-                        "results and about 1 GB more memory (BENCHMARKS.md)")
+    p.add_argument("--fast", action="store_true", help=FAST_TILES_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
@@ -572,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model whose probability guides the paths (default: ian-default)")
     p.add_argument("--no-model", action="store_true", help="follow the image's brightness only")
     p.add_argument("--device", default="auto")
+    p.add_argument("--fast", action="store_true", help="the model's probability: " + FAST_TILES_HELP)
     p.set_defaults(func=_cmd_interactive)
 
     p = sub.add_parser("convert", help="IAN labels between NIfTI, 3D Slicer (.seg.nrrd) and DICOM SEG")

@@ -22,7 +22,8 @@ pieces that continue the clicked nerve beyond an end are joined by the post-proc
 pieces beside the course are not). Beyond an end where nothing goes on (the model silent there,
 or no model), the nerve is tracked along the image's local contrast while it keeps at least half
 the clicked nerve's, for at most one click spacing, and drawn thin. One click takes
-the whole model piece it points at. Anything within ``negative_radius_mm`` of a negative click
+the whole model piece it points at, and the pieces that continue it past a gap (by the same
+:func:`.postprocess.grow_from` rules). Anything within ``negative_radius_mm`` of a negative click
 is left out, and a model piece a negative click points at is never joined.
 
 :class:`InteractiveSession` keeps the clicks and recomputes only the side whose clicks changed,
@@ -381,12 +382,11 @@ class InteractiveSession:
                 mask |= np.isin(lab, keep[keep > 0]) & ext
         out[box] = mask
         if self.prob is not None and len(pts) == 1:
-            # one click: the whole piece of the model's nerve it points at (its course is the model's)
+            # one click: the whole piece of the model's nerve it points at (its course is the
+            # model's), and the pieces that continue it past a gap, as the post-processing joins them
             pieces = self._model_pieces()
             touch = np.unique(pieces[box][_near(shape, local[:1], st.end_reach_mm, self.sp)])
-            touch = touch[touch > 0]
-            if touch.size:
-                out |= np.isin(pieces, touch)
+            out = self._continued(out | np.isin(pieces, touch[touch > 0]))
         elif self.prob is not None:
             out = self._continued(self._corridor(path, out))
         if len(pts) >= 2:
