@@ -2,13 +2,14 @@
 precision, and one training step, interleaved in one process so drift on a shared machine hits
 every variant alike.
 
-Variants: float32 contiguous; float32 channels-last 3D with PyTorch's instance norm; float32
+Inference variants: float32 contiguous; float32 channels-last 3D with PyTorch's instance norm; float32
 channels-last with the network's own channels-last instance norm as it was before the eleventh stop
 (statistics by ``torch.var_mean``) and as it is now (what ``ian predict`` runs);
 bf16 autocast channels-last where oneDNN accepts bf16: natively where the CPU has bf16
 instructions, converted in software on other AVX-512 CPUs (there it is slower than float32 and
 ``ian predict`` uses float32); skipped where oneDNN refuses it (PyTorch's own bf16 path is two
-orders of magnitude slower).
+orders of magnitude slower). Training steps (batch 4): PyTorch's instance norm against the
+network's own, in each precision.
 
 Run: ``.venv/bin/python bench/bench_cpu_3d.py [--rounds 3] [--train-steps 3]``.
 """
@@ -108,10 +109,19 @@ def main():
     if not native:
         print(f"  bf16 {'converted in software' if onednn_bf16 else 'skipped (oneDNN refuses it)'}: "
               "not native on this CPU; ian predict and training use float32 here")
-    for bf in ((False, True) if onednn_bf16 else (False,)):
-        t = step_times(True, args.train_steps, bf16=bf, model=copy.deepcopy(model).train())
-        print(f"training step, batch 4, {'bf16' if bf else 'float32'}, channels-last: median {np.median(t):.2f} s "
-              f"(n={len(t)})")
+    # training: PyTorch's instance norm against the network's own (forward and backward written
+    # for channels-last, since the twelfth stop), alternating
+    steps = {}
+    for _ in range(args.rounds):
+        for bf in ((False, True) if onednn_bf16 else (False,)):
+            for norm in ("PyTorch's instance norm", "channels-last instance norm"):
+                m = copy.deepcopy(model).train()
+                if norm.startswith("PyTorch"):
+                    m = with_norm(m, torch.nn.InstanceNorm3d)
+                steps.setdefault((bf, norm), []).extend(step_times(True, args.train_steps, bf16=bf, model=m))
+    for (bf, norm), t in steps.items():
+        print(f"training step, batch 4, {'bf16' if bf else 'float32'}, channels-last, {norm}: median "
+              f"{np.median(t):.2f} s (n={len(t)})")
 
 
 if __name__ == "__main__":

@@ -40,24 +40,27 @@ def test_one_interface_slices_in_logits_out(name, in_channels):
     assert torch.isfinite(y).all()
 
 
+class _Slices:
+    """Four 32 x 32 training slices with a square nerve (an ``ArraySampler`` set)."""
+
+    def __init__(self, rng):
+        self.x = rng.normal(size=(4, 1, 32, 32)).astype(np.float16)
+        self.y = np.zeros((4, 32, 32), np.uint8)
+        self.y[:, 12:18, 14:20] = 1
+        self.positive = np.ones(4, bool)
+
+
 @pytest.mark.parametrize("name", TWO_D)
 def test_a_bf16_training_step_on_the_cpu_moves_every_output_head(name):
     """The real training loop (fit), bf16 autocast on the CPU: loss finite, the weights of every
     head that feeds the loss (the auxiliary ones of deep supervision too) updated."""
     from napari_ian.trainer.train import ArraySampler, TrainConfig, fit
 
-    class Slices:
-        def __init__(self, rng):
-            self.x = rng.normal(size=(4, 1, 32, 32)).astype(np.float16)
-            self.y = np.zeros((4, 32, 32), np.uint8)
-            self.y[:, 12:18, 14:20] = 1
-            self.positive = np.ones(4, bool)
-
     net = _small(name)
     cfg = TrainConfig(network=name, network_config=SMALL[name], context=1, epochs=1, batch_size=4, device="cpu",
                       bf16=True, augment=False)
     before = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    model, history, best = fit(net, ArraySampler([Slices(np.random.default_rng(0))], 4, 0.0), None, cfg)
+    model, history, best = fit(net, ArraySampler([_Slices(np.random.default_rng(0))], 4, 0.0), None, cfg)
     assert best["bf16"] and history[0]["batches"] == 1 and np.isfinite(history[0]["loss"])
     after = model.state_dict()
     weights = getattr(model, "supervision_weights", None)
@@ -65,6 +68,24 @@ def test_a_bf16_training_step_on_the_cpu_moves_every_output_head(name):
     assert len(heads) >= (len(weights) if weights else 1)
     for k in heads:
         assert not torch.equal(before[k], after[k]), f"{name}: {k} was not trained"
+
+
+def test_validation_runs_every_nth_epoch_and_after_the_last():
+    """``validate_every``: the other epochs report NaN and never become the best."""
+    from napari_ian.trainer.train import ArraySampler, TrainConfig, fit
+
+    calls = []
+
+    def validate(model, device, bf16, channels_last):
+        calls.append(len(calls))
+        return 0.1 * len(calls)
+
+    cfg = TrainConfig(network="unet", network_config=SMALL["unet"], context=1, epochs=5, batch_size=4, device="cpu",
+                      bf16=False, augment=False, validate_every=3)
+    _, history, best = fit(_small("unet"), ArraySampler([_Slices(np.random.default_rng(0))], 4, 0.0), validate, cfg)
+    vals = [h["val_dsc"] for h in history]
+    assert len(calls) == 2 and np.isnan(vals[0]) and np.isnan(vals[1]) and np.isnan(vals[3])
+    assert vals[2] == pytest.approx(0.1) and vals[4] == pytest.approx(0.2) and best["epoch"] == 5
 
 
 @pytest.mark.parametrize("name", ["caranet", "ds-transunet", "meganet"])
@@ -233,7 +254,9 @@ def test_3d_networks_take_patches_in_and_give_logits_of_the_same_size(name):
     assert y.shape == (2, 1, 16, 32, 48)
 
 
-def test_channels_last_instance_norm_gives_torchs_output_and_keeps_the_layout():
+def _norm_pair():
+    """The network's instance norm and PyTorch's with the same affine parameters, and an input
+    whose channels differ in spread."""
     from napari_ian.trainer.nets import InstanceNorm3dCL
 
     torch.manual_seed(0)
@@ -242,7 +265,11 @@ def test_channels_last_instance_norm_gives_torchs_output_and_keeps_the_layout():
         for m in (ours, ref):
             m.weight.copy_(torch.linspace(0.5, 2.0, 6))
             m.bias.copy_(torch.linspace(-1.0, 1.0, 6))
-    x = (torch.randn(2, 6, 8, 12, 10) * torch.arange(1, 7).view(1, 6, 1, 1, 1) + 3.0)
+    return ours, ref, torch.randn(2, 6, 8, 12, 10) * torch.arange(1, 7).view(1, 6, 1, 1, 1) + 3.0
+
+
+def test_channels_last_instance_norm_gives_torchs_output_and_keeps_the_layout():
+    ours, ref, x = _norm_pair()
     xcl = x.contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad():
         want = ref(x)
@@ -262,9 +289,32 @@ def test_channels_last_instance_norm_gives_torchs_output_and_keeps_the_layout():
         fast_b, want_b = ours(xb), ref(xb)
     assert fast_b.dtype == want_b.dtype == torch.bfloat16
     torch.testing.assert_close(fast_b.float(), want_b.float(), atol=0.05, rtol=0.02)
-    # with gradients (training) PyTorch's kernel runs, and gradients reach the affine parameters
-    ours(xcl).sum().backward()
-    assert ours.weight.grad is not None and torch.isfinite(ours.weight.grad).all()
+
+
+
+def test_channels_last_instance_norm_gives_torchs_gradients_and_keeps_the_layout():
+    """float32 training on a CPU runs the channels-last path too: its hand-written backward pass
+    gives PyTorch's gradients (the input's, the weight's, the bias's), also with a mean far larger
+    than the spread, and the input's gradient stays channels-last."""
+    ours, ref, x = _norm_pair()
+    dy = torch.randn_like(x)
+    for offset, tol in ((0.0, 1e-4), (1000.0, 2e-3)):
+        for m in (ours, ref):
+            m.zero_grad()
+        a = (x + offset).requires_grad_()
+        (ref(a) * dy).sum().backward()
+        b = (x + offset).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+        out = ours(b)
+        (out * dy).sum().backward()
+        assert out.grad_fn is not None and "InstanceNormCL" in type(out.grad_fn).__name__   # not PyTorch's kernel
+        assert b.grad.is_contiguous(memory_format=torch.channels_last_3d)
+        torch.testing.assert_close(b.grad, a.grad, atol=tol, rtol=tol)
+        torch.testing.assert_close(ours.weight.grad, ref.weight.grad, atol=tol * 10, rtol=tol)
+        torch.testing.assert_close(ours.bias.grad, ref.bias.grad, atol=tol * 10, rtol=tol)
+    # bf16 training (under autocast) keeps PyTorch's kernel, which was faster there (BENCHMARKS.md)
+    b = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert "InstanceNormCL" not in type(ours(b).grad_fn).__name__
 
 
 def test_the_3d_unet_infers_alike_in_both_memory_layouts():

@@ -45,6 +45,7 @@ class FinetuneConfig:
     pseudo_share: float = 0.35       # share of crops drawn from pseudo-labelled slices (below the real corrections)
     rehearsal_share: float = 0.25    # share of crops from renders of a training phantom (3D models trained on them): less forgetting
     batch_size: int | None = None    # None: the base model's
+    validate_every: int = 3          # the live held-out curve every n-th epoch and the last (a 3D model's took a quarter of the time)
     seed: int = 0
     device: str = "auto"
 
@@ -442,7 +443,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                   loss_params=training.get("loss_params"), lr=cfg.lr, weight_decay=training.get("weight_decay", 1e-4),
                   epochs=cfg.epochs, batch_size=batch, patience=cfg.epochs + 1,
                   empty_fraction=training.get("empty_fraction", 0.25), augment=training.get("augment", True),
-                  seed=cfg.seed, device=cfg.device, select="last")
+                  seed=cfg.seed, device=cfg.device, select="last", validate_every=cfg.validate_every)
     init = copy.deepcopy(model.state_dict())
     if data.work:
         tc = TrainConfig(**common, context=getattr(pipe, "context", 1), pipeline=pipe.to_dict(),

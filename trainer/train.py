@@ -48,6 +48,7 @@ class TrainConfig:
     bf16: str = "auto"               # CPU bf16 autocast: auto = on where supported (CUDA uses fp16 AMP)
     channels_last: str = "auto"
     select: str = "best"             # weights kept: "best" validation epoch, or "last" (fine-tuning)
+    validate_every: int = 1          # validate after every n-th epoch and the last (the others report NaN)
     pipeline: dict | None = None     # working-grid pipeline (trainer.pipeline); None: the paper's half-slice fit
     patch: tuple = (128, 128)        # training crop of the working-grid pipelines (voxels)
     steps_per_epoch: int = 200       # batches per epoch when samples are drawn, not listed
@@ -263,7 +264,8 @@ def fit(model, sampler, validate, cfg: TrainConfig, progress: ProgressCallback |
                 report(progress, STEP, b + 1, n_batches, epoch=epoch + 1, epochs=cfg.epochs, step=step,
                        loss=losses[-1])
         sched.step()
-        val = validate(model, device, bf16, channels_last) if validate is not None else float("nan")
+        due = (epoch + 1) % max(1, cfg.validate_every) == 0 or epoch + 1 == cfg.epochs
+        val = validate(model, device, bf16, channels_last) if validate is not None and due else float("nan")
         check_cancel(cancel)
         elapsed = time.perf_counter() - t0
         info = {"epoch": epoch + 1, "epochs": cfg.epochs, "loss": float(np.mean(losses)) if losses else float("nan"),
