@@ -8,8 +8,8 @@ channels-last with the network's own channels-last instance norm as it was befor
 bf16 autocast channels-last where oneDNN accepts bf16: natively where the CPU has bf16
 instructions, converted in software on other AVX-512 CPUs (there it is slower than float32 and
 ``ian predict`` uses float32); skipped where oneDNN refuses it (PyTorch's own bf16 path is two
-orders of magnitude slower). Training steps (batch 4): PyTorch's instance norm against the
-network's own, in each precision.
+orders of magnitude slower). Training steps (batch 4): in float32 PyTorch's instance norm
+against the network's own; in bf16 (PyTorch's norm, which the network uses there).
 
 Run: ``.venv/bin/python bench/bench_cpu_3d.py [--rounds 3] [--train-steps 3]``.
 """
@@ -109,12 +109,13 @@ def main():
     if not native:
         print(f"  bf16 {'converted in software' if onednn_bf16 else 'skipped (oneDNN refuses it)'}: "
               "not native on this CPU; ian predict and training use float32 here")
-    # training: PyTorch's instance norm against the network's own (forward and backward written
-    # for channels-last, since the twelfth stop), alternating
+    # training: in float32, PyTorch's instance norm against the network's own (forward and backward
+    # written for channels-last, since the twelfth stop), alternating; bf16 training runs PyTorch's
     steps = {}
     for _ in range(args.rounds):
         for bf in ((False, True) if onednn_bf16 else (False,)):
-            for norm in ("PyTorch's instance norm", "channels-last instance norm"):
+            for norm in (("PyTorch's instance norm",) if bf else
+                         ("PyTorch's instance norm", "channels-last instance norm")):
                 m = copy.deepcopy(model).train()
                 if norm.startswith("PyTorch"):
                     m = with_norm(m, torch.nn.InstanceNorm3d)

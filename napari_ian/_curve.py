@@ -1,4 +1,5 @@
-"""The Fine-tune panel's live curve: training loss and held-out DSC per epoch, cheap to redraw."""
+"""The Fine-tune panel's live curve: training loss per epoch and held-out DSC where it was scored
+(fine-tuning scores it every third epoch and after the last), cheap to redraw."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,8 @@ from qtpy.QtWidgets import QWidget
 
 
 class CurveWidget(QWidget):
-    """Loss (orange) and held-out DSC (blue) per epoch; cheap to redraw after every epoch."""
+    """Loss (orange) per epoch and held-out DSC (blue) where scored (NaN: not that epoch); cheap
+    to redraw after every epoch."""
 
     def __init__(self):
         super().__init__()

@@ -9,11 +9,22 @@ touched on the GUI thread.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 from qtpy.QtCore import QObject, Signal
 
 from .trainer.progress import Progress
+
+_RUNNING: weakref.WeakSet = weakref.WeakSet()     # runs whose worker has not finished
+
+
+def cancel_running() -> int:
+    """Ask every run whose worker has not finished to stop (at exit); returns how many."""
+    runs = list(_RUNNING)
+    for run in runs:
+        run.cancel()
+    return len(runs)
 
 
 class WorkerProgress(QObject):
@@ -38,6 +49,7 @@ class WorkerProgress(QObject):
         self._activity = None
         self._closed = False
         self.event.connect(self._on_event)
+        _RUNNING.add(self)
 
     # -- any thread ------------------------------------------------------------------------------
     def __call__(self, event: Progress) -> None:
@@ -68,6 +80,7 @@ class WorkerProgress(QObject):
     def close(self) -> None:
         """Close the activity bar (when the worker has finished, whatever the outcome)."""
         self._closed = True
+        _RUNNING.discard(self)
         if self._activity is not None:
             self._activity.close()
             self._activity = None

@@ -42,7 +42,9 @@ def wait_for_workers_at_exit() -> None:
     A worker that ends while Python is tearing down emits into signal objects already deleted, and
     the process aborts ("wrapped C/C++ object of type WorkerBaseSignals has been deleted"): a
     script that closes its viewer while the panels are still loading torch in the background
-    ended that way. Waiting at exit lets such work end first.
+    ended that way. Waiting at exit lets such work end first; the panels' long runs (a prediction,
+    a fine-tune) are asked to stop first, as closing the viewer does, so the wait is short even
+    when a script ends with its viewer still open.
     """
     global _exit_wait
     if _exit_wait:
@@ -53,6 +55,9 @@ def wait_for_workers_at_exit() -> None:
     def wait():
         from qtpy.QtCore import QThreadPool
 
+        from ._progress_bridge import cancel_running
+
+        cancel_running()
         QThreadPool.globalInstance().waitForDone(EXIT_WAIT_MS)
 
     # atexit runs the last registered first: this runs before Qt's own clean-up at exit

@@ -123,6 +123,31 @@ def test_one_click_also_takes_the_models_pieces_that_continue_its_piece_past_a_g
     assert not (sess.side_mask(1) & beyond).any()
 
 
+def test_one_click_on_no_model_piece_takes_none_and_a_long_joined_piece_is_kept_whole():
+    """A click off every piece of the model continues nothing (no course to continue); a piece
+    joined past a gap is kept whole, also where it runs on far beyond the clicks."""
+    shape, sp = (200, 24, 24), (0.8, 0.8, 0.8)
+    img = np.random.default_rng(0).normal(100, 10, shape).astype(np.float32)
+    prob = np.zeros(shape, np.float32)
+    prob[5:190, 10:14, 10:14] = 0.9                        # a straight nerve, 148 mm long ...
+    prob[60:67] = 0.0                                      # ... with a 5.6 mm gap
+    img[prob > 0] = 400
+    sess = InteractiveSession(img, sp, probability=prob)
+    sess.set_clicks([(np.array([20.0, 12.0, 12.0]), 1)])  # on the short piece, before the gap
+    m = sess.side_mask(1)
+    assert m[5:60, 10:14, 10:14].all() and m[67:190, 10:14, 10:14].all(), "the far piece whole, to its end"
+    assert all(m[i].any() for i in range(60, 67)), "and the gap bridged"
+    # beside a curved nerve, 6 mm off it: no model voxel (the click's own blob only)
+    from scipy import ndimage
+
+    img, lab, _ = _curved_nerve()
+    prob = ndimage.binary_dilation(lab > 0).astype(np.float32) * 0.9
+    for click in ((40, 30, 32), (40, 22, 20), (40, 30, 8), (40, 38, 20)):
+        sess = InteractiveSession(img, SP, probability=prob)
+        sess.set_clicks([(np.array(click, float), 1)])
+        assert not (sess.side_mask(1) & (prob > 0.5)).any(), click
+
+
 def test_clicks_keep_the_models_outline_along_their_course_and_draw_only_its_gaps():
     img, lab, pts = _curved_nerve(with_vein=True)
     ref = lab == 1
@@ -417,3 +442,8 @@ def test_ian_interactive_fast_takes_the_probability_from_large_tiles(tmp_path, c
         res = read_volume(out).data
         ref = lab == 1
         assert 2 * ((res == 1) & ref).sum() / ((res == 1).sum() + ref.sum()) > 0.6
+    tiles.clear()
+    assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(tmp_path / "o.nii.gz"), "--fast",
+                     "--no-model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--fast" in err and "--no-model" in err and "\n" not in err and tiles == []

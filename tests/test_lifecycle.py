@@ -107,6 +107,17 @@ print("closed")
     assert "has been deleted" not in r.stderr
 
 
+def test_at_exit_every_run_still_going_is_asked_to_stop(qtbot):
+    """What the exit handler does before it waits for the workers: cancel the runs whose worker has
+    not finished (a script that ends with its viewer open never closes the panels)."""
+    from napari_ian._progress_bridge import WorkerProgress, cancel_running
+
+    going, done = WorkerProgress("a", "infer"), WorkerProgress("b", "infer")
+    done.close()                         # its worker finished
+    assert cancel_running() == 1
+    assert going.cancelled() and not done.cancelled()
+
+
 def test_docking_the_model_panels_does_not_import_torch_on_the_gui_thread(tmp_path):
     """Importing torch takes 1-2 s: the Predict and Fine-tune panels dock at once and learn the devices later."""
     code = """

@@ -1,6 +1,8 @@
 """Networks by name: one interface, a bf16 training step each, sizes against the published figures."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -86,6 +88,16 @@ def test_validation_runs_every_nth_epoch_and_after_the_last():
     vals = [h["val_dsc"] for h in history]
     assert len(calls) == 2 and np.isnan(vals[0]) and np.isnan(vals[1]) and np.isnan(vals[3])
     assert vals[2] == pytest.approx(0.1) and vals[4] == pytest.approx(0.2) and best["epoch"] == 5
+    # early stopping is decided on scored epochs only, so training never ends on an unscored one
+    calls.clear()
+
+    def worse(model, device, bf16, channels_last):
+        calls.append(len(calls))
+        return 0.5 - 0.1 * len(calls)
+
+    cfg = dataclasses.replace(cfg, epochs=9, patience=1)
+    _, history, best = fit(_small("unet"), ArraySampler([_Slices(np.random.default_rng(0))], 4, 0.0), worse, cfg)
+    assert len(history) == 6 and best["epoch"] == 3 and np.isfinite(history[-1]["val_dsc"])
 
 
 @pytest.mark.parametrize("name", ["caranet", "ds-transunet", "meganet"])
@@ -289,7 +301,6 @@ def test_channels_last_instance_norm_gives_torchs_output_and_keeps_the_layout():
         fast_b, want_b = ours(xb), ref(xb)
     assert fast_b.dtype == want_b.dtype == torch.bfloat16
     torch.testing.assert_close(fast_b.float(), want_b.float(), atol=0.05, rtol=0.02)
-
 
 
 def test_channels_last_instance_norm_gives_torchs_gradients_and_keeps_the_layout():

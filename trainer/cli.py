@@ -393,6 +393,8 @@ def _cmd_interactive(args) -> int:
 
     if not is_nifti_path(args.out):
         raise ValueError(f"--out {args.out}: must end in .nii or .nii.gz")
+    if args.fast and args.no_model:
+        raise ValueError("--fast: computes the model's probability, which --no-model leaves out; drop one of them")
     if Path(args.out).resolve() in (Path(args.image).resolve(), Path(args.clicks).resolve()):
         raise ValueError(f"--out {args.out}: is an input; choose another file")
     try:

@@ -386,7 +386,9 @@ class InteractiveSession:
             # model's), and the pieces that continue it past a gap, as the post-processing joins them
             pieces = self._model_pieces()
             touch = np.unique(pieces[box][_near(shape, local[:1], st.end_reach_mm, self.sp)])
-            out = self._continued(out | np.isin(pieces, touch[touch > 0]))
+            touch = touch[touch > 0]
+            if touch.size:    # (a click on no piece has no course to continue)
+                out = self._continued(out | np.isin(pieces, touch))
         elif self.prob is not None:
             out = self._continued(self._corridor(path, out))
         if len(pts) >= 2:
@@ -487,12 +489,18 @@ class InteractiveSession:
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         pieces = self._model_pieces()[box]
         cand = pieces > 0
+        hit = np.empty(0, pieces.dtype)
         negs = [np.rint(v) - lo for v, lab in self.clicks if lab == 0]
         if negs:
             hit = np.unique(pieces[_near(pieces.shape, np.asarray(negs), self.st.negative_radius_mm, self.sp)])
             cand &= ~np.isin(pieces, hit[hit > 0])
         out = np.array(nerve, copy=True)
-        out[box] |= grow_from(self.prob[box], self.sp, nerve[box], cand, st)
+        grown = grow_from(self.prob[box], self.sp, nerve[box], cand, st)
+        out[box] |= grown
+        # a joined piece is kept whole, also where it runs on beyond the box
+        joined = np.setdiff1d(np.unique(pieces[grown & ~nerve[box]]), np.r_[0, hit])
+        if joined.size:
+            out |= np.isin(self._model_pieces(), joined)
         return out
 
     def _model_pieces(self) -> np.ndarray:

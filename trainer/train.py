@@ -279,7 +279,8 @@ def fit(model, sampler, validate, cfg: TrainConfig, progress: ProgressCallback |
                 on_best(model, history, best)
         if rank == 0:
             report(progress, EPOCH, epoch + 1, cfg.epochs, **info)
-        if epoch + 1 - max(best["epoch"], 0) >= cfg.patience and best["epoch"] > 0:
+        # (stopping is decided where the model was scored, so the last epoch has a figure)
+        if due and epoch + 1 - max(best["epoch"], 0) >= cfg.patience and best["epoch"] > 0:
             break
     if best["epoch"] < 0 or cfg.select == "last":
         # "last": the validation slices only report progress (fine-tuning scores them afterwards,
