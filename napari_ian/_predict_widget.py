@@ -251,7 +251,7 @@ class PredictWidget(Panel):
         if pred.doubts:
             show_warning(f"napari-ian: {new.name}: {doubt}")
         self.status.setText(f"{model_name}: right IAN {n1} voxels, left IAN {n2} voxels "
-                            f"({pred.device}{', bf16' if pred.bf16 else ''}{', fast tiles' if pred.large_tiles else ''}); {doubt}. "
+                            f"({pred.ran_on}); {doubt}. "
                             f"Model trained on: {meta.get('trained_on', 'unknown')}.")
 
     def fresh_layer_name(self, base: str, geom) -> str:

@@ -211,7 +211,7 @@ def _cmd_predict(args) -> int:
                     description="napari-ian IAN probability")
     n1, n2 = int((pred.labels == 1).sum()), int((pred.labels == 2).sum())
     print(f"wrote {args.out}: right IAN {n1} voxels, left IAN {n2} voxels "
-          f"({pred.device}{', bf16' if pred.bf16 else ''}{', fast tiles' if pred.large_tiles else ''}, "
+          f"({pred.ran_on}, "
           f"{time.perf_counter() - t0:.1f} s)")
     print(doubt_line(pred))
     return 0

@@ -276,11 +276,7 @@ class InstanceNorm3dCL(nn.InstanceNorm3d):
             if x.device.type != "cpu" or x.dtype != torch.float32:
                 return super().forward(x)
             return _InstanceNormCLFunction.apply(x, self.weight, self.bias, self.eps, self._statistics)
-        n, c = x.shape[:2]
-        var, mean = self._statistics(x)
-        scale = torch.rsqrt(var + self.eps) * self.weight
-        shift = self.bias - mean * scale
-        return torch.addcmul(shift.to(x.dtype).view(n, c, 1, 1, 1), x, scale.to(x.dtype).view(n, c, 1, 1, 1))
+        return _normalised(x, self.weight, self.bias, self.eps, self._statistics)[0]
 
     @staticmethod
     def _statistics(x):
@@ -299,13 +295,9 @@ class _InstanceNormCLFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps, statistics):
-        n, c = x.shape[:2]
-        var, mean = statistics(x)
-        rstd = torch.rsqrt(var + eps)
-        scale = rstd * weight
-        shift = bias - mean * scale
+        y, mean, rstd = _normalised(x, weight, bias, eps, statistics)
         ctx.save_for_backward(x, mean, rstd, weight)
-        return torch.addcmul(shift.to(x.dtype).view(n, c, 1, 1, 1), x, scale.to(x.dtype).view(n, c, 1, 1, 1))
+        return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -324,6 +316,18 @@ class _InstanceNormCLFunction(torch.autograd.Function):
             dx = torch.addcmul((-a * s_dy / m).view(n, c, 1, 1, 1), xhat, (-a * s_dyx / m).view(n, c, 1, 1, 1))
             dx.addcmul_(dy, a.view(n, c, 1, 1, 1))
         return dx, s_dyx.sum(0), s_dy.sum(0), None, None
+
+
+def _normalised(x, weight, bias, eps, statistics):
+    """The affine instance norm of a channels-last input, one multiply-add in its dtype (which keeps
+    the layout), and the float32 (N, C) mean and 1 / standard deviation it used."""
+    n, c = x.shape[:2]
+    var, mean = statistics(x)
+    rstd = torch.rsqrt(var + eps)
+    scale = rstd * weight
+    shift = bias - mean * scale
+    y = torch.addcmul(shift.to(x.dtype).view(n, c, 1, 1, 1), x, scale.to(x.dtype).view(n, c, 1, 1, 1))
+    return y, mean, rstd
 
 
 def _channel_sums(t: torch.Tensor) -> torch.Tensor:

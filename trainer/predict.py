@@ -35,6 +35,11 @@ class Prediction:
     doubts: list = dataclasses.field(default_factory=list)    # short phrases; empty = looks like one nerve per side
     large_tiles: bool = False   # a 3D model ran on large tiles (``tile``), not its training patches
 
+    @property
+    def ran_on(self) -> str:
+        """How it ran, for a status line: the device, then bf16 and fast tiles where they were used."""
+        return f"{self.device}{', bf16' if self.bf16 else ''}{', fast tiles' if self.large_tiles else ''}"
+
 
 def remove_specks(labels: np.ndarray, voxel_mm3: float, min_component_mm3: float) -> np.ndarray:
     """Zero, in place, connected components (26-neighbourhood) smaller than ``min_component_mm3``.
