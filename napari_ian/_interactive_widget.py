@@ -249,10 +249,11 @@ class InteractiveWidget(Panel):
 
         @thread_worker(ignore_errors=True)
         def work():
-            return {side: np.flatnonzero(session.side_mask(side)) for side in changed}
+            masks = {side: np.flatnonzero(session.side_mask(side)) for side in changed}
+            return masks, [side for side in (1, 2) if session.lone_click_finds_nothing(side)]
 
         self.worker = work()
-        self.worker.returned.connect(while_alive(self, lambda masks: self._write(masks, t0)))
+        self.worker.returned.connect(while_alive(self, lambda result: self._write(*result, t0)))
         self.worker.errored.connect(while_alive(self, lambda exc: show_error(f"napari-ian: {exc}")))
         self.worker.finished.connect(while_alive(self, self._update_done))
         self.worker.start()
@@ -264,7 +265,7 @@ class InteractiveWidget(Panel):
             self._pending = False
             self.update_nerves()
 
-    def _write(self, masks: dict, t0: float):
+    def _write(self, masks: dict, lone: list, t0: float):
         import time
 
         labels = find_layer(self.viewer, self.labels_id)
@@ -286,8 +287,11 @@ class InteractiveWidget(Panel):
                 self._written[side] = new
         self.last_update_s = time.perf_counter() - t0
         n = {s: int(v.size) for s, v in self._written.items()}
+        from .trainer.interactive import lone_click_hint      # (imported already by the session)
+
+        hints = "".join(f" {hint[0].upper()}{hint[1:]}." for hint in map(lone_click_hint, lone))
         self.status.setText(f"Right nerve {n[1]} voxels, left nerve {n[2]} voxels "
-                            f"(updated in {self.last_update_s:.2f} s).")
+                            f"(updated in {self.last_update_s:.2f} s).{hints}")
 
     def closing(self):
         if self._run is not None:

@@ -18,6 +18,7 @@ import pytest
 
 from napari_ian.sample_data.dataset import phantom_geometry
 from napari_ian.trainer.cli import main
+from napari_ian.trainer.io import read_volume
 from napari_ian.trainer.io_nifti import write_nifti
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -117,6 +118,27 @@ def test_finetune_and_phantom_and_cv_refuse_before_any_work(small_case, tmp_path
     assert main(["cv", "--data", str(tmp_path), "--out", str(tmp_path), "--epochs", "1"]) == 2
     _one_error(capsys, "--out is the data folder")
     assert sorted(os.listdir(tmp_path)) == listing
+
+
+def test_predict_keeps_existing_outputs_unless_told_to_overwrite(small_case, tmp_path, monkeypatch, capsys):
+    from tiny_models import save_tiny3d
+
+    img, _ = small_case
+    mine = tmp_path / "my_corrected_labels.nii.gz"
+    mine.write_bytes(b"a person's work")
+    # refused before any work: even a missing input is not read first
+    for flag in ("--out", "--probability"):
+        outs = {"--out": tmp_path / "o.nii.gz", "--probability": tmp_path / "p.nii.gz", flag: mine}
+        assert main(["predict", str(tmp_path / "missing.nii.gz"), "--out", str(outs["--out"]),
+                     "--probability", str(outs["--probability"]), "--quiet"]) == 2
+        _one_error(capsys, str(mine), f"{flag} exists; pass --overwrite")
+        assert mine.read_bytes() == b"a person's work"
+        assert not (tmp_path / "o.nii.gz").exists() and not (tmp_path / "p.nii.gz").exists()
+    # asked to: replaced (a tiny network, so that the run is short)
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
+    save_tiny3d("tiny3d")
+    assert main(["predict", str(img), "--out", str(mine), "--model", "tiny3d", "--quiet", "--overwrite"]) == 0
+    assert read_volume(mine).data.shape == read_volume(img).data.shape
 
 
 def test_predict_checks_every_argument_before_the_work(small_case, tmp_path, capsys):

@@ -146,6 +146,16 @@ def test_one_click_on_no_model_piece_takes_none_and_a_long_joined_piece_is_kept_
         sess = InteractiveSession(img, SP, probability=prob)
         sess.set_clicks([(np.array(click, float), 1)])
         assert not (sess.side_mask(1) & (prob > 0.5)).any(), click
+        # ... and the user is told why, and what to do (the CLI's note, the panel's status)
+        assert sess.lone_click_finds_nothing(1) and not sess.lone_click_finds_nothing(2), click
+        sess.set_clicks([(np.array(click, float), 1), (np.array(click, float) + (20, 0, 0), 1)])
+        assert not sess.lone_click_finds_nothing(1), "two clicks give a course"
+    on = np.argwhere(lab == 1)[len(np.argwhere(lab == 1)) // 2]
+    sess.set_clicks([(on.astype(float), 1)])
+    assert not sess.lone_click_finds_nothing(1), "a click on the model's nerve finds it"
+    sess = InteractiveSession(img, SP)
+    sess.set_clicks([(on.astype(float), 1)])
+    assert sess.lone_click_finds_nothing(1), "without a model one click has no course"
 
 
 def test_clicks_keep_the_models_outline_along_their_course_and_draw_only_its_gaps():
@@ -247,7 +257,14 @@ def test_ian_interactive_end_to_end_and_its_bad_input(tmp_path, capsys):
     assert res.shape == img.shape and set(np.unique(res).tolist()) == {0, 1}
     ref = lab == 1
     assert 2 * ((res == 1) & ref).sum() / ((res == 1).sum() + ref.sum()) > 0.75
-    capsys.readouterr()
+    assert "note:" not in capsys.readouterr().err
+    # one click without a model: the spot only, and one line saying how to get the nerve
+    csv.write_text("x,y,z,label\n" + "{},{},{},1\n".format(*world[1]))
+    assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(tmp_path / "one.nii.gz"),
+                     "--no-model"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "note: the right nerve's one click found no nerve" in err
+    assert "add a right click further along" in err
     bad_cases = {
         "x,y,z\n1,2,3\n": "header x,y,z,label",
         "x,y,z,label\n1,2,abc,1\n": "line 2",
@@ -433,6 +450,13 @@ def test_ian_interactive_fast_takes_the_probability_from_large_tiles(tmp_path, c
     csv.write_text("x,y,z,label\n" + "".join(f"{w[0]},{w[1]},{w[2]},1\n" for w in world))
     out = tmp_path / "out.nii.gz"
     for flags, expected in (([], None), (["--fast"], FAST_TILE)):
+        if out.exists():           # the first run's labels: kept unless --overwrite, refused before any work
+            before = out.read_bytes()
+            assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(out)] + flags) == 2
+            err = capsys.readouterr().err.strip()
+            assert "--out exists; pass --overwrite" in err and "\n" not in err and tiles == [None]
+            assert out.read_bytes() == before
+            flags = flags + ["--overwrite"]
         tiles.clear()
         assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(out), "--device", "cpu"]
                         + flags) == 0

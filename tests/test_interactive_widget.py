@@ -88,6 +88,14 @@ def test_clicks_give_the_nerve_one_undo_step_each_and_leave_hand_edits(make_napa
     qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
     near = np.argwhere(np.asarray(labels.data) == 1)
     assert np.linalg.norm((near - pts[80]) * np.asarray(SP), axis=1).min() < 1.0
+    assert "found no nerve" not in w.status.text()
+    # one left click where there is no nerve: only its spot, and the status says what to do
+    w.mark_left()
+    _click(viewer, image, (40, 10, 50))
+    qtbot.waitUntil(lambda: len(w.clicks()) == 4, timeout=5_000)
+    qtbot.waitUntil(lambda: w.worker is None and not w._timer.isActive(), timeout=30_000)
+    assert "The left nerve's one click found no nerve near it" in w.status.text()
+    assert "add a left click further along the nerve" in w.status.text() and "right nerve's" not in w.status.text()
 
 
 def test_the_fast_box_gives_the_clicks_a_probability_from_large_tiles(make_napari_viewer, qtbot, tmp_path,

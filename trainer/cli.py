@@ -181,7 +181,7 @@ def _cmd_predict(args) -> int:
 
     from .io import read_volume
     from .io_nifti import is_nifti_path, write_nifti
-    from .output_paths import check_outputs
+    from .output_paths import check_outputs, refuse_existing
     from .cli_args import parse_roi
     from .predict import doubt_line
     from .registry import resolve_model
@@ -194,8 +194,9 @@ def _cmd_predict(args) -> int:
         _check_roi_syntax(args.roi)
     model_path = resolve_model(args.model)
     # an output over the input (or over the other output) is refused before the work, not after it
-    check_outputs({"the input image": args.input, "the model file": model_path},
-                  {"--out": args.out, "--probability": args.probability})
+    outputs = {"--out": args.out, "--probability": args.probability}
+    check_outputs({"the input image": args.input, "the model file": model_path}, outputs)
+    refuse_existing(outputs, args.overwrite)
     t0 = time.perf_counter()
     vol = read_volume(args.input)
     roi = parse_roi(args.roi, vol.data.shape) if args.roi else None
@@ -354,6 +355,7 @@ def _cmd_convert(args) -> int:
     from .io import read_volume
     from .label_io import label_format, read_labels, write_labels
     from .cli_args import parse_side_map
+    from .output_paths import refuse_existing
     from .segment_sides import UnknownSideError
 
     label_format(args.input)
@@ -364,8 +366,7 @@ def _cmd_convert(args) -> int:
         print(f"note: {args.out}: {IDENTIFIERS_NOTE}")
     if args.out.resolve() == args.input.resolve():
         raise ValueError(f"--out {args.out}: is the input; choose another file")
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out}: exists; pass --overwrite to replace it")
+    refuse_existing({"--out": args.out}, args.overwrite)
     side_map = parse_side_map(args.map)
     algorithm = algorithm_of_model(args.model) if args.model else None   # a wrong name fails before the work
     reference = read_volume(args.reference) if args.reference else None
@@ -386,9 +387,10 @@ def _cmd_interactive(args) -> int:
     import time
 
     from .errors import VolumeWriteError
-    from .interactive import InteractiveSession, read_clicks_csv
+    from .interactive import InteractiveSession, lone_click_hint, read_clicks_csv
     from .io import read_volume
     from .io_nifti import is_nifti_path, write_nifti
+    from .output_paths import refuse_existing
     from .workflows import predict_case
 
     if not is_nifti_path(args.out):
@@ -397,6 +399,7 @@ def _cmd_interactive(args) -> int:
         raise ValueError("--fast: computes the model's probability, which --no-model leaves out; drop one of them")
     if Path(args.out).resolve() in (Path(args.image).resolve(), Path(args.clicks).resolve()):
         raise ValueError(f"--out {args.out}: is an input; choose another file")
+    refuse_existing({"--out": args.out}, args.overwrite)
     try:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -416,11 +419,16 @@ def _cmd_interactive(args) -> int:
     print(f"wrote {args.out}: right IAN {int((labels == 1).sum())} voxels ({n[1]} clicks), left IAN "
           f"{int((labels == 2).sum())} voxels ({n[2]} clicks), {n[0]} negative clicks "
           f"({time.perf_counter() - t0:.1f} s{tiles})")
+    for side in (1, 2):
+        if session.lone_click_finds_nothing(side):
+            print(f"note: {lone_click_hint(side)}", file=sys.stderr)
     return 0
 
 
 FAST_TILES_HELP = ("3D models: predict in a few large tiles instead of many overlapping patches: about a third "
                    "faster on a CPU, about 1 GB more memory, slightly different results (BENCHMARKS.md)")
+# an existing output may be someone's corrected labels: replaced only when asked
+OVERWRITE_HELP = "replace the output files if they exist (otherwise an existing file is refused)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -520,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-postprocess", action="store_true",
                    help="threshold the probability only (no one-continuous-nerve-per-side clean-up)")
     p.add_argument("--fast", action="store_true", help=FAST_TILES_HELP)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
@@ -578,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-model", action="store_true", help="follow the image's brightness only")
     p.add_argument("--device", default="auto")
     p.add_argument("--fast", action="store_true", help="the model's probability: " + FAST_TILES_HELP)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_interactive)
 
     p = sub.add_parser("convert", help="IAN labels between NIfTI, 3D Slicer (.seg.nrrd) and DICOM SEG")
@@ -593,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="DICOM SEG: the model that made the labels (registry name), recorded as the algorithm; "
                         "default: manual labels")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_convert)
     return ap
 

@@ -503,6 +503,18 @@ class InteractiveSession:
             out |= np.isin(self._model_pieces(), joined)
         return out
 
+    def lone_click_finds_nothing(self, side: int) -> bool:
+        """True when ``side`` has one positive click and none of the model's nerve lies within
+        ``end_reach_mm`` of it (or there is no model): that click alone gives only a blob at the
+        click, because nothing says which way the nerve runs; a second click along it does."""
+        pts = self._side_clicks(side)
+        if len(pts) != 1:
+            return False
+        if self.prob is None:
+            return True
+        near = _near(self.shape, np.rint(np.asarray(pts, float)).astype(int), self.st.end_reach_mm, self.sp)
+        return not self._model_pieces()[near].any()
+
     def _model_pieces(self) -> np.ndarray:
         if self._pieces is None:   # the probability never changes: label its pieces once
             self._pieces = ndimage.label(self.prob > 0.5, structure=np.ones((3, 3, 3)))[0]
@@ -551,6 +563,13 @@ def _points_key(points) -> tuple:
 
 def _same(a, b) -> bool:
     return len(a) == len(b) and all(np.allclose(x, y) for x, y in zip(a, b))
+
+
+def lone_click_hint(side: int) -> str:
+    """The one line said when :meth:`InteractiveSession.lone_click_finds_nothing` (CLI and panel)."""
+    name = {1: "right", 2: "left"}[side]
+    return (f"the {name} nerve's one click found no nerve near it, so only the click's spot is labelled: "
+            f"add a {name} click further along the nerve to trace it")
 
 
 def world_to_voxel(points_world: np.ndarray, canonical_affine: np.ndarray) -> np.ndarray:

@@ -4,7 +4,9 @@ An output must never be one of the command's inputs (``ian predict x.nii.gz --pr
 x.nii.gz`` would replace the image) nor another of its outputs, whatever the spelling: relative
 paths and symbolic links are resolved, and hard links to an existing file are recognised. An
 output must also be writable where it goes, without creating any folder yet: a run that then
-fails on a missing input leaves nothing behind.
+fails on a missing input leaves nothing behind. A file that exists already may be the user's own
+work (hand-corrected labels saved under the name a command is told to write): the commands that
+write labels refuse it unless ``--overwrite`` (:func:`refuse_existing`).
 """
 from __future__ import annotations
 
@@ -95,3 +97,25 @@ def check_outputs(inputs: dict, outputs: dict, folders=()) -> None:
             if same_file(out, other):
                 raise OutputPathError(out, f"{other_label} and {label} are the same file; give each its own")
         check_writable(out, label, folder=label in folders)
+
+
+def refuse_existing(outputs: dict, overwrite: bool) -> None:
+    """Refuse, before any work, outputs that exist already, unless ``overwrite``.
+
+    Parameters
+    ----------
+    outputs : dict
+        ``{label: path}`` as for :func:`check_outputs`; ``None`` paths are skipped.
+    overwrite : bool
+        The user passed ``--overwrite``: existing files may be replaced.
+
+    Raises
+    ------
+    OutputPathError
+        ``"<path>: <label> exists; pass --overwrite to replace it"``.
+    """
+    if overwrite:
+        return
+    for label, p in outputs.items():
+        if p is not None and os.path.lexists(p):
+            raise OutputPathError(p, f"{label} exists; pass --overwrite to replace it")
