@@ -5,7 +5,7 @@ it knew (catastrophic forgetting). Mixing in a share of crops from the kind of d
 was trained on (rehearsal, or replay) keeps that knowledge at no extra training time. For a model
 trained on randomised synthetic renders (``ian train`` without ``--data``), those crops come from
 random looks of a training anatomy shipped with the package (one of the anatomies such a model was
-trained on; rasterising a new one takes ~20 s, rendering a look of it 1-3 s).
+trained on; rasterising a new one takes ~20 s, rendering a look of it 1-4 s on a 2-core CPU).
 """
 from __future__ import annotations
 
