@@ -1,6 +1,8 @@
 """Corrections store, fine-tuning, the versioned registry and `ian finetune` (no GUI)."""
 from __future__ import annotations
 
+import dataclasses
+
 import errno
 import json
 
@@ -203,7 +205,13 @@ def test_a_3d_patch_model_fine_tunes_on_corrected_slices(home, phantom):
     assert w.n_pseudo > 0 and w.pseudo_work.any() and not (w.pseudo_work & w.held_work).any()
     before_state = {k: v.clone() for k, v in model.state_dict().items()}
     res = finetune(model, meta, data, cfg, parent="tiny3d")
-    assert any((res.model.state_dict()[k] != v).any() for k, v in before_state.items() if v.is_floating_point())
+    changed = {k for k, v in before_state.items() if v.is_floating_point() and (res.model.state_dict()[k] != v).any()}
+    # the first (full-resolution) encoder block is kept as it was by default, the rest is trained
+    assert changed and not any(k.startswith("down.0.") for k in changed) and any(k.startswith("dec.") for k in changed)
+    assert res.metadata["finetune"]["settings"]["freeze_first_block"]
+    everything = finetune(model, meta, data, dataclasses.replace(cfg, freeze_first_block=False), parent="tiny3d")
+    assert any((everything.model.state_dict()[k] != before_state[k]).any() for k in before_state
+               if k.startswith("down.0.") and before_state[k].is_floating_point())
     assert len(res.history) == 2 and not np.isnan(res.history[-1]["val_dsc"])
     assert {"held_out_dsc", "train_dsc"} == set(res.before) == set(res.after)
     path = save_finetuned(res, next_model_name("tiny3d"))

@@ -139,6 +139,7 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     assert (cli.epochs, cli.lr, cli.holdout) == (FinetuneConfig.epochs, FinetuneConfig.lr, FinetuneConfig.holdout)
     assert w.pseudo_check.isChecked() == (not cli.no_pseudo_labels) == FinetuneConfig.pseudo_labels
     assert w.rehearsal_check.isChecked() == (cli.rehearsal_share > 0) == (FinetuneConfig.rehearsal_share > 0)
+    assert (not cli.train_first_block) == FinetuneConfig.freeze_first_block
     w.epochs_spin.setValue(2)
     w.device_combo.setCurrentText("cpu")
     assert w.device_note.text().startswith("Runs on: CPU")
@@ -162,6 +163,7 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     assert meta["finetune"]["settings"]["pseudo_labels"] and meta["finetune"]["pseudo_labelled_slices"] > 0
     # ... and phantoms the bundled model learnt from were mixed in (the other checkbox's default)
     assert meta["finetune"]["settings"]["rehearsal_share"] == FinetuneConfig.rehearsal_share > 0
+    assert meta["finetune"]["settings"]["freeze_first_block"] == FinetuneConfig.freeze_first_block
     assert meta["finetune"]["rehearsal_volumes"] == 2
     # it is in the other panel's picker at once, and in this panel's list of the user's models
     assert "ian-default-ft1" in [pw.model_combo.itemText(i) for i in range(pw.model_combo.count())]

@@ -140,7 +140,8 @@ def _cmd_finetune(args) -> int:
     trusted = np.zeros((2, vol.data.shape[0]), bool)
     trusted[:, canon] = True
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device,
-                         pseudo_labels=not args.no_pseudo_labels, rehearsal_share=args.rehearsal_share)
+                         pseudo_labels=not args.no_pseudo_labels, rehearsal_share=args.rehearsal_share,
+                         freeze_first_block=not args.train_first_block)
     t0 = time.perf_counter()
 
     with ConsoleProgress(bars=not args.quiet, lines=not args.quiet, score="held-out DSC") as progress:
@@ -512,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rehearsal-share", type=float, default=ft.rehearsal_share,
                    help="share of training crops from renders of a phantom the base model learnt from (3D models "
                         "trained on synthetic renders): less forgetting of other scans; 0 = the case alone")
+    p.add_argument("--train-first-block", action="store_true",
+                   help="also train the 3D U-Net's first (full-resolution) encoder block, which fine-tuning "
+                        "otherwise keeps as it was: about a tenth more time (BENCHMARKS.md)")
     p.add_argument("--earlier", action="store_true", help="also train on the corrections store's other cases")
     p.add_argument("--no-store", action="store_true",
                    help="do not add this case to the corrections store (the panel and the CLI share it)")
