@@ -280,6 +280,15 @@ def test_ian_interactive_end_to_end_and_its_bad_input(tmp_path, capsys):
         assert not (tmp_path / "o2.nii.gz").exists()
     assert cli.main(["interactive", str(p), "--clicks", str(tmp_path / "none.csv"), "--out",
                      str(tmp_path / "o3.nii.gz"), "--no-model"]) == 2
+    # a missing clicks file: no output folder is made for the run; --out over an input is refused
+    assert cli.main(["interactive", str(p), "--clicks", str(tmp_path / "none.csv"), "--out",
+                     str(tmp_path / "new" / "o.nii.gz"), "--no-model"]) == 2
+    assert not (tmp_path / "new").exists()
+    capsys.readouterr()
+    image_bytes = p.read_bytes()
+    assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(p), "--no-model", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--out is the image" in err and "\n" not in err and p.read_bytes() == image_bytes
 
 
 def test_the_models_nerve_is_followed_past_a_gap_beyond_the_end_clicks_unless_a_negative_click_says_no():

@@ -356,7 +356,7 @@ def _cmd_convert(args) -> int:
     from .io import read_volume
     from .label_io import label_format, read_labels, write_labels
     from .cli_args import parse_side_map
-    from .output_paths import refuse_existing
+    from .output_paths import check_outputs, refuse_existing
     from .segment_sides import UnknownSideError
 
     label_format(args.input)
@@ -365,8 +365,7 @@ def _cmd_convert(args) -> int:
             raise ValueError(f"--out {args.out}: a DICOM SEG needs --reference, the DICOM series folder the labels "
                              "belong to")
         print(f"note: {args.out}: {IDENTIFIERS_NOTE}")
-    if args.out.resolve() == args.input.resolve():
-        raise ValueError(f"--out {args.out}: is the input; choose another file")
+    check_outputs({"the input": args.input, "the reference": args.reference}, {"--out": args.out})
     refuse_existing({"--out": args.out}, args.overwrite)
     side_map = parse_side_map(args.map)
     algorithm = algorithm_of_model(args.model) if args.model else None   # a wrong name fails before the work
@@ -387,24 +386,19 @@ def _cmd_convert(args) -> int:
 def _cmd_interactive(args) -> int:
     import time
 
-    from .errors import VolumeWriteError
     from .interactive import InteractiveSession, lone_click_hint, read_clicks_csv
     from .io import read_volume
     from .io_nifti import is_nifti_path, write_nifti
-    from .output_paths import refuse_existing
+    from .output_paths import check_outputs, refuse_existing
     from .workflows import predict_case
 
     if not is_nifti_path(args.out):
         raise ValueError(f"--out {args.out}: must end in .nii or .nii.gz")
     if args.fast and args.no_model:
         raise ValueError("--fast: computes the model's probability, which --no-model leaves out; drop one of them")
-    if Path(args.out).resolve() in (Path(args.image).resolve(), Path(args.clicks).resolve()):
-        raise ValueError(f"--out {args.out}: is an input; choose another file")
+    # as for ian predict: never over an input, writable, and nothing created before the work
+    check_outputs({"the image": args.image, "the clicks file": args.clicks}, {"--out": args.out})
     refuse_existing({"--out": args.out}, args.overwrite)
-    try:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VolumeWriteError(args.out, f"output folder cannot be created ({exc.strerror or exc})") from None
     t0 = time.perf_counter()
     vol = read_volume(args.image)
     clicks = read_clicks_csv(args.clicks, vol.geometry.canonical_affine, vol.data.shape)

@@ -473,10 +473,9 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
         net = build_model(tc, init)
         if cfg.freeze_first_block:
             freeze_first_block(net)
-        new, history, best = fit(net, _WorkSampler(data.work, pipe, batch, tc.steps_per_epoch,
-                                                                     tc.patch, pseudo_share=cfg.pseudo_share,
-                                                                     rehearsal=rehearsal,
-                                                                     rehearsal_share=cfg.rehearsal_share),
+        new, history, best = fit(net, _WorkSampler(data.work, pipe, batch, tc.steps_per_epoch, tc.patch,
+                                                   pseudo_share=cfg.pseudo_share, rehearsal=rehearsal,
+                                                   rehearsal_share=cfg.rehearsal_share),
                                  _work_validator(pipe, data.work),
                                  tc, progress=progress, cancel=cancel)
         after = score_cases(new, metadata, data.work, cfg.device)

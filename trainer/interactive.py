@@ -384,11 +384,9 @@ class InteractiveSession:
         if self.prob is not None and len(pts) == 1:
             # one click: the whole piece of the model's nerve it points at (its course is the
             # model's), and the pieces that continue it past a gap, as the post-processing joins them
-            pieces = self._model_pieces()
-            touch = np.unique(pieces[box][_near(shape, local[:1], st.end_reach_mm, self.sp)])
-            touch = touch[touch > 0]
+            touch = self._pieces_near(path[0])
             if touch.size:    # (a click on no piece has no course to continue)
-                out = self._continued(out | np.isin(pieces, touch))
+                out = self._continued(out | np.isin(self._model_pieces(), touch))
         elif self.prob is not None:
             out = self._continued(self._corridor(path, out))
         if len(pts) >= 2:
@@ -510,10 +508,15 @@ class InteractiveSession:
         pts = self._side_clicks(side)
         if len(pts) != 1:
             return False
-        if self.prob is None:
-            return True
-        near = _near(self.shape, np.rint(np.asarray(pts, float)).astype(int), self.st.end_reach_mm, self.sp)
-        return not self._model_pieces()[near].any()
+        return self.prob is None or not self._pieces_near(np.rint(pts[0]).astype(int)).size
+
+    def _pieces_near(self, point) -> np.ndarray:
+        """Labels of the model's pieces within ``end_reach_mm`` of voxel ``point`` (what a lone
+        click points at)."""
+        idx = np.asarray(point, int) + ball_offsets(self.st.end_reach_mm, self.sp)
+        idx = idx[np.all((idx >= 0) & (idx < np.asarray(self.shape)), axis=1)]
+        found = np.unique(self._model_pieces()[tuple(idx.T)])
+        return found[found > 0]
 
     def _model_pieces(self) -> np.ndarray:
         if self._pieces is None:   # the probability never changes: label its pieces once
