@@ -79,6 +79,21 @@ def test_evaluate_never_writes_its_table_over_the_reference(small_case, tmp_path
         assert _digest(lab) == before
 
 
+def test_evaluate_keeps_an_existing_table_unless_told_to_overwrite(small_case, tmp_path, capsys):
+    _, lab = small_case
+    csv = tmp_path / "per_slice.csv"
+    csv.write_text("someone's notes\n")
+    args = ["evaluate", "--reference", str(lab), "--prediction", str(lab), "--csv", str(csv)]
+    assert main(args) == 2
+    _one_error(capsys, "--csv exists; pass --overwrite to replace it")
+    assert csv.read_text() == "someone's notes\n"
+    assert main(args + ["--overwrite"]) == 0
+    from napari_ian.trainer.evaluation import ROW_FIELDS
+
+    lines = csv.read_text().splitlines()
+    assert lines[0] == ",".join(ROW_FIELDS) and len(lines) > 2
+
+
 def test_train_never_saves_its_model_over_a_dataset_file(small_case, tmp_path, capsys):
     img, lab = small_case
     (tmp_path / "cases.csv").write_text("case_id,patient_id,image,labels\nc1,p1,img.nii.gz,lab.nii.gz\n")

@@ -223,9 +223,10 @@ def _cmd_evaluate(args) -> int:
     from .atomic import atomic_write_text
     from .evaluation import evaluate_volume, format_summary, rows_to_csv
     from .io import read_volume
-    from .output_paths import check_outputs
+    from .output_paths import check_outputs, refuse_existing
 
     check_outputs({"the reference": args.reference, "the prediction": args.prediction}, {"--csv": args.csv})
+    refuse_existing({"--csv": args.csv}, args.overwrite)
     ref, pred = read_volume(args.reference), read_volume(args.prediction)
     if ref.data.shape != pred.data.shape or not np.allclose(ref.geometry.canonical_affine,
                                                             pred.geometry.canonical_affine, atol=1e-3):
@@ -534,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, type=Path)
     p.add_argument("--prediction", required=True, type=Path)
     p.add_argument("--csv", type=Path, default=None, help="write the per-slice table here")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("cv", help="patient-level Monte Carlo cross-validation of several models")
