@@ -384,6 +384,25 @@ def test_without_a_model_the_nerve_is_tracked_beyond_the_end_clicks_and_stops_wh
     assert not (m & beyond_top).any() and not (m & beyond_front).any()
 
 
+def test_the_drawn_tubes_own_end_never_stops_the_tracking_beyond_an_end_click():
+    """No model, a straight nerve running obliquely through the grid: the drawn nerve's rounded end
+    reaches up to ``max_radius_mm`` past the end click, and was taken for "the nerve already goes
+    on here" (nothing tracked beyond that end), which left 10-17 % of our phantoms' coronal slices
+    empty with five clicks; only what lies further ahead than the tube reaches counts now."""
+    shape = (90, 30, 120)
+    img = np.random.default_rng(3).normal(100, 10, shape).astype(np.float32)
+    pts = np.stack([np.linspace(8, 80, 150), np.full(150, 15.0), np.linspace(10, 105, 150)], 1)   # AP and RL at once
+    d = _nerve_distance(shape, pts)
+    img[d <= 1.0] = 400
+    sess = InteractiveSession(img, SP)
+    sess.set_clicks([(pts[20], 1), (pts[75], 1), (pts[130], 1)])
+    m = sess.side_mask(1)
+    for stretch in (pts[2:16], pts[134:148]):
+        centre = _nerve_distance(shape, stretch) <= 0.5
+        assert (m & centre).sum() / centre.sum() > 0.8
+    assert d[m].max() < 2.5
+
+
 def test_tracking_beyond_an_end_goes_at_most_one_click_spacing_and_stops_at_a_negative_click():
     img, lab, pts = _curved_nerve(radius_mm=1.0)
     sess = InteractiveSession(img, SP)

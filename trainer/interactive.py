@@ -417,8 +417,9 @@ class InteractiveSession:
             box = tuple(slice(int(a), int(b)) for a, b in zip(lo, end + near + 1))
             rel = (np.argwhere(nerve[box]) + lo - end) * self.sp
             ahead = rel @ direction
-            # the nerve already goes on here (a model piece beyond the end): nothing to track
-            if np.any((ahead > 2.0) & (np.linalg.norm(rel, axis=1) < 4.0)):
+            # the nerve already goes on here (a model piece beyond the end): nothing to track; the
+            # drawn tube's own rounded end reaches max_radius_mm ahead, so only what lies further counts
+            if np.any((ahead > st.max_radius_mm + 0.5) & (np.linalg.norm(rel, axis=1) < 4.0)):
                 continue
             track = self._track(end, direction, level, reach)
             if len(track):
