@@ -73,8 +73,8 @@ def fast_tiles_checkbox():
     unticked by default."""
     from qtpy.QtWidgets import QCheckBox
 
+    from .trainer.cli import FAST_TILES_HELP     # (no torch: the command line's module imports it per command)
+
     box = QCheckBox("fast: a few large tiles")
-    box.setToolTip("3D models: predict in a few large tiles instead of many overlapping patches: about a "
-                   "third faster on a CPU, about 1 GB more memory, and slightly different results "
-                   "(as the command line's --fast)")
+    box.setToolTip(FAST_TILES_HELP + " (as the command line's --fast)")
     return box

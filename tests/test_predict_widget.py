@@ -226,6 +226,9 @@ def test_fast_box_predicts_in_large_tiles_and_says_so(viewer_with_sample, qtbot,
     truth = viewer.layers[1]
     w = dock(viewer, "Predict")
     assert not w.fast_check.isChecked()                  # the default is the training-size patches
+    from napari_ian.trainer.cli import FAST_TILES_HELP
+
+    assert w.fast_check.toolTip().startswith(FAST_TILES_HELP)     # the command line's --fast, in the same words
     # a click on the box itself (the left edge, where the indicator is drawn)
     qtbot.mouseClick(w.fast_check, Qt.LeftButton, pos=QPoint(8, w.fast_check.height() // 2))
     assert w.fast_check.isChecked()

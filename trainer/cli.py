@@ -421,8 +421,9 @@ def _cmd_interactive(args) -> int:
     return 0
 
 
+# also the tooltip of the panels' "fast" box (napari_ian/_panel_layout.py)
 FAST_TILES_HELP = ("3D models: predict in a few large tiles instead of many overlapping patches: about a third "
-                   "faster on a CPU, about 1 GB more memory, slightly different results (BENCHMARKS.md)")
+                   "faster on a CPU, about 1 GB more memory, slightly different results")
 # an existing output may be someone's corrected labels: replaced only when asked
 OVERWRITE_HELP = "replace the output files if they exist (otherwise an existing file is refused)"
 
@@ -526,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probability", type=Path, default=None, help="also write the probability map here")
     p.add_argument("--no-postprocess", action="store_true",
                    help="threshold the probability only (no one-continuous-nerve-per-side clean-up)")
-    p.add_argument("--fast", action="store_true", help=FAST_TILES_HELP)
+    p.add_argument("--fast", action="store_true", help=FAST_TILES_HELP + " (BENCHMARKS.md)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
@@ -586,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model whose probability guides the paths (default: ian-default)")
     p.add_argument("--no-model", action="store_true", help="follow the image's brightness only")
     p.add_argument("--device", default="auto")
-    p.add_argument("--fast", action="store_true", help="the model's probability: " + FAST_TILES_HELP)
+    p.add_argument("--fast", action="store_true", help="the model's probability: " + FAST_TILES_HELP + " (BENCHMARKS.md)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_interactive)
 
