@@ -403,6 +403,40 @@ def test_the_drawn_tubes_own_end_never_stops_the_tracking_beyond_an_end_click():
     assert d[m].max() < 2.5
 
 
+def test_where_nothing_guides_the_path_it_follows_the_smooth_curve_through_the_clicks():
+    """No model, and a nerve that does not stand out of the image at all: five clicks on a curved
+    nerve are joined along the smooth curve through them, not by straight chords (which cut up to
+    2.2 mm inside this bend, beyond a nerve's own radius), and the drawn core stays on the nerve."""
+    shape = (90, 30, 90)
+    img = np.random.default_rng(4).normal(100, 2, shape).astype(np.float32)     # nothing to see ...
+    img[:, 25:] += 300                  # (... beside the image's own range: a bright slab below the nerve)
+    t = np.linspace(0, np.pi, 400)
+    arc = np.stack([45 + 40 * np.cos(t) / SP[0] * 0.8, np.full(400, 15.0), 45 + 40 * np.sin(t) * 0.5 / SP[2] - 20], 1)
+    arc_mm = arc * np.asarray(SP)
+    sess = InteractiveSession(img, SP)
+    clicks = [(arc[i], 1) for i in np.linspace(0, 399, 5).astype(int)]
+    sess.set_clicks(clicks)
+    assert abs(sess._level(1)) <= sess.st.min_contrast
+    from scipy.spatial import cKDTree
+
+    off = cKDTree(arc_mm).query(sess.course(1) * np.asarray(SP))[0]
+    assert off.max() < 1.0 and off.mean() < 0.4, (off.max(), off.mean())     # (voxels: up to 0.5 mm off by rounding)
+    chords = np.concatenate([np.linspace(a * np.asarray(SP), b * np.asarray(SP), 200)
+                             for (a, _), (b, _) in zip(clicks[:-1], clicks[1:])])
+    assert cKDTree(arc_mm).query(chords)[0].max() > 2.0          # (what straight chords would do here)
+    m = sess.side_mask(1)
+    near = cKDTree(arc_mm).query(np.argwhere(m) * np.asarray(SP))[0]
+    assert np.median(near) < 0.8                                # the drawn core lies along the nerve
+    # where a model sees the nerve leave that curve (a 5 mm bulge between two clicks), its course wins
+    bulge = arc.copy()
+    bulge[100:200, 2] += 10 * np.sin(np.linspace(0, np.pi, 100))           # 10 RL voxels = 5 mm
+    prob = (_nerve_distance(shape, bulge) <= 1.0).astype(np.float32)
+    with_model = InteractiveSession(img, SP, prob)
+    with_model.set_clicks(clicks)
+    off = cKDTree(bulge * np.asarray(SP)).query(with_model.course(1) * np.asarray(SP))[0]
+    assert off.max() < 1.0, off.max()
+
+
 def test_tracking_beyond_an_end_goes_at_most_one_click_spacing_and_stops_at_a_negative_click():
     img, lab, pts = _curved_nerve(radius_mm=1.0)
     sess = InteractiveSession(img, SP)

@@ -7,7 +7,9 @@ model's nerve probability is high and, where the model is unsure, where the imag
 surroundings as the nerve does at the clicks (a local contrast, the image over a nerve's core less
 its surroundings': bright on MR neurography, but its sign and strength are read from the clicks, so
 a dark nerve of another sequence is followed too, and a bias field does not move it); negative
-clicks make the cost very high around them.
+clicks make the cost very high around them. Where the clicks stand out of nothing (no image guide)
+the cost also rises away from the smooth curve through the clicks (:func:`smooth_course`), so
+where the model is silent too the path bends with the nerve instead of cutting straight chords.
 
 The result along that path: the pieces of the model's nerve (probability > 0.5) the path runs
 through, kept whole (so the model's own outline, and the nerve beyond the end clicks as far as
@@ -57,6 +59,7 @@ class InteractiveSettings:
     core_sigma_mm: float = 0.6      # the local contrast: the image smoothed over a nerve's core ...
     surround_sigma_mm: float = 3.0  # ... less the image smoothed over its surroundings
     min_contrast: float = 0.02      # below this (0-1 scale) a contrast guides nothing: no image guide, core-only tube
+    spline_mm: float = 0.5          # ... and then, where the model is silent, the path keeps near the smooth curve through the clicks (cost x (1 + (d / this)^2))
     half_contrast: float = 0.5      # the drawn nerve's edge where it cannot be read (:func:`edge_contrast`): this share of the clicks' contrast
     track_contrast: float = 0.5     # beyond an end, a step finds the nerve where its local contrast is this share of the clicks'
     track_search_mm: float = 1.0    # beyond an end the model does not go on: each 0.5 mm step re-centres this far sideways ...
@@ -159,6 +162,22 @@ def edge_contrast(image, contrast, distance_mm, max_radius_mm, step_mm=0.25):
     return float(np.interp(radius, c, con))
 
 
+def smooth_course(points_mm: np.ndarray, step_mm: float = 0.25) -> np.ndarray:
+    """The smooth curve (mm, ``(n, 3)``) through ordered points, sampled about every ``step_mm``:
+    a cubic spline in the distance along the points' polyline (not-a-knot ends; a parabola through
+    three points, the chord between two). Through five points on a semicircle it stays within
+    1 % of the radius, where straight chords cut 8 % inside."""
+    from scipy.interpolate import CubicSpline
+
+    pts = np.asarray(points_mm, float)
+    u = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+    n = max(2, int(np.ceil(u[-1] / step_mm)) + 1)
+    if len(pts) < 3 or u[-1] <= 0:
+        return pts[0] + np.linspace(0.0, 1.0, n)[:, None] * (pts[-1] - pts[0])
+    keep = np.concatenate([[True], np.diff(u) > 0])      # (a repeated point would stop the spline)
+    return CubicSpline(u[keep], pts[keep], bc_type="not-a-knot")(np.linspace(0.0, u[-1], n))
+
+
 def _near(shape, pts, radius_mm, sp) -> np.ndarray:
     """Boolean mask of voxels within ``radius_mm`` of voxel points."""
     out = np.zeros(shape, bool)
@@ -225,27 +244,38 @@ class InteractiveSession:
         return _points_key(v for v, lab in self.clicks if lab == 0)
 
     # -- one side --------------------------------------------------------------------------
-    def _cost(self, box, level):
+    def _cost(self, box, level, smooth_mm=None):
         """Low where the model sees a nerve and, where it is unsure, where the image stands out of
         its surroundings the way the clicked nerve does (``level``: the local contrast at the
-        side's clicks, its polarity and strength, not assumed); negative clicks are walls."""
+        side's clicks, its polarity and strength, not assumed); negative clicks are walls. Where
+        the clicks stand out of nothing, the image guides nothing: the cost then rises with the
+        distance from ``smooth_mm`` (the smooth curve through the side's clicks, mm), so where the
+        model is silent too the path is that curve rather than straight chords between clicks."""
         st = self.st
+        lo = np.array([s.start for s in box])
         if abs(level) > st.min_contrast:
             alike = np.clip(self.local_contrast[box] / level, 0.0, 1.0)
-        else:   # the clicks stand out of nothing: no image guide, the straightest path
+        else:
             alike = np.zeros(self.local_contrast[box].shape, np.float32)
         if self.prob is None:
             good = alike
         else:
             good = st.probability_weight * self.prob[box] + (1 - st.probability_weight) * alike
         cost = 1.0 / (good + st.floor)
-        lo = np.array([s.start for s in box])
+        if abs(level) <= st.min_contrast and smooth_mm is not None and len(smooth_mm) > 2:
+            from scipy.spatial import cKDTree
+
+            grid = (np.indices(cost.shape).reshape(3, -1).T + lo) * self.sp
+            d = cKDTree(smooth_mm).query(grid)[0].reshape(cost.shape)
+            # (where the model sees the nerve, its course wins over the curve)
+            silent = 1.0 if self.prob is None else 1.0 - np.clip(self.prob[box], 0.0, 1.0)
+            cost = cost * (1.0 + silent * (d / st.spline_mm) ** 2)
         negs = [v - lo for v, lab in self.clicks if lab == 0]
         if negs:
             cost[_near(cost.shape, np.rint(negs), st.negative_radius_mm, self.sp)] = 1e4
         return cost
 
-    def _path(self, a, b, level) -> np.ndarray:
+    def _path(self, a, b, level, smooth_mm=None) -> np.ndarray:
         from skimage.graph import MCP_Geometric
 
         shape = np.asarray(self.shape)
@@ -254,7 +284,7 @@ class InteractiveSession:
         lo = np.maximum(np.minimum(a, b) - pad, 0)
         hi = np.minimum(np.maximum(a, b) + pad + 1, shape)
         box = tuple(slice(int(l_), int(h)) for l_, h in zip(lo, hi))
-        mcp = MCP_Geometric(self._cost(box, level), sampling=tuple(self.sp))
+        mcp = MCP_Geometric(self._cost(box, level, smooth_mm), sampling=tuple(self.sp))
         mcp.find_costs([tuple(a - lo)], [tuple(b - lo)])
         return np.asarray(mcp.traceback(tuple(b - lo)), dtype=int) + lo
 
@@ -270,8 +300,9 @@ class InteractiveSession:
             pts = np.asarray(pts)[order_clicks(np.asarray(pts) * self.sp)]
             level = self._level(side)
             path = np.rint(pts[:1]).astype(int)
+            smooth = smooth_course(pts * self.sp) if len(pts) >= 3 and abs(level) <= self.st.min_contrast else None
             for a, b in zip(pts[:-1], pts[1:]):
-                path = np.concatenate([path, self._path(a, b, level)[1:]])
+                path = np.concatenate([path, self._path(a, b, level, smooth)[1:]])
             if len(pts) > 1:
                 spacing = float(np.median(np.linalg.norm(np.diff(pts, axis=0) * self.sp, axis=1)))
         path.flags.writeable = False     # shared with the cache
