@@ -250,7 +250,7 @@ class InteractiveWidget(Panel):
         @thread_worker(ignore_errors=True)
         def work():
             masks = {side: np.flatnonzero(session.side_mask(side)) for side in changed}
-            return masks, [side for side in (1, 2) if session.lone_click_finds_nothing(side)]
+            return masks, session.hints()
 
         self.worker = work()
         self.worker.returned.connect(while_alive(self, lambda result: self._write(*result, t0)))
@@ -265,7 +265,7 @@ class InteractiveWidget(Panel):
             self._pending = False
             self.update_nerves()
 
-    def _write(self, masks: dict, lone: list, t0: float):
+    def _write(self, masks: dict, hints: list, t0: float):
         import time
 
         labels = find_layer(self.viewer, self.labels_id)
@@ -287,11 +287,9 @@ class InteractiveWidget(Panel):
                 self._written[side] = new
         self.last_update_s = time.perf_counter() - t0
         n = {s: int(v.size) for s, v in self._written.items()}
-        from .trainer.interactive import lone_click_hint      # (imported already by the session)
-
-        hints = "".join(f" {hint[0].upper()}{hint[1:]}." for hint in map(lone_click_hint, lone))
+        said = "".join(f" {hint[0].upper()}{hint[1:]}." for hint in hints)
         self.status.setText(f"Right nerve {n[1]} voxels, left nerve {n[2]} voxels "
-                            f"(updated in {self.last_update_s:.2f} s).{hints}")
+                            f"(updated in {self.last_update_s:.2f} s).{said}")
 
     def closing(self):
         if self._run is not None:

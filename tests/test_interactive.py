@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from napari_ian.trainer import cli
-from napari_ian.trainer.interactive import InteractiveSession, order_clicks, read_clicks_csv, world_to_voxel
+from napari_ian.trainer.interactive import (InteractiveSession, nothing_guides_hint, order_clicks, read_clicks_csv,
+                                           world_to_voxel)
 from napari_ian.trainer.io import read_volume
 
 SP = (0.8, 0.8, 0.5)
@@ -265,6 +266,13 @@ def test_ian_interactive_end_to_end_and_its_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "note: the right nerve's one click found no nerve" in err
     assert "add a right click further along" in err
+    # three clicks on an image where nothing stands out: drawn along the curve through them, and said so
+    p_flat = _write(tmp_path, np.full(img.shape, 100, np.float32) + (np.indices(img.shape)[2] > 50) * 300, aff)
+    csv.write_text("x,y,z,label\n" + "".join(f"{w[0]},{w[1]},{w[2]},1\n" for w in world))
+    assert cli.main(["interactive", str(p_flat), "--clicks", str(csv), "--out", str(tmp_path / "flat.nii.gz"),
+                     "--no-model"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "note: the right nerve does not stand out of the image at its clicks" in err
     bad_cases = {
         "x,y,z\n1,2,3\n": "header x,y,z,label",
         "x,y,z,label\n1,2,abc,1\n": "line 2",
@@ -427,6 +435,7 @@ def test_where_nothing_guides_the_path_it_follows_the_smooth_curve_through_the_c
     m = sess.side_mask(1)
     near = cKDTree(arc_mm).query(np.argwhere(m) * np.asarray(SP))[0]
     assert np.median(near) < 0.8                                # the drawn core lies along the nerve
+    assert sess.nothing_guides(1) and sess.hints() == [nothing_guides_hint(1)]     # ... and the user is told
     # where a model sees the nerve leave that curve (a 5 mm bulge between two clicks), its course wins
     bulge = arc.copy()
     bulge[100:200, 2] += 10 * np.sin(np.linspace(0, np.pi, 100))           # 10 RL voxels = 5 mm
@@ -435,6 +444,11 @@ def test_where_nothing_guides_the_path_it_follows_the_smooth_curve_through_the_c
     with_model.set_clicks(clicks)
     off = cKDTree(bulge * np.asarray(SP)).query(with_model.course(1) * np.asarray(SP))[0]
     assert off.max() < 1.0, off.max()
+    assert not with_model.nothing_guides(1) and with_model.hints() == []   # (the model guided it)
+    seen, _, seen_pts = _curved_nerve()                         # a nerve that stands out: nothing to say
+    guided = InteractiveSession(seen, SP)
+    guided.set_clicks([(seen_pts[0], 1), (seen_pts[40], 1), (seen_pts[-1], 1)])
+    assert not guided.nothing_guides(1) and guided.hints() == []
 
 
 def test_tracking_beyond_an_end_goes_at_most_one_click_spacing_and_stops_at_a_negative_click():

@@ -387,7 +387,7 @@ def _cmd_convert(args) -> int:
 def _cmd_interactive(args) -> int:
     import time
 
-    from .interactive import InteractiveSession, lone_click_hint, read_clicks_csv
+    from .interactive import InteractiveSession, read_clicks_csv
     from .io import read_volume
     from .io_nifti import is_nifti_path, write_nifti
     from .output_paths import check_outputs, refuse_existing
@@ -415,9 +415,8 @@ def _cmd_interactive(args) -> int:
     print(f"wrote {args.out}: right IAN {int((labels == 1).sum())} voxels ({n[1]} clicks), left IAN "
           f"{int((labels == 2).sum())} voxels ({n[2]} clicks), {n[0]} negative clicks "
           f"({time.perf_counter() - t0:.1f} s{tiles})")
-    for side in (1, 2):
-        if session.lone_click_finds_nothing(side):
-            print(f"note: {lone_click_hint(side)}", file=sys.stderr)
+    for hint in session.hints():
+        print(f"note: {hint}", file=sys.stderr)
     return 0
 
 

@@ -542,6 +542,28 @@ class InteractiveSession:
             return False
         return self.prob is None or not self._pieces_near(np.rint(pts[0]).astype(int)).size
 
+    def nothing_guides(self, side: int) -> bool:
+        """True when ``side`` has two or more positive clicks, its nerve does not stand out of the
+        image at them (local contrast within ``min_contrast``) and the model sees no nerve along
+        most of the clicked course (or there is no model): the path between the clicks is then the
+        smooth curve through them and the nerve is drawn at its core's width, so it is only as
+        right as the clicks are dense where the nerve bends."""
+        pts = self._side_clicks(side)
+        if len(pts) < 2 or abs(self._level(side)) > self.st.min_contrast:
+            return False
+        return self.prob is None or np.mean(self.prob[tuple(self.course(side).T)] > 0.5) < 0.5
+
+    def hints(self) -> list:
+        """The one-line hints for the current clicks, per side in order (CLI and panel):
+        :func:`lone_click_hint`, :func:`nothing_guides_hint`."""
+        out = []
+        for side in (1, 2):
+            if self.lone_click_finds_nothing(side):
+                out.append(lone_click_hint(side))
+            elif self.nothing_guides(side):
+                out.append(nothing_guides_hint(side))
+        return out
+
     def _pieces_near(self, point) -> np.ndarray:
         """Labels of the model's pieces within ``end_reach_mm`` of voxel ``point`` (what a lone
         click points at)."""
@@ -605,6 +627,14 @@ def lone_click_hint(side: int) -> str:
     name = {1: "right", 2: "left"}[side]
     return (f"the {name} nerve's one click found no nerve near it, so only the click's spot is labelled: "
             f"add a {name} click further along the nerve to trace it")
+
+
+def nothing_guides_hint(side: int) -> str:
+    """The one line said when :meth:`InteractiveSession.nothing_guides`."""
+    name = {1: "right", 2: "left"}[side]
+    return (f"the {name} nerve does not stand out of the image at its clicks and the model sees no nerve there, "
+            f"so it is drawn thin along the smooth curve through the clicks: add {name} clicks where the nerve "
+            f"bends away from it")
 
 
 def world_to_voxel(points_world: np.ndarray, canonical_affine: np.ndarray) -> np.ndarray:
