@@ -414,7 +414,9 @@ def test_the_drawn_tubes_own_end_never_stops_the_tracking_beyond_an_end_click():
 def test_where_nothing_guides_the_path_it_follows_the_smooth_curve_through_the_clicks():
     """No model, and a nerve that does not stand out of the image at all: five clicks on a curved
     nerve are joined along the smooth curve through them, not by straight chords (which cut up to
-    2.2 mm inside this bend, beyond a nerve's own radius), and the drawn core stays on the nerve."""
+    2.2 mm inside this bend, beyond a nerve's own radius), and the drawn core stays on the nerve;
+    two clicks are joined by the straight line between them (any equally short grid path ran up to
+    4.4 mm off it)."""
     shape = (90, 30, 90)
     img = np.random.default_rng(4).normal(100, 2, shape).astype(np.float32)     # nothing to see ...
     img[:, 25:] += 300                  # (... beside the image's own range: a bright slab below the nerve)
@@ -436,6 +438,10 @@ def test_where_nothing_guides_the_path_it_follows_the_smooth_curve_through_the_c
     near = cKDTree(arc_mm).query(np.argwhere(m) * np.asarray(SP))[0]
     assert np.median(near) < 0.8                                # the drawn core lies along the nerve
     assert sess.nothing_guides(1) and sess.hints() == [nothing_guides_hint(1)]     # ... and the user is told
+    two = [clicks[0], clicks[1]]                                # two clicks: the straight line between them
+    sess.set_clicks(two)
+    chord = np.linspace(two[0][0] * np.asarray(SP), two[1][0] * np.asarray(SP), 400)
+    assert cKDTree(chord).query(sess.course(1) * np.asarray(SP))[0].max() < 0.6
     # where a model sees the nerve leave that curve (a 5 mm bulge between two clicks), its course wins
     bulge = arc.copy()
     bulge[100:200, 2] += 10 * np.sin(np.linspace(0, np.pi, 100))           # 10 RL voxels = 5 mm

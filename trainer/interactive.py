@@ -300,7 +300,7 @@ class InteractiveSession:
             pts = np.asarray(pts)[order_clicks(np.asarray(pts) * self.sp)]
             level = self._level(side)
             path = np.rint(pts[:1]).astype(int)
-            smooth = smooth_course(pts * self.sp) if len(pts) >= 3 and abs(level) <= self.st.min_contrast else None
+            smooth = smooth_course(pts * self.sp) if len(pts) >= 2 and abs(level) <= self.st.min_contrast else None
             for a, b in zip(pts[:-1], pts[1:]):
                 path = np.concatenate([path, self._path(a, b, level, smooth)[1:]])
             if len(pts) > 1:
