@@ -421,7 +421,7 @@ def test_where_nothing_guides_the_path_it_follows_the_smooth_curve_through_the_c
     img = np.random.default_rng(4).normal(100, 2, shape).astype(np.float32)     # nothing to see ...
     img[:, 25:] += 300                  # (... beside the image's own range: a bright slab below the nerve)
     t = np.linspace(0, np.pi, 400)
-    arc = np.stack([45 + 40 * np.cos(t) / SP[0] * 0.8, np.full(400, 15.0), 45 + 40 * np.sin(t) * 0.5 / SP[2] - 20], 1)
+    arc = np.stack([45 + 40 * np.cos(t), np.full(400, 15.0), 25 + 40 * np.sin(t)], 1)   # voxels: 32 x 20 mm half-ellipse
     arc_mm = arc * np.asarray(SP)
     sess = InteractiveSession(img, SP)
     clicks = [(arc[i], 1) for i in np.linspace(0, 399, 5).astype(int)]

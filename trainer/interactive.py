@@ -262,7 +262,7 @@ class InteractiveSession:
         else:
             good = st.probability_weight * self.prob[box] + (1 - st.probability_weight) * alike
         cost = 1.0 / (good + st.floor)
-        if abs(level) <= st.min_contrast and smooth_mm is not None and len(smooth_mm) > 2:
+        if smooth_mm is not None and len(smooth_mm) > 2:     # (given only where the image guides nothing)
             from scipy.spatial import cKDTree
 
             grid = (np.indices(cost.shape).reshape(3, -1).T + lo) * self.sp

@@ -6,7 +6,7 @@ paths and symbolic links are resolved, and hard links to an existing file are re
 output must also be writable where it goes, without creating any folder yet: a run that then
 fails on a missing input leaves nothing behind. A file that exists already may be the user's own
 work (hand-corrected labels saved under the name a command is told to write): the commands that
-write labels refuse it unless ``--overwrite`` (:func:`refuse_existing`).
+write labels or tables refuse it unless ``--overwrite`` (:func:`refuse_existing`).
 """
 from __future__ import annotations
 
