@@ -76,25 +76,26 @@ def unseen_artefacts(image, spacing, rng):
     return add_noise(img, top / 8.0, 1, rng)
 
 
-def make_set(name: str, n: int):
-    """Yield ``(case_id, image, labels, spacing)`` of a test set."""
+def make_set(name: str, n: int, start: int = 0):
+    """Yield ``(case_id, image, labels, spacing)`` of cases ``start`` to ``n - 1`` of a test set
+    (each case is made from its own seeds, so any one can be made alone)."""
     from napari_ian.sample_data.synth import SEED_BASE, anatomy_on_grid, random_volume
 
     if name == "in-style":
-        for i in range(n):
+        for i in range(start, n):
             a = anatomy_on_grid(SEED_BASE["test"] + i // 2)
             rng = np.random.default_rng([777, i])
             img, lab, st = random_volume(a, rng, family=("mrn", "random")[i % 2])
             yield f"test{i}-{st.family}", img, lab, a.spacing
     elif name in ("sample", "unseen-artefacts"):
-        for i in range(n):
+        for i in range(start, n):
             img, lab, sp, _ = make_phantom(2000 + i)
             if name == "unseen-artefacts":
                 img = unseen_artefacts(img, sp, np.random.default_rng([888, i]))
             yield f"{name}{2000 + i}", img, lab, sp
     elif name == "v1":
         v1 = _v1()
-        for i in range(n):
+        for i in range(start, n):
             img, lab, sp, _ = v1.make_phantom(2000 + i)
             yield f"v1-{2000 + i}", img, lab, sp
     else:

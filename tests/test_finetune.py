@@ -15,7 +15,7 @@ from napari_ian.trainer import corrections as store
 from napari_ian.trainer.cli import main
 from napari_ian.trainer.cli_args import parse_slices
 from napari_ian.trainer.finetune import (FinetuneConfig, build_finetune_data, delete_model, finetune, holdout_block,
-                                         next_model_name, rename_model, save_finetuned)
+                                         next_model_name, rename_model, save_finetuned, training_crop)
 from napari_ian.trainer.io import read_volume
 from napari_ian.trainer.io_nifti import write_nifti
 from napari_ian.trainer.modelfile import load_model, read_metadata
@@ -214,11 +214,29 @@ def test_a_3d_patch_model_fine_tunes_on_corrected_slices(home, phantom):
                if k.startswith("down.0.") and before_state[k].is_floating_point())
     assert len(res.history) == 2 and not np.isnan(res.history[-1]["val_dsc"])
     assert {"held_out_dsc", "train_dsc"} == set(res.before) == set(res.after)
+    # the default crop is cut to the tiny model's own 16 x 32 x 32; a smaller one is trained on as given
+    assert res.metadata["training"]["patch"] == [16, 32, 32]
+    small = finetune(model, meta, data, dataclasses.replace(cfg, epochs=1, patch=(16, 16, 16)), parent="tiny3d")
+    assert small.metadata["training"]["patch"] == [16, 16, 16]
     path = save_finetuned(res, next_model_name("tiny3d"))
     new_model, new_meta = load_model(path)
     assert new_meta["preprocessing"]["pipeline"] == "patch3d" and new_meta["finetune"]["train_slices"] == 12
     out = predict_volume(image, new_model, new_meta, sp, device="cpu")
     assert out.labels.shape == image.shape
+
+
+def test_the_fine_tuning_crop_fits_the_3d_network_and_never_exceeds_its_own(base):
+    _, meta = base                                     # the bundled 3D U-Net: 32 x 96 x 96, depth 3
+    assert training_crop(FinetuneConfig(), meta) == FinetuneConfig.patch == (32, 48, 48)
+    assert training_crop(FinetuneConfig(patch=(64, 128, 40)), meta) == (32, 96, 40)
+    assert training_crop(FinetuneConfig(patch=None), meta) == (32, 96, 96)
+    with pytest.raises(ValueError, match=r"multiple of 8 .*\(32, 96, 96\)"):
+        training_crop(FinetuneConfig(patch=(32, 44, 48)), meta)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        training_crop(FinetuneConfig(patch=(32, 48)), meta)
+    # whole-slice (2.5D) models keep their own crop
+    flat = {"network": "unet", "training": {"patch": [128, 128]}}
+    assert training_crop(FinetuneConfig(), flat) == (128, 128)
 
 
 def test_a_child_model_is_never_scored_on_what_its_parent_trained_on(phantom):

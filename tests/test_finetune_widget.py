@@ -357,7 +357,7 @@ def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, 
     _start_from_a_tiny_model(w)
     go = user_model_path("x").parent.parent / "go"
     other = subprocess.Popen([sys.executable, "-c", TAKE_NAME, str(user_model_path("tiny3d-ft1")), str(go)])
-    w.epochs_spin.setValue(20)                    # the tiny model's epochs are short: time for the other run
+    w.epochs_spin.setValue(10)                    # the tiny model's epochs are short: time for the other run
     w.device_combo.setCurrentText("cpu")
     w.pseudo_check.setChecked(False)              # (and the unticked box reaches the run)
     w.rehearsal_check.setChecked(False)           # (this one too)
@@ -386,7 +386,7 @@ def test_a_failed_save_gives_one_notification_and_loses_nothing(corrected, qtbot
     viewer, w, image, pred, chosen = corrected
     _start_from_a_tiny_model(w)
     before = np.asarray(pred.data).copy()
-    w.epochs_spin.setValue(8)            # (the tiny network's epoch takes about a second: time to move the folder)
+    w.epochs_spin.setValue(4)            # (the tiny network's epoch takes about two seconds: time to move the folder)
     w.device_combo.setCurrentText("cpu")
     errors = len(_notes("error"))
     w.run_btn.click()

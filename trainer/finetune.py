@@ -40,7 +40,11 @@ class FinetuneConfig:
     holdout: float = 0.25            # share of each side's trusted slices held out (a contiguous block)
     holdout_case: str | None = None  # or: hold out this whole case (its case hash) instead
     min_samples: int = 64            # few trusted slices are repeated (with fresh augmentation) to this many per epoch
-    min_patches: int = 8             # 3D models: patches per epoch (each spans a slab of slices)
+    min_patches: int = 16            # 3D models: patches per epoch (each spans a slab of slices)
+    # 3D models: the training crop (working slices, SI, RL), at most the base model's. Smaller than
+    # its 32 x 96 x 96 so that twice the steps fit in less time: on a case the model all but missed
+    # that took the gain from +0.13 to +0.44 (BENCHMARKS.md). None: the base model's own crop.
+    patch: tuple | None = (32, 48, 48)
     pseudo_labels: bool = True       # label the slices between corrected ones along the nerve they pin (working-grid models)
     pseudo_share: float = 0.35       # share of crops drawn from pseudo-labelled slices (below the real corrections)
     rehearsal_share: float = 0.25    # share of crops from renders of a training phantom (3D models trained on them): less forgetting
@@ -426,6 +430,24 @@ def _work_validator(pipe, work):
     return validate
 
 
+def training_crop(cfg: FinetuneConfig, metadata: dict) -> tuple:
+    """The crop a fine-tune trains on: the base model's own, or for a 3D patch model ``cfg.patch``
+    cut to the base model's crop along each axis.
+
+    Raises ``ValueError`` when that crop does not fit the 3D U-Net (each side a multiple of
+    ``2 ** depth``)."""
+    training = metadata.get("training") or {}
+    own = tuple(int(v) for v in (training.get("patch") or (128, 128)))
+    if cfg.patch is None or len(own) != 3 or metadata.get("network") != "unet3d":
+        return own
+    crop = tuple(min(int(c), o) for c, o in zip(cfg.patch, own))
+    step = 2 ** int((metadata.get("network_config") or {}).get("depth", 3))
+    if len(cfg.patch) != 3 or any(c < step or c % step for c in crop):
+        raise ValueError(f"fine-tuning crop {tuple(cfg.patch)}: it needs three sides, each a multiple of {step} "
+                         f"for this network (its own crop is {own})")
+    return crop
+
+
 def freeze_first_block(model) -> int:
     """Stop training a 3D U-Net's first encoder block (its two full-resolution convolutions and
     norms); returns how many parameters that froze (0 for other networks, left as they are).
@@ -465,7 +487,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
     init = copy.deepcopy(model.state_dict())
     if data.work:
         tc = TrainConfig(**common, context=getattr(pipe, "context", 1), pipeline=pipe.to_dict(),
-                         patch=tuple(training.get("patch") or (128, 128)),
+                         patch=training_crop(cfg, metadata),
                          steps_per_epoch=max(1, math.ceil((cfg.min_patches if pipe.kind == "patch3d"
                                                            else cfg.min_samples) / batch)))
         before = score_cases(model, metadata, data.work, cfg.device, predicted=data.base_model is model)
