@@ -232,8 +232,14 @@ def test_the_fine_tuning_crop_fits_the_3d_network_and_never_exceeds_its_own(base
     assert training_crop(FinetuneConfig(patch=None), meta) == (32, 96, 96)
     with pytest.raises(ValueError, match=r"multiple of 8 .*\(32, 96, 96\)"):
         training_crop(FinetuneConfig(patch=(32, 44, 48)), meta)
-    with pytest.raises(ValueError, match="multiple of 8"):
+    with pytest.raises(ValueError, match="three sides"):
         training_crop(FinetuneConfig(patch=(32, 48)), meta)
+    with pytest.raises(ValueError, match="at least 16"):
+        training_crop(FinetuneConfig(patch=(8, 48, 48)), meta)
+    # a fine-tuned model trained on smaller crops still predicts with, and is cut to, its 32 x 96 x 96
+    child = {**meta, "training": {**meta["training"], "patch": [32, 48, 48]}}
+    assert training_crop(FinetuneConfig(patch=None), child) == (32, 96, 96)
+    assert training_crop(FinetuneConfig(patch=(32, 64, 128)), child) == (32, 64, 96)
     # whole-slice (2.5D) models keep their own crop
     flat = {"network": "unet", "training": {"patch": [128, 128]}}
     assert training_crop(FinetuneConfig(), flat) == (128, 128)

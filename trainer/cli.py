@@ -510,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained on synthetic renders): less forgetting of other scans; 0 = the case alone")
     p.add_argument("--train-first-block", action="store_true",
                    help="also train the 3D U-Net's first (full-resolution) encoder block, which fine-tuning "
-                        "otherwise keeps as it was: about a tenth more time (BENCHMARKS.md)")
+                        "otherwise keeps as it was: about a tenth more time with the earlier, larger crops "
+                        "(BENCHMARKS.md)")
     p.add_argument("--earlier", action="store_true", help="also train on the corrections store's other cases")
     p.add_argument("--no-store", action="store_true",
                    help="do not add this case to the corrections store (the panel and the CLI share it)")

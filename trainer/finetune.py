@@ -431,20 +431,26 @@ def _work_validator(pipe, work):
 
 
 def training_crop(cfg: FinetuneConfig, metadata: dict) -> tuple:
-    """The crop a fine-tune trains on: the base model's own, or for a 3D patch model ``cfg.patch``
-    cut to the base model's crop along each axis.
+    """The crop a fine-tune trains on: for a 3D patch model ``cfg.patch`` cut along each axis to
+    the patch the model predicts with (``cfg.patch`` None: that patch itself); for other models
+    their own training crop.
 
-    Raises ``ValueError`` when that crop does not fit the 3D U-Net (each side a multiple of
-    ``2 ** depth``)."""
+    Raises ``ValueError`` when the crop does not fit the 3D U-Net: each side a multiple of
+    ``2 ** depth`` (it pools that often) and at least twice that."""
+    from .nets import THREE_D
+
     training = metadata.get("training") or {}
-    own = tuple(int(v) for v in (training.get("patch") or (128, 128)))
-    if cfg.patch is None or len(own) != 3 or metadata.get("network") != "unet3d":
+    if metadata.get("network") not in THREE_D:
+        return tuple(int(v) for v in (training.get("patch") or (128, 128)))
+    # the prediction patch, not training["patch"]: a fine-tuned model's training crop may be smaller
+    own = tuple(int(v) for v in ((metadata.get("preprocessing") or {}).get("patch") or training["patch"]))
+    if cfg.patch is None:
         return own
-    crop = tuple(min(int(c), o) for c, o in zip(cfg.patch, own))
     step = 2 ** int((metadata.get("network_config") or {}).get("depth", 3))
-    if len(cfg.patch) != 3 or any(c < step or c % step for c in crop):
-        raise ValueError(f"fine-tuning crop {tuple(cfg.patch)}: it needs three sides, each a multiple of {step} "
-                         f"for this network (its own crop is {own})")
+    crop = tuple(min(int(c), o) for c, o in zip(cfg.patch, own))
+    if len(cfg.patch) != 3 or any(c < 2 * step or c % step for c in crop):
+        raise ValueError(f"fine-tuning crop {tuple(cfg.patch)}: three sides needed, each a multiple of {step} and at "
+                         f"least {2 * step} (larger sides are cut to the {own} patches this model predicts with)")
     return crop
 
 
