@@ -38,6 +38,8 @@ from napari_ian.trainer.modelfile import load_model
 from napari_ian.trainer.predict import predict_volume
 from napari_ian.trainer.registry import resolve_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))     # its sibling eval_styles makes the sets
+
 
 def shifted(image: np.ndarray, gamma: float = 0.4) -> np.ndarray:
     """The phantom seen through another contrast: intensities scaled to [0, 1] and raised to ``gamma``."""
@@ -73,14 +75,12 @@ def corrected_slices(labels: np.ndarray, n: int = 10) -> np.ndarray:
 
 def set_case(set_name, index):
     """Case ``index`` of an eval_styles set, made afresh (each case of a set is made on its own seed)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from eval_styles import make_set
 
     return next(make_set(set_name, index + 1, start=index))
 
 
 def worst_case(model, meta, set_name, n=6):
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from eval_styles import cached_set
 
     cases = cached_set(set_name, n, Path(__file__).resolve().parent / "out" / "eval_sets")

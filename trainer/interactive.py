@@ -41,6 +41,7 @@ from scipy import ndimage
 
 from .normalise import normalise
 from .postprocess import PathSettings, ball_offsets, grow_from
+from .volume import SIDES
 
 
 @dataclasses.dataclass
@@ -253,7 +254,7 @@ class InteractiveSession:
         model is silent too the path is that curve rather than straight chords between clicks."""
         st = self.st
         lo = np.array([s.start for s in box])
-        if abs(level) > st.min_contrast:
+        if self._guides(level):
             alike = np.clip(self.local_contrast[box] / level, 0.0, 1.0)
         else:
             alike = np.zeros(self.local_contrast[box].shape, np.float32)
@@ -300,7 +301,7 @@ class InteractiveSession:
             pts = np.asarray(pts)[order_clicks(np.asarray(pts) * self.sp)]
             level = self._level(side)
             path = np.rint(pts[:1]).astype(int)
-            smooth = smooth_course(pts * self.sp) if len(pts) >= 2 and abs(level) <= self.st.min_contrast else None
+            smooth = smooth_course(pts * self.sp) if len(pts) >= 2 and not self._guides(level) else None
             for a, b in zip(pts[:-1], pts[1:]):
                 path = np.concatenate([path, self._path(a, b, level, smooth)[1:]])
             if len(pts) > 1:
@@ -319,6 +320,11 @@ class InteractiveSession:
         """The local contrast of ``side``'s nerve where it was clicked (median over its clicks)."""
         pts = np.rint(self._side_clicks(side)).astype(int)
         return float(np.median(self.local_contrast[tuple(pts.T)]))
+
+    def _guides(self, level: float) -> bool:
+        """Whether a clicked contrast ``level`` (:meth:`_level`) stands out enough for the image to
+        guide the path and the drawn width (above ``min_contrast``)."""
+        return abs(level) > self.st.min_contrast
 
     def tube(self, side: int, radius_mm: float) -> np.ndarray:
         """Voxels within ``radius_mm`` of :meth:`course` (bool, full grid)."""
@@ -368,7 +374,7 @@ class InteractiveSession:
         # around the path where it runs within 2 mm of a click (there it is on the nerve)
         level = self._level(side)
         lcb = self.local_contrast[box][tight]
-        if abs(level) > st.min_contrast:
+        if self._guides(level):
             at = (np.asarray(pts) - lo - tlo) * self.sp
             path_by_click = np.zeros(tshape, bool)
             path_by_click[tuple(tl.T)] = np.linalg.norm(tl[:, None] * self.sp - at[None], axis=2).min(axis=1) <= 2.0
@@ -435,7 +441,7 @@ class InteractiveSession:
         st = self.st
         out = np.zeros(self.shape, bool)
         level = self._level(side)
-        if abs(level) <= st.min_contrast or len(path) < 2:
+        if not self._guides(level) or len(path) < 2:
             return out
         reach = self._click_spacing(side)
         near = np.ceil(4.0 / self.sp).astype(int)     # the 4 mm around an end that is looked at
@@ -549,7 +555,7 @@ class InteractiveSession:
         smooth curve through them and the nerve is drawn at its core's width, so it is only as
         right as the clicks are dense where the nerve bends."""
         pts = self._side_clicks(side)
-        if len(pts) < 2 or abs(self._level(side)) > self.st.min_contrast:
+        if len(pts) < 2 or self._guides(self._level(side)):
             return False
         return self.prob is None or np.mean(self.prob[tuple(self.course(side).T)] > 0.5) < 0.5
 
@@ -624,14 +630,14 @@ def _same(a, b) -> bool:
 
 def lone_click_hint(side: int) -> str:
     """The one line said when :meth:`InteractiveSession.lone_click_finds_nothing` (CLI and panel)."""
-    name = {1: "right", 2: "left"}[side]
+    name = SIDES[side]
     return (f"the {name} nerve's one click found no nerve near it, so only the click's spot is labelled: "
             f"add a {name} click further along the nerve to trace it")
 
 
 def nothing_guides_hint(side: int) -> str:
     """The one line said when :meth:`InteractiveSession.nothing_guides`."""
-    name = {1: "right", 2: "left"}[side]
+    name = SIDES[side]
     return (f"the {name} nerve does not stand out of the image at its clicks and the model sees no nerve there, "
             f"so it is drawn thin along the smooth curve through the clicks: add {name} clicks where the nerve "
             f"bends away from it")
