@@ -170,6 +170,25 @@ def test_3d_slice_inference_matches_the_whole_volume_on_those_slices():
     centres = np.array([17, 18, 19, 20, 21])
     some = pipe.infer_slices(prep.volume, centres, (False,), Net(), torch.device("cpu"))
     np.testing.assert_allclose(some, whole[centres], atol=1e-5)
+    # runs of slices far apart, in any order, the volume's ends included
+    centres = np.array([36, 0, 2, 39, 20, 1])
+    some = pipe.infer_slices(prep.volume, centres, (False,), Net(), torch.device("cpu"))
+    np.testing.assert_allclose(some, whole[centres], atol=1e-5)
+
+
+def test_3d_slice_inference_never_pays_for_the_slices_between_distant_runs():
+    v = _volume(4, (80, 16, 16))
+    pipe = Patches3D(patch=(8, 16, 16), spacing_mm=(1.0, 1.0, 1.0))
+    prep = pipe.prepare(v, (1.0, 1.0, 1.0))
+    depths = []
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            depths.extend([x.shape[2]] * x.shape[0])
+            return x
+
+    pipe.infer_slices(prep.volume, np.array([5, 7, 70, 72]), (False,), Net(), torch.device("cpu"))
+    assert depths == [8, 8]                  # one patch-deep slab per run, not the 70 slices between
 
 
 @pytest.mark.parametrize("shape", [(147, 202, 279), (60, 100, 120), (8, 16, 16), (33, 97, 300), (5, 7, 9)])

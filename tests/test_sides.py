@@ -28,6 +28,37 @@ def test_the_course_says_the_side_and_a_straight_or_short_one_says_nothing():
     assert side_from_course(_nerve(shape, 1, 30, 0.3, ap=(10, 22)) > 0, (1, 1, 1)) is None   # 12 mm: too short
 
 
+def test_the_ascending_stretch_alone_tells_its_side():
+    """A view that holds mostly the stretch from the angle of the mandible up to the skull base
+    (as the in-style render test17 does): the right nerve climbs, runs back a little and turns
+    medially (to larger columns) as it climbs. Against the posterior distance alone it looked like
+    a left nerve; against posterior + inferior it is the right one, and the mirrored view the left."""
+    shape = (60, 80, 80)
+    right = np.zeros(shape, bool)
+    for k in range(50):
+        a, r, c = 10 + int(0.6 * k), 70 - k, 20 + int(0.5 * k)
+        right[a, r:r + 2, c:c + 2] = True
+    idx = np.flatnonzero(right.any(axis=(1, 2)))
+    cols = np.array([np.nonzero(right[i].any(axis=0))[0].mean() for i in idx])
+    assert np.polyfit(idx, cols, 1)[0] > 0.5                  # what the posterior distance alone sees
+    assert side_from_course(right, (1, 1, 1)) == 1
+    assert side_from_course(right[:, :, ::-1], (1, 1, 1)) == 2
+
+
+def test_where_the_course_cannot_tell_the_body_rule_does():
+    """A left nerve that climbs one mm per mm it runs back (posterior + inferior stays the same, so
+    that slope says nothing) still converges on the midline towards the chin: the posterior
+    distance alone decides."""
+    shape = (60, 80, 80)
+    left = np.zeros(shape, bool)
+    for a in range(10, 50):
+        c = int(round(20 + 0.3 * (a - 10)))
+        left[a, 70 - (a - 10):72 - (a - 10), c:c + 2] = True
+    assert course_slope(left, (1, 1, 1))[1] < 5
+    assert side_from_course(left, (1, 1, 1)) == 2
+    assert side_from_course(left[:, :, ::-1], (1, 1, 1)) == 1
+
+
 def test_a_course_that_bends_back_still_tells_its_side():
     """A left nerve that converges on the midline along most of its course, then bends back
     medially at its posterior end (towards the skull base) for a stretch: a least-squares line

@@ -240,8 +240,12 @@ def test_synthetic_training_makes_a_3d_model_from_randomised_renders(tmp_path, p
     out = tmp_path / "synthetic.pt"
     events = []
     meta = run_synthetic_training(cfg, out, n_anatomies=1, cache_dir=tmp_path / "anatomy", pool_size=2,
-                                  refresh_every=1, validation_anatomies=1, trained_on="a test", progress=events.append)
+                                  refresh_every=1, validation_anatomies=1, trained_on="a test", progress=events.append,
+                                  family="random")
     assert out.exists() and not list(tmp_path.glob("*.checkpoint.pt"))
+    # --style-family random: every training volume drawn from that look, and the model file says so
+    assert meta["training"]["style_family"] == "random"
+    assert meta["training"]["families_rendered"] == {"random": meta["training"]["volumes_rendered"]}
     assert len(list((tmp_path / "anatomy").iterdir())) >= 2          # one training and one validation anatomy, cached
     t = meta["training"]
     assert t["epochs_run"] == 2 and t["volumes_rendered"] >= 2 and t["render_failures"] == 0
@@ -286,19 +290,21 @@ def test_keep_chooses_the_best_or_the_last_epochs_weights(keep, kept_epoch):
 
 def test_ian_train_keep_and_validation_flags_reach_the_training_run(monkeypatch, tmp_path, capsys):
     """``ian train --keep last`` trains with ``select="last"`` (default ``best``);
-    ``--validation-anatomies N`` validates on N held-out anatomies (default 2); 0 is one clear line."""
+    ``--validation-anatomies N`` validates on N held-out anatomies (default 2); 0 is one clear line;
+    ``--style-family random`` renders that look only (default both)."""
     import napari_ian.trainer.experiment as experiment
     from napari_ian.trainer.cli import main
 
     got = []
 
     def fake_run(cfg, out, **kw):
-        got.append((cfg.select, kw["validation_anatomies"]))
+        got.append((cfg.select, kw["validation_anatomies"], kw["family"]))
         raise SystemExit(0)
 
     monkeypatch.setattr(experiment, "run_synthetic_training", fake_run)
     out = str(tmp_path / "m.pt")
-    for extra, want in (([], ("best", 2)), (["--keep", "last", "--validation-anatomies", "8"], ("last", 8))):
+    for extra, want in (([], ("best", 2, None)),
+                        (["--keep", "last", "--validation-anatomies", "8", "--style-family", "random"], ("last", 8, "random"))):
         with pytest.raises(SystemExit):
             main(["train", "--synthetic", "1", "--out", out, *extra])
         assert got[-1] == want

@@ -109,7 +109,7 @@ def _cmd_train(args) -> int:
         if args.synthetic is not None:
             run_synthetic_training(cfg, out, n_anatomies=args.synthetic, cache_dir=args.anatomy_cache,
                                    validation_anatomies=args.validation_anatomies, trained_on=args.trained_on,
-                                   progress=progress, init_state=init,
+                                   progress=progress, init_state=init, family=args.style_family,
                                    overwrite=args.overwrite, parent=Path(args.init).stem if args.init else None)
         else:
             run_training(args.data, cfg, out, trained_on=args.trained_on, split_seed=args.split_seed,
@@ -460,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--synthetic: held-out anatomies rendered once each for validation after every epoch "
                         "(default 2; more rank epochs more reliably and cost a prediction each per epoch)")
     p.add_argument("--flip-tta", action="store_true", help="--synthetic: the model averages with a mirrored pass")
+    p.add_argument("--style-family", choices=["mrn", "random"], default=None,
+                   help="--synthetic: render training volumes of this look only (mrn: nerve-selective contrasts "
+                        "jittered; random: any intensity per tissue); default both, equally often")
     p.add_argument("--init", default=None, help="start from this model's weights (same architecture)")
     p.add_argument("--name", default="my-model", help="registry name (saved in the user model folder)")
     p.add_argument("--out", default=None, help="write the model file here instead")

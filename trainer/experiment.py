@@ -81,8 +81,11 @@ def run_training(data_dir, cfg: TrainConfig, out_path, *, trained_on: str = "", 
 def run_synthetic_training(cfg: TrainConfig, out_path, *, n_anatomies: int = 48, cache_dir="data/anatomy",
                            pool_size: int = 16, refresh_every: int = 6, validation_anatomies: int = 2,
                            trained_on: str = "", progress: ProgressCallback | None = None, cancel=None, init_state=None,
-                           overwrite: bool = False, parent: str | None = None):
+                           overwrite: bool = False, parent: str | None = None, family: str | None = None):
     """Train on randomised synthetic volumes (:mod:`.synthetic`) and save the model with its metadata.
+
+    ``family``: render training volumes of this style family only (``"mrn"`` or ``"random"``, see
+    ``sample_data.render.STYLE_RANGES``; default both, equally often); validation keeps both.
 
     Anatomies come from the training seed range and are cached in ``cache_dir``; validation uses
     anatomies of the validation seed range, never trained on. While it runs, the best weights so
@@ -108,7 +111,7 @@ def run_synthetic_training(cfg: TrainConfig, out_path, *, n_anatomies: int = 48,
     log(f"{len(anatomies)} training and {len(val_anat)} validation anatomies ready in {time.perf_counter() - t0:.0f} s")
     val = validation_volumes(val_anat, pipe)
     del val_anat
-    pool = VolumePool(anatomies, pipe, size=pool_size, refresh_every=refresh_every, seed=cfg.seed)
+    pool = VolumePool(anatomies, pipe, size=pool_size, refresh_every=refresh_every, seed=cfg.seed, family=family)
     pool.fill(cancel=cancel)
     log(f"pool of {pool_size} rendered volumes ready ({time.perf_counter() - t0:.0f} s)")
     sampler = SyntheticSampler(pool, pipe, cfg.batch_size, cfg.steps_per_epoch, cfg.patch, cfg.positive_fraction)
@@ -124,6 +127,7 @@ def run_synthetic_training(cfg: TrainConfig, out_path, *, n_anatomies: int = 48,
             "output": "nerve probability (either side); sides by the head's midline",
             "training": {**cfg.to_dict(), "data": "synthetic", "anatomy_seeds": [train_seeds[0], train_seeds[-1]],
                          "validation_seeds": val_seeds, "volumes_rendered": pool.rendered,
+                         "style_family": family or "all", "families_rendered": dict(pool.families),
                          "render_failures": len(pool.failures), "epochs_run": len(history),
                          "best": best, "history": history, "machine": platform.machine(), "torch": torch.__version__,
                          "parameters": count_parameters(model)},

@@ -315,13 +315,29 @@ class Patches3D(Pipeline):
         return self._infer_array(prepared.volume, flips, model, device, bf16, channels_last, batch, cancel, progress)
 
     def infer_slices(self, vol, centres, flips, model, device, bf16=False, channels_last=False, box=None, batch=2):
-        """Probabilities (len(centres), H, W) of whole working slices: the patches over the slab
-        of slices that holds them (half a patch of context on either side), not the whole volume."""
+        """Probabilities (len(centres), H, W) of whole working slices, not the whole volume: each
+        run of slices within half a patch of each other from one patch-deep slab centred on it
+        (at least a quarter patch of context either side, the volume's ends allowing). Slices far
+        apart, such as two sides' held-out blocks, never pay for the slices between them."""
         centres = np.asarray(centres, dtype=int)
-        half = self.patch[0] // 2
-        lo, hi = max(int(centres.min()) - half, 0), min(int(centres.max()) + half + 1, vol.shape[0])
-        prob = self._infer_array(vol[lo:hi], tuple(flips), model, device, bf16, channels_last, batch)
-        out = prob[centres - lo]
+        n, p = vol.shape[0], int(self.patch[0])
+        out = np.zeros((len(centres),) + vol.shape[1:], np.float32)
+        order = np.argsort(centres, kind="stable")
+        run = [order[0]] if len(order) else []
+        runs = []
+        for i in order[1:]:
+            if centres[i] - centres[run[0]] > p // 2:
+                runs.append(run)
+                run = []
+            run.append(i)
+        if run:
+            runs.append(run)
+        for run in runs:
+            a, b = int(centres[run[0]]), int(centres[run[-1]])
+            lo = min(max((a + b + 1) // 2 - p // 2, 0), max(n - p, 0))
+            hi = min(lo + p, n)
+            prob = self._infer_array(vol[lo:hi], tuple(flips), model, device, bf16, channels_last, batch)
+            out[run] = prob[centres[run] - lo]
         return out if box is None else out[:, box[0], box[1]]
 
     def _infer_array(self, vol, flips, model, device, bf16, channels_last, batch, cancel=None, progress=None):

@@ -3,46 +3,74 @@
 The head's symmetry plane (:func:`~napari_ian.trainer.preprocess.find_midline`) tells the sides
 apart when both nerves are in view. A field of view that holds one side only has no such plane:
 the mirror axis found then lies anywhere in the image, and a lone nerve may fall on the wrong side
-of it. Its course says which side it is: along the mandible each nerve converges on the midline
-towards the chin. On the canonical grid (axis 0 runs posteriorly, axis 2 towards the patient's
-left) the right nerve's column therefore falls as the slice index grows, the left one's rises.
-On the labels of six held-out phantom anatomies the slope (Theil-Sen, see :func:`course_slope`)
-is 0.27-0.42 mm of RL per mm of AP; a head turned by 8 degrees shifts it by 0.14, so only a
-clear slope over a long enough stretch decides.
+of it. Its course says which side it is: each nerve lies furthest out near the angle of the
+mandible and runs medially away from it at both ends, forwards along the mandible's body to the
+chin and upwards from the mandibular foramen to the skull base. On the canonical grid (axis 0
+runs posteriorly, axis 1 inferiorly, axis 2 towards the patient's left) the right nerve's column
+therefore falls as ``posterior + inferior`` (mm) grows and the left one's rises, in either
+stretch (:func:`course_slope`). Where that slope is too shallow to tell (a straight piece, or a
+false stretch the post-processing joined on), the slope against the posterior distance alone
+decides, which holds along the body only (:func:`body_slope`; the rule before the sixteenth stop,
+which took a view of mostly the ascending stretch for the other side). On partial views of
+labelled phantom nerves the two together called the wrong side far less often than the second
+alone (``bench/bench_sides.py``, ``BENCHMARKS.md``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-MIN_SLOPE = 0.1          # mm RL per mm AP
-MIN_EXTENT_MM = 20.0     # of the nerve along AP
+MIN_SLOPE = 0.15         # mm RL per mm of posterior + inferior
+MIN_BODY_SLOPE = 0.1     # mm RL per mm of AP (the fallback)
+MIN_EXTENT_MM = 20.0     # of the nerve along the coordinate each slope is read against
 LONE_OTHER_MM = 15.0     # a side whose labels run shorter than this (along their course) counts as empty
+MAX_POINTS = 500         # voxels of the nerve the slope is read from (a fixed sample: same answer each time)
+
+
+def _theil_sen(y, x) -> float:
+    # the median of the pairwise slopes: a bridged or extra stretch would pull a least-squares line flat
+    from scipy.stats import theilslopes
+
+    return float(theilslopes(y, x)[0])
 
 
 def course_slope(mask: np.ndarray, spacing) -> tuple[float, float]:
+    """``(slope, extent)``: RL position (mm, towards the left) per mm of ``posterior + inferior``
+    of the voxels of ``mask``, and the extent they cover along ``posterior + inferior`` (mm). NaN
+    slope when the mask holds fewer than ten voxels."""
+    sp = np.asarray(spacing, dtype=float)
+    pts = np.argwhere(mask)
+    if len(pts) < 10:
+        return float("nan"), 0.0
+    if len(pts) > MAX_POINTS:
+        pts = pts[np.random.default_rng(0).choice(len(pts), MAX_POINTS, replace=False)]
+    pts = pts * sp
+    along = pts[:, 0] + pts[:, 1]
+    if np.ptp(along) <= 0:
+        return float("nan"), 0.0
+    return _theil_sen(pts[:, 2], along), float(np.ptp(along))
+
+
+def body_slope(mask: np.ndarray, spacing) -> tuple[float, float]:
     """``(slope, extent)``: RL position (mm, towards the left) per mm of AP (towards posterior) of
-    the per-slice centroids of ``mask``, and the AP extent they cover (mm). NaN slope when the
-    mask spans fewer than three slices."""
+    the per-slice centroids of ``mask``, and the AP extent they cover (mm): the convergence on the
+    chin along the mandible's body. NaN slope when the mask spans fewer than three slices."""
     sp = np.asarray(spacing, dtype=float)
     idx = np.flatnonzero(mask.any(axis=(1, 2)))
     if idx.size < 3:
         return float("nan"), 0.0
     cols = np.array([np.nonzero(mask[i].any(axis=0))[0].mean() for i in idx]) * sp[2]
     ap = idx * sp[0]
-    # the median of the pairwise slopes (Theil-Sen): the nerve's course bends back medially towards
-    # the skull base, and a bridged or extra stretch would pull a least-squares line flat
-    from scipy.stats import theilslopes
-
-    return float(theilslopes(cols, ap)[0]), float(ap.max() - ap.min())
+    return _theil_sen(cols, ap), float(ap.max() - ap.min())
 
 
 def side_from_course(mask: np.ndarray, spacing) -> int | None:
     """1 (right) or 2 (left) for one nerve's mask, from its course; None when the course is too
     short or too straight to tell."""
-    slope, extent = course_slope(mask, spacing)
-    if extent < MIN_EXTENT_MM or not np.isfinite(slope) or abs(slope) < MIN_SLOPE:
-        return None
-    return 1 if slope < 0 else 2
+    for measure, min_slope in ((course_slope, MIN_SLOPE), (body_slope, MIN_BODY_SLOPE)):
+        slope, extent = measure(mask, spacing)
+        if extent >= MIN_EXTENT_MM and np.isfinite(slope) and abs(slope) >= min_slope:
+            return 1 if slope < 0 else 2
+    return None
 
 
 def lone_nerve_midline(labels: np.ndarray, spacing, midline: int) -> int:

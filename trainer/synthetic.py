@@ -62,6 +62,7 @@ class VolumePool:
         self.rng = np.random.default_rng([seed, 5])
         self.items: list = []
         self.rendered = 0
+        self.families: dict[str, int] = {}     # volumes rendered per style family
         self.failures: list[str] = []
         self._lock = threading.Lock()
         self._wanted = threading.Semaphore(0)
@@ -71,8 +72,9 @@ class VolumePool:
 
     def _one(self):
         a = self.anatomies[int(self.rng.integers(len(self.anatomies)))]
-        vol, labels, _style = _render(a, int(self.rng.integers(2 ** 31)), self.pipeline, self.family, self.ranges)
+        vol, labels, style = _render(a, int(self.rng.integers(2 ** 31)), self.pipeline, self.family, self.ranges)
         self.rendered += 1
+        self.families[style.family] = self.families.get(style.family, 0) + 1
         return vol, (labels > 0).astype(np.uint8)
 
     def fill(self, progress: ProgressCallback | None = None, cancel=None):
