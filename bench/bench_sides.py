@@ -23,27 +23,20 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from napari_ian.trainer.sides import MIN_BODY_SLOPE, MIN_EXTENT_MM, MIN_SLOPE, body_slope, course_slope, side_from_course
+from napari_ian.trainer.sides import MIN_BODY_SLOPE, MIN_SLOPE, body_slope, course_slope, side_by, side_from_course
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))     # its sibling eval_styles makes the sets
 
 SETS = (("in-style", 24), ("sample", 6), ("v1", 6), ("unseen-artefacts", 6))
 
 
-def one_rule(measure, min_slope):
-    def rule(mask, spacing):
-        slope, extent = measure(mask, spacing)
-        if extent < MIN_EXTENT_MM or not np.isfinite(slope) or abs(slope) < min_slope:
-            return None
-        return 1 if slope < 0 else 2
-    return rule
-
-
-RULES = {"posterior": one_rule(body_slope, MIN_BODY_SLOPE), "posterior + inferior": one_rule(course_slope, MIN_SLOPE),
+RULES = {"posterior": partial(side_by, body_slope, MIN_BODY_SLOPE),
+         "posterior + inferior": partial(side_by, course_slope, MIN_SLOPE),
          "both": side_from_course}
 
 

@@ -63,14 +63,21 @@ def body_slope(mask: np.ndarray, spacing) -> tuple[float, float]:
     return _theil_sen(cols, ap), float(ap.max() - ap.min())
 
 
+def side_by(measure, min_slope: float, mask: np.ndarray, spacing) -> int | None:
+    """1 (right) or 2 (left) from one slope (:func:`course_slope` or :func:`body_slope`): a column
+    falling along the course is the right nerve; None when the slope is under ``min_slope`` or
+    read over less than ``MIN_EXTENT_MM``."""
+    slope, extent = measure(mask, spacing)
+    if extent < MIN_EXTENT_MM or not np.isfinite(slope) or abs(slope) < min_slope:
+        return None
+    return 1 if slope < 0 else 2
+
+
 def side_from_course(mask: np.ndarray, spacing) -> int | None:
     """1 (right) or 2 (left) for one nerve's mask, from its course; None when the course is too
     short or too straight to tell."""
-    for measure, min_slope in ((course_slope, MIN_SLOPE), (body_slope, MIN_BODY_SLOPE)):
-        slope, extent = measure(mask, spacing)
-        if extent >= MIN_EXTENT_MM and np.isfinite(slope) and abs(slope) >= min_slope:
-            return 1 if slope < 0 else 2
-    return None
+    side = side_by(course_slope, MIN_SLOPE, mask, spacing)
+    return side if side is not None else side_by(body_slope, MIN_BODY_SLOPE, mask, spacing)
 
 
 def lone_nerve_midline(labels: np.ndarray, spacing, midline: int) -> int:

@@ -61,7 +61,6 @@ class VolumePool:
         self.refresh_every, self.family, self.ranges = refresh_every, family, ranges
         self.rng = np.random.default_rng([seed, 5])
         self.items: list = []
-        self.rendered = 0
         self.families: dict[str, int] = {}     # volumes rendered per style family
         self.failures: list[str] = []
         self._lock = threading.Lock()
@@ -73,9 +72,13 @@ class VolumePool:
     def _one(self):
         a = self.anatomies[int(self.rng.integers(len(self.anatomies)))]
         vol, labels, style = _render(a, int(self.rng.integers(2 ** 31)), self.pipeline, self.family, self.ranges)
-        self.rendered += 1
         self.families[style.family] = self.families.get(style.family, 0) + 1
         return vol, (labels > 0).astype(np.uint8)
+
+    @property
+    def rendered(self) -> int:
+        """Volumes rendered so far (all families)."""
+        return sum(self.families.values())
 
     def fill(self, progress: ProgressCallback | None = None, cancel=None):
         """Render the first ``size`` volumes (blocking), then start the refresh thread."""
