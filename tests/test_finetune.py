@@ -415,6 +415,13 @@ def test_rehearsal_renders_the_shipped_training_anatomy_for_models_trained_on_re
         assert volume.shape == mask.shape and volume.dtype == np.float32 and np.isfinite(volume).all()
         assert set(np.unique(mask)) == {0, 1}
     assert not np.array_equal(vols[0][0], vols[1][0])          # two different looks
+    # a second fine-tune reuses the renders (they cost seconds) and cannot change them for the next
+    again = rehearsal_volumes(pipe, meta, n=2, seed=3)
+    assert all(a[0] is b[0] and a[1] is b[1] for a, b in zip(again, vols))
+    with pytest.raises(ValueError):
+        again[0][0][0, 0, 0] = 1.0
+    other = rehearsal_volumes(pipe, meta, n=1, seed=4)          # another seed: other looks
+    assert len(other) == 1 and not np.array_equal(other[0][0], vols[0][0])
     # a model trained on a labelled dataset, or on another grid, gets none
     assert rehearsal_volumes(pipe, {**meta, "training": {**meta["training"], "data": "dataset"}}) == []
     assert rehearsal_volumes(pipeline_for_model(tiny3d()[1]), {**tiny3d()[1], "training": {"data": "synthetic"}}) == []

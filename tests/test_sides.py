@@ -6,7 +6,8 @@ import torch
 
 from napari_ian.trainer.pipeline import Slices25D
 from napari_ian.trainer.predict import predict_volume
-from napari_ian.trainer.sides import course_slope, label_midline, lone_nerve_midline, side_from_course
+from napari_ian.trainer.sides import (course_slope, crossed_midline, label_midline, lone_nerve_midline,
+                                       side_from_course)
 
 
 def _nerve(shape, code, start_col, slope, ap=(10, 50), row=15):
@@ -108,9 +109,45 @@ class _Bright(torch.nn.Module):
 def test_prediction_on_a_one_sided_field_of_view_labels_the_nerve_by_its_course():
     rng = np.random.default_rng(0)
     image = rng.normal(100, 5, (60, 30, 40)).astype(np.float32)
+    image[:, :, 0:2] = image[:, :, 38:40] = 20      # dark bars: a mirror axis at column 19.5, beside the nerve
     truth = _nerve(image.shape, 2, 4, 0.3)          # the left nerve; the field of view stops short of the midline
     image[truth > 0] = 1000
     meta = {"network": "test", "preprocessing": Slices25D(context=1, spacing_mm=(1.0, 1.0, 1.0)).to_dict()}
     pred = predict_volume(image, _Bright(), meta, (1.0, 1.0, 1.0), device="cpu")
     assert (pred.labels == 2).sum() > 0.9 * (truth > 0).sum() and not (pred.labels == 1).any()
     assert pred.midline == 0 and "called left from its course" in pred.doubts[0]
+
+
+def test_a_nerve_across_the_mirror_axis_moves_it_beside_the_nerve():
+    """The mirror axis found ran through a nerve (a field of view off the head's centre): the sides
+    divide at the nerve's edge on the side its course names, mirrored too."""
+    shape = (60, 30, 80)
+    right = _nerve(shape, 1, 30, -0.3) > 0                 # columns 30 -> 18, across a wrong axis at 25
+    assert crossed_midline(right, (1, 1, 1), 25) == (32, 1)
+    assert crossed_midline(right[:, :, ::-1], (1, 1, 1), 80 - 25) == (80 - 32, 2)
+    # an axis beside the nerve, or a speck across it, moves nothing
+    assert crossed_midline(right, (1, 1, 1), 40) == (40, None)
+    speck = right.copy()
+    speck[30, 5, 38:42] = True
+    assert crossed_midline(speck, (1, 1, 1), 40) == (40, None)
+
+
+def test_two_nerves_joined_across_the_axis_leave_it_where_it_is():
+    """Both nerves in view, joined by a false piece in front of the chin: each part names its own
+    side, so the piece is not one nerve and the symmetry plane stands."""
+    shape = (60, 30, 80)
+    pair = (_nerve(shape, 1, 30, -0.3) > 0) | (_nerve(shape, 1, 50, 0.3) > 0)
+    pair[10, 15:17, 30:52] = True
+    assert crossed_midline(pair, (1, 1, 1), 40) == (40, None)
+
+
+def test_prediction_divides_the_sides_beside_a_nerve_the_mirror_axis_ran_through():
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 5, (60, 30, 40)).astype(np.float32)
+    image[:, :, 4:7] = image[:, :, 34:37] = 20           # dark bars: a mirror axis at column 20.5
+    truth = _nerve(image.shape, 1, 26, -0.3)              # the right nerve, columns 26 -> 14, across it
+    image[truth > 0] = 1000
+    meta = {"network": "test", "preprocessing": Slices25D(context=1, spacing_mm=(1.0, 1.0, 1.0)).to_dict()}
+    pred = predict_volume(image, _Bright(), meta, (1.0, 1.0, 1.0), device="cpu")
+    assert (pred.labels == 1).sum() > 0.9 * (truth > 0).sum() and not (pred.labels == 2).any()
+    assert pred.midline == 28 and "right nerve crossed the mirror axis found" in pred.doubts[0]

@@ -2,7 +2,8 @@
 
 The model's pipeline (:mod:`.pipeline`) prepares the volume (robust normalisation, the working
 grid), runs the network and maps its nerve probability back onto the input's own grid; the
-head's symmetry plane tells the patient's right half from the left; nerve-path post-processing
+head's symmetry plane tells the patient's right half from the left (moved beside a nerve it runs
+through, or past a lone nerve its course puts on the other side: :mod:`.sides`); nerve-path post-processing
 (:mod:`.postprocess`) keeps one continuous nerve per side (or, without it, the probability is
 thresholded at 0.5 and specks smaller than ``min_component_mm3`` are removed). Labels:
 1 = right IAN, 2 = left IAN. :func:`doubts` says in a few words when the result does not look
@@ -21,7 +22,8 @@ from .device import memory_format, pick_device, use_bf16
 from .progress import ProgressCallback
 from .pipeline import pipeline_for_model
 from .postprocess import PathSettings, SideReport, nerve_path
-from .sides import lone_nerve_midline
+from .sides import crossed_midline, lone_nerve_midline
+from .volume import SIDES
 
 
 @dataclasses.dataclass
@@ -158,10 +160,12 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
             remove_specks(labels, float(np.prod(spacing)), min_component_mm3)
         return labels, {}
 
-    mid = prep.midline
+    notes = []
+    mid, crossed = crossed_midline(prob > 0.5, spacing, prep.midline)
+    if crossed is not None:     # the mirror axis found ran through a nerve: not the head's midline
+        notes.append(f"the {SIDES[crossed]} nerve crossed the mirror axis found, so the sides divide beside it")
     labels, reports = by_side(mid)
     lone = lone_nerve_midline(labels, spacing, mid)
-    notes = []
     if lone != mid:             # one nerve in view, on the other side of a mirror axis that is not the head's
         mid = lone
         labels, reports = by_side(mid)

@@ -14,6 +14,10 @@ decides, which holds along the body only (:func:`body_slope`; the rule before th
 which took a view of mostly the ascending stretch for the other side). On partial views of
 labelled phantom nerves the two together called the wrong side far less often than the second
 alone (``bench/bench_sides.py``, ``BENCHMARKS.md``).
+
+A field of view off the head's centre can also put the mirror axis found straight through a
+nerve; a nerve never crosses the midline, so the column then moves to that nerve's edge, on the
+side its course names (:func:`crossed_midline`).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import numpy as np
 MIN_SLOPE = 0.15         # mm RL per mm of posterior + inferior
 MIN_BODY_SLOPE = 0.1     # mm RL per mm of AP (the fallback)
 MIN_EXTENT_MM = 20.0     # of the nerve along the coordinate each slope is read against
+CROSS_MIN_MM = 5.0       # a nerve piece this long (along its course) on each side of the midline crosses it
 LONE_OTHER_MM = 15.0     # a side whose labels run shorter than this (along their course) counts as empty
 MAX_POINTS = 500         # voxels of the nerve the slope is read from (a fixed sample: same answer each time)
 
@@ -99,6 +104,57 @@ def lone_nerve_midline(labels: np.ndarray, spacing, midline: int) -> int:
     if side is None or side == code:
         return midline
     return 0 if side == 2 else labels.shape[2]
+
+
+def crossed_midline(nerve: np.ndarray, spacing, midline: int) -> tuple[int, int | None]:
+    """The column dividing the sides, moved off a nerve that runs across it.
+
+    A nerve never crosses the head's midline, so a piece of ``nerve`` (the model's confident
+    voxels, bool) that runs on both sides of ``midline`` for at least ``CROSS_MIN_MM`` along its
+    course each says the mirror axis found is not the head's (a field of view off the head's
+    centre, or one side's only). The largest such piece is then one nerve: when its course names
+    its side (:func:`side_from_course`), the column moves to the piece's edge so that it lies wholly
+    on that side. A piece whose two parts name opposite sides is both nerves joined by something
+    in between, and moves nothing.
+
+    Returns
+    -------
+    midline : int
+        The new dividing column, or ``midline`` when nothing crosses it or the side is unclear.
+    side : int or None
+        The crossing nerve's side (1 right, 2 left) when the column moved.
+    """
+    from scipy import ndimage
+
+    from .postprocess import _course_length
+
+    sp = np.asarray(spacing, dtype=float)
+    comp, _ = ndimage.label(nerve, structure=np.ones((3, 3, 3)))
+    best = None
+    for i, box in enumerate(ndimage.find_objects(comp), start=1):
+        if box is None or box[2].start >= midline or box[2].stop <= midline:
+            continue
+        pts = np.argwhere(comp[box] == i) + [s.start for s in box]
+        parts = pts[pts[:, 2] < midline], pts[pts[:, 2] >= midline]
+        if min(_course_length(part * sp) for part in parts) < CROSS_MIN_MM:
+            continue
+        if best is None or len(pts) > len(best[0]):
+            best = pts, parts
+    if best is None:
+        return midline, None
+    pts, parts = best
+
+    def mask_of(p):
+        m = np.zeros(nerve.shape, bool)
+        m[tuple(p.T)] = True
+        return m
+
+    if [side_from_course(mask_of(p), sp) for p in parts] == [1, 2]:
+        return midline, None
+    side = side_from_course(mask_of(pts), sp)
+    if side is None:
+        return midline, None
+    return (int(pts[:, 2].max()) + 1 if side == 1 else int(pts[:, 2].min())), side
 
 
 def label_midline(labels: np.ndarray, fallback: int) -> int:
