@@ -17,7 +17,8 @@ nerve-path post-processing) and is scored with the project's metric definitions 
 DSC, failure rates, 3D DSC, HD95). Phantom figures, not clinical ones.
 
 Run: ``.venv/bin/python bench/eval_styles.py --model ian-default --model bench/out/models/x.pt``
-(``--tile fast`` also scores ``ian predict --fast``; ``--tile 64,192,224`` other tile limits).
+(``--tile fast`` also scores ``ian predict --fast``; ``--tile 64,192,224`` other tile limits;
+``--per-case`` prints each case's DSC per side and what the prediction doubted).
 """
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def cached_set(name: str, n: int, folder: Path):
     return out
 
 
-def score(model_ref: str, cases, postprocess: bool, tile=None):
+def score(model_ref: str, cases, postprocess: bool, tile=None, per_case: bool = False):
     model, meta = load_model(resolve_model(model_ref))
     results, times = [], []
     for case, img, lab, sp in cases:
@@ -134,6 +135,11 @@ def score(model_ref: str, cases, postprocess: bool, tile=None):
         pred = predict_volume(img, model, meta, sp, device="cpu", postprocess=postprocess, tile=tile)
         times.append(time.perf_counter() - t0)
         results.append(evaluate_volume(lab, pred.labels, sp))
+        if per_case:
+            dsc = {name: (f"{np.mean(s['_dsc_values']):.3f}" if len(s["_dsc_values"]) else "-")
+                   for name, s in results[-1]["sides"].items()}
+            print(f"  {case:<22} DSC right {dsc['right']:>5}  left {dsc['left']:>5}  "
+                  f"{'; '.join(pred.doubts) or 'no doubts'}", flush=True)
     pooled = pooled_summary(results)
     d3 = [s["dsc_3d"] for r in results for s in r["sides"].values()]
     hd = [s["hd95_mm"] for r in results for s in r["sides"].values()]
@@ -153,6 +159,8 @@ def main():
     ap.add_argument("--tile", action="append", default=None, metavar="AP,SI,RL|fast",
                     help="also score each model predicting in tiles of at most this size (repeatable; "
                          "'fast' = ian predict --fast); the default tiling is always scored")
+    ap.add_argument("--per-case", action="store_true",
+                    help="also print each case's mean coronal DSC per side and the prediction's doubts")
     a = ap.parse_args()
     tiles = [None] + [FAST_TILE if t == "fast" else tuple(int(v) for v in t.split(",")) for t in a.tile or []]
     folder = HERE / "out" / "eval_sets"
@@ -161,7 +169,7 @@ def main():
         for m, tile in ((m, t) for m in a.model for t in tiles):
             label = Path(m).stem + ("" if tile is None else "@" + "x".join(map(str, tile)))
             for pp in ((True,) if a.no_raw else (False, True)):
-                r = score(m, cases, pp, tile)
+                r = score(m, cases, pp, tile, a.per_case)
                 d, f = r["dsc"], r["failures"]
                 print(f"{name:<17} {label:<22} {'post' if pp else 'raw ':<4} DSC {d['mean']:.3f} ± {d['sd']:.3f} "
                       f"({d['median']:.3f})  fail {f['complete']:.1%}/{f['tracking']:.1%}/{f['boundary']:.1%}  "
