@@ -11,6 +11,7 @@ and for the most clicks up to five, where each side's clicked path runs: the sha
 more than 1 mm from that side's labelled nerve, and the farthest.
 
 Run: ``.venv/bin/python bench/bench_clicks.py --model ian-default --set v1 --set unseen-artefacts [--per-case]``
+(``--fast``: the probability in large tiles, as ``ian interactive --fast`` computes it).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from eval_styles import cached_set  # noqa: E402
 from napari_ian.trainer.evaluation import evaluate_volume, pooled_summary  # noqa: E402
 from napari_ian.trainer.interactive import InteractiveSession  # noqa: E402
 from napari_ian.trainer.modelfile import load_model  # noqa: E402
+from napari_ian.trainer.pipeline import FAST_TILE  # noqa: E402
 from napari_ian.trainer.predict import predict_volume  # noqa: E402
 from napari_ian.trainer.registry import resolve_model  # noqa: E402
 
@@ -84,6 +86,8 @@ def main():
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--clicks", default="1,2,3,5,8")
     ap.add_argument("--per-case", action="store_true", help="also each case's DSC")
+    ap.add_argument("--fast", action="store_true",
+                    help="the model's probability in large tiles, as ian interactive --fast computes it")
     a = ap.parse_args()
     counts = [int(c) for c in a.clicks.split(",")]
     model, meta = (None, None) if a.no_model else load_model(resolve_model(a.model))
@@ -96,7 +100,8 @@ def main():
         click_t, prep_t = [], []
         for case, img, lab, sp in cases:
             t0 = time.perf_counter()
-            pred = None if model is None else predict_volume(img, model, meta, sp, device="cpu")
+            pred = None if model is None else predict_volume(img, model, meta, sp, device="cpu",
+                                                                  tile=FAST_TILE if a.fast else None)
             sess = InteractiveSession(img, sp, None if pred is None else pred.probability)
             prep_t.append(time.perf_counter() - t0)
             if pred is not None:

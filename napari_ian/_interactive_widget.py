@@ -47,7 +47,7 @@ class InteractiveWidget(Panel):
             compact(combo)
         self.start_btn = QPushButton("Start")
         self.start_btn.setToolTip("Compute the model's nerve probability once (a few seconds), then click")
-        self.fast_check = fast_tiles_checkbox()
+        self.fast_check = fast_tiles_checkbox(checked=True)     # as ian interactive: the clicks carry the result
         self.kind = QButtonGroup(self)
         row = QHBoxLayout()
         for value, text in ((1, "Right nerve"), (2, "Left nerve"), (0, "Not nerve")):

@@ -68,13 +68,14 @@ def compact(combo, chars: int = 10) -> None:
     combo.setMinimumContentsLength(chars)
 
 
-def fast_tiles_checkbox():
-    """The box that asks for a 3D model's probability in a few large tiles (``ian predict --fast``);
-    unticked by default."""
+def fast_tiles_checkbox(checked: bool = False):
+    """The box that asks for a 3D model's probability in a few large tiles (``ian predict --fast``),
+    ticked or not to begin with as the command it stands for is by default."""
     from qtpy.QtWidgets import QCheckBox
 
     from .trainer.cli import FAST_TILES_HELP     # (no torch: the command line's module imports it per command)
 
     box = QCheckBox("fast: a few large tiles")
     box.setToolTip(FAST_TILES_HELP + " (as the command line's --fast)")
+    box.setChecked(checked)
     return box

@@ -519,7 +519,8 @@ def test_edge_contrast_reads_the_edge_and_says_when_it_cannot():
     assert edge_contrast(image, contrast, np.minimum(r, 2.0), 2.2) is None                # no surroundings
 
 
-def test_ian_interactive_fast_takes_the_probability_from_large_tiles(tmp_path, capsys, tile_spy):
+def test_ian_interactive_takes_the_probability_from_large_tiles_unless_patches_are_asked_for(tmp_path, capsys,
+                                                                                            tile_spy):
     from napari_ian.trainer.pipeline import FAST_TILE
     from napari_ian.trainer.volume import canonical_affine_from_spacing
 
@@ -531,12 +532,12 @@ def test_ian_interactive_fast_takes_the_probability_from_large_tiles(tmp_path, c
     world = [(aff @ np.r_[q, 1.0])[:3] for q in (pts[0], pts[40], pts[-1])]
     csv.write_text("x,y,z,label\n" + "".join(f"{w[0]},{w[1]},{w[2]},1\n" for w in world))
     out = tmp_path / "out.nii.gz"
-    for flags, expected in (([], None), (["--fast"], FAST_TILE)):
+    for flags, expected in (([], FAST_TILE), (["--patches"], None), (["--fast"], FAST_TILE)):
         if out.exists():           # the first run's labels: kept unless --overwrite, refused before any work
             before = out.read_bytes()
             assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(out)] + flags) == 2
             err = capsys.readouterr().err.strip()
-            assert "--out exists; pass --overwrite" in err and "\n" not in err and tiles == [None]
+            assert "--out exists; pass --overwrite" in err and "\n" not in err and len(tiles) == 1
             assert out.read_bytes() == before
             flags = flags + ["--overwrite"]
         tiles.clear()
@@ -544,7 +545,7 @@ def test_ian_interactive_fast_takes_the_probability_from_large_tiles(tmp_path, c
                         + flags) == 0
         assert tiles == [expected]
         said = capsys.readouterr().out
-        assert ("fast tiles" in said) == bool(flags)
+        assert ("fast tiles" in said) == (expected is not None)
         res = read_volume(out).data
         ref = lab == 1
         assert 2 * ((res == 1) & ref).sum() / ((res == 1).sum() + ref.sum()) > 0.6
@@ -553,3 +554,7 @@ def test_ian_interactive_fast_takes_the_probability_from_large_tiles(tmp_path, c
                      "--no-model"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--fast" in err and "--no-model" in err and "\n" not in err and tiles == []
+    # --no-model alone asks for no probability, so the default tiling is no conflict
+    assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(tmp_path / "o.nii.gz"),
+                     "--no-model"]) == 0
+    assert tiles == [] and (tmp_path / "o.nii.gz").exists()

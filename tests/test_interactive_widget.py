@@ -98,10 +98,10 @@ def test_clicks_give_the_nerve_one_undo_step_each_and_leave_hand_edits(make_napa
     assert "add a left click further along the nerve" in w.status.text() and "right nerve's" not in w.status.text()
 
 
-def test_the_fast_box_gives_the_clicks_a_probability_from_large_tiles(make_napari_viewer, qtbot, tmp_path,
-                                                                     monkeypatch, tile_spy):
-    """Ticked with a real click, the box makes Start compute the probability in large tiles
-    (``ian interactive --fast``); unticked (the default) in training-size patches."""
+def test_the_fast_box_ticked_by_default_and_unticked_by_a_click_gives_training_size_patches(
+        make_napari_viewer, qtbot, tmp_path, monkeypatch, tile_spy):
+    """Ticked to begin with (as ``ian interactive``'s default), the box makes Start compute the
+    probability in large tiles; unticked with a real click, in training-size patches."""
     import sys
     from pathlib import Path
 
@@ -122,10 +122,14 @@ def test_the_fast_box_gives_the_clicks_a_probability_from_large_tiles(make_napar
     w = dock(viewer, "Interactive")
     w.image_combo.setCurrentText("mr")
     w.labels_combo.setCurrentText("IAN labels")
-    assert not w.fast_check.isChecked()
-    qtbot.mouseClick(w.fast_check, Qt.LeftButton, pos=QPoint(8, w.fast_check.height() // 2))
     assert w.fast_check.isChecked()
     w.start()
-    qtbot.waitUntil(lambda: w.points is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: w.points is not None and w.worker is None, timeout=120_000)
     assert tiles == [FAST_TILE]
+    qtbot.mouseClick(w.fast_check, Qt.LeftButton, pos=QPoint(8, w.fast_check.height() // 2))
+    assert not w.fast_check.isChecked()
+    first = w.session_
+    w.start()
+    qtbot.waitUntil(lambda: w.session_ is not first and w.worker is None, timeout=120_000)
+    assert tiles == [FAST_TILE, None]
     assert w.session_.prob is not None and w.session_.prob.shape == img.shape

@@ -395,8 +395,10 @@ def _cmd_interactive(args) -> int:
 
     if not is_nifti_path(args.out):
         raise ValueError(f"--out {args.out}: must end in .nii or .nii.gz")
-    if args.fast and args.no_model:
-        raise ValueError("--fast: computes the model's probability, which --no-model leaves out; drop one of them")
+    if args.fast is not None and args.no_model:
+        flag = "--fast" if args.fast else "--patches"
+        raise ValueError(f"{flag}: says how to compute the model's probability, which --no-model leaves out; "
+                         "drop one of them")
     # as for ian predict: never over an input, writable, and nothing created before the work
     check_outputs({"the image": args.image, "the clicks file": args.clicks}, {"--out": args.out})
     refuse_existing({"--out": args.out}, args.overwrite)
@@ -405,7 +407,8 @@ def _cmd_interactive(args) -> int:
     clicks = read_clicks_csv(args.clicks, vol.geometry.canonical_affine, vol.data.shape)
     prob, tiles = None, ""
     if not args.no_model:
-        pred = predict_case(vol.data, vol.spacing, args.model, device=args.device, fast=args.fast).prediction
+        pred = predict_case(vol.data, vol.spacing, args.model, device=args.device,
+                            fast=args.fast is not False).prediction
         prob, tiles = pred.probability, ", fast tiles" if pred.large_tiles else ""
     session = InteractiveSession(vol.data, vol.spacing, prob)
     session.set_clicks(clicks)
@@ -590,7 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model whose probability guides the paths (default: ian-default)")
     p.add_argument("--no-model", action="store_true", help="follow the image's brightness only")
     p.add_argument("--device", default="auto")
-    p.add_argument("--fast", action="store_true", help="the model's probability: " + FAST_TILES_HELP + " (BENCHMARKS.md)")
+    # large tiles by default here: the clicks carry the result, and five clicks scored the same on our
+    # phantoms either way in two thirds of the time (BENCHMARKS.md)
+    p.add_argument("--fast", dest="fast", action="store_const", const=True, default=None,
+                   help="the model's probability: " + FAST_TILES_HELP + " (the default here; BENCHMARKS.md)")
+    p.add_argument("--patches", dest="fast", action="store_const", const=False,
+                   help="the model's probability in its training-size overlapping patches, as ian predict "
+                        "computes it without --fast: slower")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_interactive)
 
