@@ -136,7 +136,7 @@ def score(model_ref: str, cases, postprocess: bool, tile=None, per_case: bool = 
         times.append(time.perf_counter() - t0)
         results.append(evaluate_volume(lab, pred.labels, sp))
         if per_case:
-            dsc = {name: (f"{np.mean(s['_dsc_values']):.3f}" if len(s["_dsc_values"]) else "-")
+            dsc = {name: (f"{s['dsc']['mean']:.3f}" if s["dsc"]["n"] else "-")
                    for name, s in results[-1]["sides"].items()}
             print(f"  {case:<22} DSC right {dsc['right']:>5}  left {dsc['left']:>5}  "
                   f"{'; '.join(pred.doubts) or 'no doubts'}", flush=True)
