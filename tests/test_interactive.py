@@ -558,3 +558,38 @@ def test_ian_interactive_takes_the_probability_from_large_tiles_unless_patches_a
     assert cli.main(["interactive", str(p), "--clicks", str(csv), "--out", str(tmp_path / "o.nii.gz"),
                      "--no-model"]) == 0
     assert tiles == [] and (tmp_path / "o.nii.gz").exists()
+
+
+def test_between_two_clicks_the_path_follows_the_nerve_as_it_looks_there_not_the_sides_median_look():
+    """A nerve bright in its first half and darker than its surroundings in its second (its
+    contrast changes along its course), with a bright vessel 3 mm beside the dark half, and no
+    model: the path between the two clicks on the dark half follows the dark nerve, not the vessel
+    that looks like the side's median click (it ran along the vessel when one contrast served the
+    whole side). From the last bright click to the first dark one the two clicks disagree, and the
+    side's look still leads there."""
+    shape, sp = (100, 30, 40), (0.8, 0.5, 0.5)
+    img = np.random.default_rng(7).normal(100, 5, shape).astype(np.float32)
+    a = np.arange(shape[0])
+    axis = np.zeros(shape, bool)
+    axis[5:96, 15, 15] = True
+    d = _distance_to(axis, sp)
+    img[(d <= 1.0) & (a[:, None, None] < 50)] = 400        # bright ...
+    img[(d <= 1.0) & (a[:, None, None] >= 50)] = 30         # ... then dark
+    vessel = np.zeros(shape, bool)
+    vessel[50:96, 15, 21] = True                             # 3 mm beside the dark half
+    img[_distance_to(vessel, sp) <= 1.0] = 400
+    sess = InteractiveSession(img, sp)
+    clicks = [((k, 15, 15), 1) for k in (10, 25, 40, 60, 90)]
+    sess.set_clicks(clicks)
+    path = sess.course(1)
+    dark = path[path[:, 0] > 60]            # between the two clicks on the dark half
+    assert len(dark) and np.abs(dark[:, 2] - 15).max() * sp[2] <= 1.0, dark[:, 2]
+    beside = _distance_to(vessel, sp) <= 0.5
+    beside[:64] = False     # (from the last bright click to the first dark one the side's look leads, and its width)
+    assert not (sess.side_mask(1) & beside).any()      # the vessel there is not drawn
+
+
+def _distance_to(mask, sp):
+    from scipy import ndimage
+
+    return ndimage.distance_transform_edt(~mask, sampling=sp)

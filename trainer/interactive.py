@@ -299,11 +299,12 @@ class InteractiveSession:
         path, spacing = np.empty((0, 3), int), 0.0
         if pts:
             pts = np.asarray(pts)[order_clicks(np.asarray(pts) * self.sp)]
-            level = self._level(side)
             path = np.rint(pts[:1]).astype(int)
-            smooth = smooth_course(pts * self.sp) if len(pts) >= 2 and not self._guides(level) else None
+            side_level = self._level(side)
+            smooth = smooth_course(pts * self.sp) if len(pts) >= 2 else None
             for a, b in zip(pts[:-1], pts[1:]):
-                path = np.concatenate([path, self._path(a, b, level, smooth)[1:]])
+                level = self._segment_level(a, b, side_level)
+                path = np.concatenate([path, self._path(a, b, level, None if self._guides(level) else smooth)[1:]])
             if len(pts) > 1:
                 spacing = float(np.median(np.linalg.norm(np.diff(pts, axis=0) * self.sp, axis=1)))
         path.flags.writeable = False     # shared with the cache
@@ -320,6 +321,24 @@ class InteractiveSession:
         """The local contrast of ``side``'s nerve where it was clicked (median over its clicks)."""
         pts = np.rint(self._side_clicks(side)).astype(int)
         return float(np.median(self.local_contrast[tuple(pts.T)]))
+
+    def _segment_level(self, a, b, side_level: float) -> float:
+        """The clicked contrast that guides the path between neighbouring clicks ``a`` and ``b``
+        (voxels): the side's (``side_level``, :meth:`_level`), unless both clicks stand out of the
+        image (:meth:`_guides`) the same way and the side's contrast does not, either way; then
+        the weaker of the two clicks' contrasts.
+
+        A nerve's contrast changes along its course (in its bony canal, among muscle, near a
+        foramen), on some sequences even its sign; with one contrast for the whole side, the path
+        between two clicks on a stretch that looked otherwise followed whatever nearby looked
+        like the side's median click, up to 12 mm away (a phantom case). One click alone does not
+        overrule the side: the contrast at a click on a thin nerve can read weak or even reversed
+        where the click is a voxel off its centre."""
+        la, lb = (float(self.local_contrast[tuple(np.rint(v).astype(int))]) for v in (a, b))
+        agree = self._guides(la) and self._guides(lb) and np.sign(la) == np.sign(lb)
+        if agree and (not self._guides(side_level) or np.sign(la) != np.sign(side_level)):
+            return float(np.sign(la) * min(abs(la), abs(lb)))
+        return side_level
 
     def _guides(self, level: float) -> bool:
         """Whether a clicked contrast ``level`` (:meth:`_level`) stands out enough for the image to
