@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_ian.trainer.losses import IGNORE, bce_loss, dice_ce_loss, dice_loss, focal_tversky_loss, get_loss
+from napari_ian.trainer.losses import (IGNORE, LOSSES, bce_loss, dice_ce_loss, dice_loss, focal_tversky_loss, get_loss,
+                                      skeleton_recall_loss)
 
 
 def _tiny_target(n=4):
@@ -28,7 +29,7 @@ def test_focal_tversky_form_and_weights():
     assert focal_tversky_loss(fp, t, gamma=2.0).item() == pytest.approx(l1 ** 2, rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["focal_tversky", "dice", "bce", "dice_ce"])
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_loss_ranks_right_above_empty_above_wrong_and_pulls_toward_the_nerve(name):
     fn = get_loss(name)
     t = _tiny_target()
@@ -55,7 +56,7 @@ def test_unknown_loss_is_refused():
         get_loss("hinge")
 
 
-@pytest.mark.parametrize("name", ["focal_tversky", "dice", "bce", "dice_ce"])
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_ignored_voxels_count_for_nothing(name):
     """Fine-tuning a 3D network marks the slices nobody corrected IGNORE: whatever the network says
     there must neither change the loss nor receive a gradient."""
@@ -71,3 +72,29 @@ def test_ignored_voxels_count_for_nothing(name):
     assert (x.grad[t == IGNORE] == 0).all() and (x.grad[t != IGNORE] != 0).any()
     if name == "bce":   # its mean runs over the counted voxels only: the same as cropping them out
         assert fn(x.detach(), t).item() == pytest.approx(fn(x.detach()[:, :, :12], t[:, :, :12]).item(), rel=1e-5)
+
+
+def test_skeleton_recall_weighs_each_stretch_of_nerve_by_its_length_not_its_voxels():
+    """A nerve thick along half its length and one voxel thin along the other half, predicted
+    along its thick half only: nine tenths of its voxels are found, so Dice hardly minds, but half
+    its length is missed, and the skeleton recall loss says so; the whole nerve found costs
+    nothing, and so does a batch without nerve."""
+    t = torch.zeros(1, 1, 40, 15, 15)
+    t[0, 0, 2:20, 4:11, 4:11] = 1                 # thick ...
+    t[0, 0, 20:38, 7, 7] = 1                      # ... then thin
+    thick_only = torch.where((t > 0) & (torch.arange(40).view(1, 1, 40, 1, 1) < 20), 20.0, -20.0)
+    found = (torch.sigmoid(thick_only) * t).sum() / t.sum()
+    assert found > 0.9 and dice_loss(thick_only, t) < 0.06
+    assert skeleton_recall_loss(thick_only, t).item() == pytest.approx(0.5, abs=0.1)
+    assert skeleton_recall_loss(torch.where(t > 0, 20.0, -20.0), t).item() < 0.05
+    assert skeleton_recall_loss(torch.randn(1, 1, 40, 15, 15), torch.zeros(1, 1, 40, 15, 15)).item() == 0.0
+    # the pull is on the missed stretch's centre
+    x = thick_only.clone().requires_grad_(True)
+    skeleton_recall_loss(x, t).backward()
+    assert (x.grad[0, 0, 22:36, 7, 7] < 0).all() and (x.grad[0, 0, :, :, :6] == 0).all()
+
+
+def test_the_command_lines_loss_names_are_the_losses():
+    from napari_ian.trainer.cli import LOSS_CHOICES
+
+    assert sorted(LOSS_CHOICES) == sorted(LOSSES)

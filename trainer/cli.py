@@ -21,6 +21,9 @@ import numpy as np
 
 from .progress_console import ConsoleProgress
 
+LOSS_CHOICES = ("focal_tversky", "dice", "bce", "dice_ce", "dice_ce_skeleton")
+"""``--loss`` names (:data:`napari_ian.trainer.losses.LOSSES`; kept here so that parsing needs no torch)."""
+
 MAX_MESSAGE = 400   # characters of an error line; the rest is cut (a listing must not flood the terminal)
 
 
@@ -473,8 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network-config", default=None, help='JSON, e.g. \'{"base": 16}\' or \'{"split_attention": true}\'')
     p.add_argument("--context", type=int, default=3, help="2.5D: coronal slices as channels (1 = 2D, the paper)")
     p.add_argument("--size", default="64x160", help="network input HxW (the paper: 256x256)")
-    p.add_argument("--loss", default=None, choices=["focal_tversky", "dice", "bce", "dice_ce"],
-                   help="default: focal_tversky (the paper's) for --data, dice_ce for --synthetic")
+    p.add_argument("--loss", default=None, choices=LOSS_CHOICES,
+                   help="default: focal_tversky (the paper's) for --data, dice_ce for --synthetic; "
+                        "dice_ce_skeleton adds skeleton recall (each length of nerve weighs the same)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--epochs", type=int, default=50)
@@ -568,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=None, help="coronal slices as channels (default 3; --paper: 1)")
     p.add_argument("--lr", type=float, default=None, help="default 1e-3")
     p.add_argument("--weight-decay", type=float, default=None, help="default 1e-4")
-    p.add_argument("--loss", default=None, choices=["focal_tversky", "dice", "bce", "dice_ce"],
+    p.add_argument("--loss", default=None, choices=LOSS_CHOICES,
                    help="default focal_tversky")
     p.add_argument("--augment", default=None, action=argparse.BooleanOptionalAction,
                    help="augment training batches (default on; --paper: off)")
