@@ -325,8 +325,8 @@ class InteractiveSession:
     def _segment_level(self, a, b, side_level: float) -> float:
         """The clicked contrast that guides the path between neighbouring clicks ``a`` and ``b``
         (voxels): the side's (``side_level``, :meth:`_level`), unless both clicks stand out of the
-        image (:meth:`_guides`) the same way and the side's contrast does not, either way; then
-        the weaker of the two clicks' contrasts.
+        image (:meth:`_guides`) the same way and the side's contrast does not stand out that way
+        (it is too weak, or of the other sign); then the weaker of the two clicks' contrasts.
 
         A nerve's contrast changes along its course (in its bony canal, among muscle, near a
         foramen), on some sequences even its sign; with one contrast for the whole side, the path
