@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cpu_3d import infer_seconds  # noqa: E402
 from eval_styles import cached_set  # noqa: E402
 
 from napari_ian.trainer.device import memory_format  # noqa: E402
@@ -67,13 +68,6 @@ def int8_copy(net: nn.Module) -> nn.Module:
     return m
 
 
-def seconds(net, x):
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        net(x)
-    return time.perf_counter() - t0
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -84,11 +78,11 @@ def main():
     q = int8_copy(net)
     x = torch.randn(2, 1, 32, 96, 96).contiguous(memory_format=CL)
     for m in (net, q):
-        seconds(m, x)
+        infer_seconds(m, x, channels_last=True, bf16=False)
     t32, t8 = [], []
     for _ in range(a.rounds):       # interleaved: drift on a shared machine hits both alike
-        t32.append(seconds(net, x))
-        t8.append(seconds(q, x))
+        t32.append(infer_seconds(net, x, channels_last=True, bf16=False))
+        t8.append(infer_seconds(q, x, channels_last=True, bf16=False))
     print(f"batch of two 32 x 96 x 96 patches: float32 {np.median(t32):.3f} s, int8 {np.median(t8):.3f} s "
           f"(median of {a.rounds}; x{np.median(t32) / np.median(t8):.2f})", flush=True)
     folder = Path(__file__).resolve().parent / "out" / "eval_sets"
