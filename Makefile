@@ -1,7 +1,7 @@
 # napari-ian: the README's two commands are `make run` and `make test`.
 # Each does its own set-up on a fresh machine: Qt's few system libraries (apt, when root on
 # Debian/Ubuntu and they are missing), a virtual environment, a CPU build of torch, and the
-# project in editable mode with PyQt5 and the test tools.
+# project in editable mode with PyQt5, OpenVINO (faster CPU inference) and the test tools.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -44,7 +44,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 		$(BIN)/python -m pip install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
 		|| $(BIN)/python -m pip install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(BIN)/python -m pip install -e ".[$(QT_BINDING),testing]"
+	$(BIN)/python -m pip install -e ".[$(QT_BINDING),openvino,testing]"
 	touch $@
 
 # the README screenshots (needs Xvfb): make run's window, then plain napari on a desktop and a

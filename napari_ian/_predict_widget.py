@@ -235,7 +235,8 @@ class PredictWidget(Panel):
             kwargs["metadata"].pop(GEOMETRY_KEY)
         kwargs.update(on_grid_of(image_layer))
         kwargs["metadata"]["ian_model"] = {"name": model_name, "trained_on": meta.get("trained_on", ""),
-                                           "device": pred.device, "bf16": pred.bf16, "fast_tiles": pred.large_tiles}
+                                           "device": pred.device, "bf16": pred.bf16, "fast_tiles": pred.large_tiles,
+                                           "backend": pred.backend}
         new = self.viewer.add_labels(data, **kwargs)
         if self.prob_check.isChecked():
             # tied to its prediction by id, not by name (the Review panel reads it for its warnings)

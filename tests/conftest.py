@@ -75,3 +75,15 @@ def tile_spy(monkeypatch):
 
     monkeypatch.setattr(predict, "predict_volume", spy)
     return tiles
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _openvino_cache_in_a_temporary_folder(tmp_path_factory):
+    """Networks OpenVINO compiles during the tests are cached in a session folder, not in the
+    user's home (the bundled model converts once per test session)."""
+    from napari_ian.trainer import openvino_runtime
+
+    folder = tmp_path_factory.mktemp("openvino_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(openvino_runtime, "cache_dir", lambda: folder)
+        yield folder

@@ -206,7 +206,7 @@ def _cmd_predict(args) -> int:
     roi = parse_roi(args.roi, vol.data.shape) if args.roi else None
     with ConsoleProgress(bars=not args.quiet, desc="predict") as progress:
         res = predict_case(vol.data, vol.spacing, model_path, device=args.device, roi=roi, progress=progress,
-                           postprocess=not args.no_postprocess, fast=args.fast)
+                           postprocess=not args.no_postprocess, fast=args.fast, backend=args.backend)
     pred = res.prediction
     if res.note:
         print(f"note: {res.note}", file=sys.stderr)
@@ -411,8 +411,8 @@ def _cmd_interactive(args) -> int:
     prob, tiles = None, ""
     if not args.no_model:
         pred = predict_case(vol.data, vol.spacing, args.model, device=args.device,
-                            fast=args.fast is not False).prediction
-        prob, tiles = pred.probability, ", fast tiles" if pred.large_tiles else ""
+                            fast=args.fast is not False, backend=args.backend).prediction
+        prob, tiles = pred.probability, f", {pred.ran_on}"
     session = InteractiveSession(vol.data, vol.spacing, prob)
     session.set_clicks(clicks)
     labels = session.labels()
@@ -425,6 +425,12 @@ def _cmd_interactive(args) -> int:
         print(f"note: {hint}", file=sys.stderr)
     return 0
 
+
+# openvino_runtime.BACKENDS, spelt out here so that the CLI's help needs no import of torch
+BACKEND_CHOICES = ("auto", "torch", "openvino")
+BACKEND_HELP = ("what runs the network on the CPU: auto (OpenVINO where it is installed, the CPU has no native "
+                "bf16 and the model is a 3D patch model: the network 1.3-2 times as fast; PyTorch otherwise), "
+                "torch, or openvino (default auto; BENCHMARKS.md)")
 
 # also the tooltip of the panels' "fast" box (napari_ian/_panel_layout.py)
 FAST_TILES_HELP = ("3D models: predict in a few large tiles instead of many overlapping patches: about a third "
@@ -538,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-postprocess", action="store_true",
                    help="threshold the probability only (no one-continuous-nerve-per-side clean-up)")
     p.add_argument("--fast", action="store_true", help=FAST_TILES_HELP + " (BENCHMARKS.md)")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help=BACKEND_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
@@ -604,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patches", dest="fast", action="store_const", const=False,
                    help="the model's probability in its training-size overlapping patches, as ian predict "
                         "computes it without --fast: slower")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help=BACKEND_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_interactive)
 

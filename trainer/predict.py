@@ -12,6 +12,7 @@ like one nerve per side.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Callable
 
 import numpy as np
@@ -25,6 +26,8 @@ from .postprocess import PathSettings, SideReport, nerve_path
 from .sides import crossed_midline, lone_nerve_midline
 from .volume import SIDES
 
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class Prediction:
@@ -36,11 +39,13 @@ class Prediction:
     reports: dict = dataclasses.field(default_factory=dict)   # {1: SideReport, 2: SideReport}
     doubts: list = dataclasses.field(default_factory=list)    # short phrases; empty = looks like one nerve per side
     large_tiles: bool = False   # a 3D model ran on large tiles (``tile``), not its training patches
+    backend: str = "torch"      # what ran the network: ``torch`` or ``openvino``
 
     @property
     def ran_on(self) -> str:
-        """How it ran, for a status line: the device, then bf16 and fast tiles where they were used."""
-        return f"{self.device}{', bf16' if self.bf16 else ''}{', fast tiles' if self.large_tiles else ''}"
+        """How it ran, for a status line: the device, then OpenVINO, bf16 and fast tiles where used."""
+        return (f"{self.device}{', OpenVINO' if self.backend == 'openvino' else ''}{', bf16' if self.bf16 else ''}"
+                f"{', fast tiles' if self.large_tiles else ''}")
 
 
 def remove_specks(labels: np.ndarray, voxel_mm3: float, min_component_mm3: float) -> np.ndarray:
@@ -100,7 +105,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
                    device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
                    progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
                    batch: int | None = None, postprocess: bool | PathSettings = True,
-                   tile: tuple | None = None) -> Prediction:
+                   tile: tuple | None = None, backend: str = "torch") -> Prediction:
     """Segment both IANs in a canonical volume.
 
     Parameters
@@ -125,6 +130,12 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         A 3D patch model predicts in tiles of at most this many working voxels instead of its
         training patches (:class:`~napari_ian.trainer.pipeline.Patches3D`; ``FAST_TILE`` is
         ``ian predict --fast``): faster, slightly different results. Other models ignore it.
+    backend : {"torch", "auto", "openvino"}
+        What runs the network. ``openvino``: OpenVINO on the CPU, float32
+        (:mod:`napari_ian.trainer.openvino_runtime`; 3D patch models only). ``auto``: OpenVINO where
+        it is installed, the device is the CPU, the CPU has no native bf16 (there PyTorch's bf16 was
+        measured fast) and the model is a 3D patch model; PyTorch otherwise, also where the
+        conversion fails. ``torch``: PyTorch.
     """
     if image.ndim != 3:
         raise ValueError(f"prediction needs a 3D volume, got shape {image.shape}")
@@ -136,10 +147,14 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
                                    multiple=max(pipe.multiple, 2 ** int(depth)) if depth else pipe.multiple)
     dev = pick_device(device)
     bf16 = use_bf16(dev, "auto" if metadata.get("inference_bf16", True) else False)
-    channels_last = dev.type == "cpu"
-    model = model.to(dev).eval()
-    if channels_last:
-        model = model.to(memory_format=memory_format(5 if pipe.kind == "patch3d" else 4))
+    compiled = _openvino_network(model, pipe, dev, bf16, backend)
+    if compiled is not None:
+        model, bf16, channels_last = compiled, False, False
+    else:
+        channels_last = dev.type == "cpu"
+        model = model.to(dev).eval()
+        if channels_last:
+            model = model.to(memory_format=memory_format(5 if pipe.kind == "patch3d" else 4))
     batch = batch or {"halfslice": 64, "slices25d": 16, "patch3d": 2}[pipe.kind]
     prep = pipe.prepare(image, spacing, box=roi)
     prob_work = pipe.infer(prep, model, dev, bf16, channels_last, batch, cancel, progress)
@@ -171,7 +186,34 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         labels, reports = by_side(mid)
         notes.append(f"one nerve in view, called {'left' if mid == 0 else 'right'} from its course")
     return Prediction(labels, prob, str(dev), bf16, mid, reports, notes + doubts(labels, prob, spacing, reports),
-                      large_tiles=getattr(pipe, "tile", None) is not None)
+                      large_tiles=getattr(pipe, "tile", None) is not None,
+                      backend="torch" if compiled is None else "openvino")
+
+
+def _openvino_network(model, pipe, device, bf16: bool, backend: str):
+    """The network compiled by OpenVINO where ``backend`` asks for it (see :func:`predict_volume`), else ``None``."""
+    from .openvino_runtime import BACKENDS, compile_for_cpu, openvino_version
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "torch":
+        return None
+    if backend == "openvino":
+        if device.type != "cpu":
+            raise ValueError(f"OpenVINO runs the network on the CPU, not on {device.type}")
+        if pipe.kind != "patch3d":
+            raise ValueError(f"OpenVINO runs 3D patch models only, not a {pipe.kind!r} model")
+        try:
+            return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch))
+        except ImportError as exc:
+            raise ValueError(f"backend openvino: {exc}") from None
+    if device.type != "cpu" or bf16 or pipe.kind != "patch3d" or openvino_version() is None:
+        return None
+    try:
+        return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch))
+    except Exception as exc:     # a network OpenVINO cannot convert: PyTorch runs it, as before
+        log.warning("OpenVINO could not compile the network (%s); PyTorch runs it", exc)
+        return None
 
 
 # What one nerve per side looks like (phantom anatomy and the source study's description):

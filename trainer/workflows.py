@@ -35,11 +35,13 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, device: str = "auto", roi=None,
                  progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
-                 postprocess=True, fast: bool = False) -> PredictResult:
+                 postprocess=True, fast: bool = False, backend: str = "auto") -> PredictResult:
     """Predict both IANs in a canonical volume with a registry model (name or path): the one
     predict flow behind ``ian predict``, the Predict panel and the Interactive panel.
 
-    ``fast``: a 3D patch model predicts in large tiles (``pipeline.FAST_TILE``).
+    ``fast``: a 3D patch model predicts in large tiles (``pipeline.FAST_TILE``). ``backend``: what
+    runs the network on the CPU (:func:`napari_ian.trainer.predict.predict_volume`; ``auto`` takes
+    OpenVINO where it is installed and faster).
 
     When the GPU runs out of memory the prediction is repeated on the CPU and the result's
     ``note`` says so. ``progress`` gets ``infer`` events; ``cancel`` stops it between batches.
@@ -55,7 +57,7 @@ def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, de
     tile = FAST_TILE if fast else None
     try:
         pred = predict_volume(image, net, meta, spacing, device=device, roi=roi, progress=progress, cancel=cancel,
-                              postprocess=postprocess, tile=tile)
+                              postprocess=postprocess, tile=tile, backend=backend)
         return PredictResult(pred, meta, path)
     except (RuntimeError, MemoryError) as exc:
         if not _out_of_memory(exc) or pick_device(device).type == "cpu":
@@ -67,7 +69,7 @@ def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, de
     except Exception:
         pass
     pred = predict_volume(image, net, meta, spacing, device="cpu", roi=roi, progress=progress, cancel=cancel,
-                          postprocess=postprocess, tile=tile)
+                          postprocess=postprocess, tile=tile, backend="torch" if backend == "openvino" else backend)
     return PredictResult(pred, meta, path, f"{pick_device(device).type.upper()} ran out of memory; predicted on the CPU instead")
 
 

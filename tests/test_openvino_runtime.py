@@ -1,0 +1,172 @@
+"""The 3D network through OpenVINO: same outputs as PyTorch, cached conversion, no telemetry, and
+``--backend`` in ``ian predict`` and the Python API."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ian.sample_data.dataset import phantom_geometry
+from napari_ian.trainer import openvino_runtime as ovr
+from napari_ian.trainer.cli import main
+from napari_ian.trainer.device import cpu_bf16_supported
+from napari_ian.trainer.io import read_volume
+from napari_ian.trainer.io_nifti import write_nifti
+from napari_ian.trainer.modelfile import load_model
+from napari_ian.trainer.predict import predict_volume
+from napari_ian.trainer.registry import resolve_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_models import tiny3d  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_model(resolve_model("ian-default"))
+
+
+def _dsc(a, b):
+    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+
+
+def test_the_compiled_network_computes_what_pytorch_computes(bundled):
+    model, _ = bundled
+    net = ovr.compile_for_cpu(model)
+    torch.manual_seed(0)
+    # a batch of two training-size patches, and one tile of another size than the trace's
+    for shape in ((2, 1, 32, 96, 96), (1, 1, 40, 64, 120)):
+        x = torch.randn(shape)
+        with torch.no_grad():
+            ref = model(x)
+        got = net(x)
+        assert got.shape == ref.shape and got.dtype == torch.float32
+        assert float((got - ref).abs().max()) < 1e-2, shape
+        assert float((torch.sigmoid(got) - torch.sigmoid(ref)).abs().max()) < 2e-3, shape
+    assert net.config == model.config          # callers still read the network's depth
+
+
+def test_a_network_converts_once_and_then_loads_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(ovr, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(ovr, "_COMPILED", {})
+    model, _ = tiny3d()
+    x = torch.randn(1, 1, 16, 32, 32)
+    first = ovr.compile_for_cpu(model, example_shape=(1, 1, 16, 32, 32))(x)
+    key = ovr.network_key(model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}.bin", f"{key}.xml"]
+
+    def no_conversion(*a, **k):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(ovr, "_convert", no_conversion)
+    ovr._COMPILED.clear()                       # a new process: only the disk cache is left
+    again = ovr.compile_for_cpu(model, example_shape=(1, 1, 16, 32, 32))(x)
+    assert torch.equal(first, again)
+
+    # a damaged entry is converted again and replaced, not trusted
+    monkeypatch.undo()
+    monkeypatch.setattr(ovr, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(ovr, "_COMPILED", {})
+    (tmp_path / f"{key}.xml").write_text("<net")
+    repaired = ovr.compile_for_cpu(model, example_shape=(1, 1, 16, 32, 32))(x)
+    assert torch.allclose(first, repaired, atol=1e-5)
+    assert (tmp_path / f"{key}.xml").stat().st_size > 1000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temporary left behind
+
+
+def test_other_weights_get_their_own_cache_entry():
+    model, _ = tiny3d()
+    key = ovr.network_key(model)
+    with torch.no_grad():
+        model.head.bias.add_(0.5)                  # a fine-tuned model: same network, new weights
+    assert ovr.network_key(model) != key
+    net = ovr.compile_for_cpu(model, example_shape=(1, 1, 16, 32, 32))
+    x = torch.randn(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        assert float((net(x) - model(x)).abs().max()) < 1e-4
+
+
+def test_openvino_leaves_no_telemetry_client_in_the_home_folder(tmp_path):
+    """OpenVINO's package records a client id under ~/intel and sends usage events on import and
+    conversion unless declined; napari-ian declines for it and leaves the environment as it was."""
+    home = tmp_path / "home"
+    home.mkdir()
+    code = (
+        "import os, sys, torch\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+        "from tiny_models import tiny3d\n"
+        "from napari_ian.trainer.openvino_runtime import compile_for_cpu\n"
+        "m, _ = tiny3d()\n"
+        "net = compile_for_cpu(m, example_shape=(1, 1, 16, 32, 32))\n"
+        "net(torch.zeros(1, 1, 16, 32, 32))\n"
+        "print('CI' in os.environ)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    env.update(HOME=str(home), NAPARI_IAN_HOME=str(tmp_path / "nih"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "False"        # CI restored (unset) afterwards
+    assert list(home.iterdir()) == []                          # no ~/intel/openvino_ga_cid, no stats
+    assert list((tmp_path / "nih" / "cache" / "openvino").glob("*.xml"))
+
+
+def test_predict_volume_runs_the_network_where_asked_and_agrees_with_pytorch(bundled, phantom):
+    image, labels, spacing, _ = phantom
+    model, meta = bundled
+    torch_pred = predict_volume(image, model, meta, spacing, device="cpu")
+    ov_pred = predict_volume(image, model, meta, spacing, device="cpu", backend="openvino")
+    assert torch_pred.backend == "torch" and "OpenVINO" not in torch_pred.ran_on
+    assert ov_pred.backend == "openvino" and ov_pred.ran_on.startswith("cpu, OpenVINO") and not ov_pred.bf16
+    assert np.abs(ov_pred.probability - torch_pred.probability).max() < 0.02
+    for side in (1, 2):
+        assert _dsc(ov_pred.labels == side, torch_pred.labels == side) > 0.98, side
+    # auto: OpenVINO on a CPU without native bf16, PyTorch's bf16 where the CPU has it (any 3D patch model)
+    auto = predict_volume(image, *tiny3d(), spacing, device="cpu", backend="auto")
+    assert auto.backend == ("torch" if cpu_bf16_supported() else "openvino")
+
+
+def test_backend_choices_that_cannot_work_say_so(bundled, phantom, monkeypatch):
+    from napari_ian.trainer.pipeline import pipeline_from_dict
+
+    image, _, spacing, _ = phantom
+    model, meta = bundled
+    with pytest.raises(ValueError, match="backend must be one of"):
+        predict_volume(image, model, meta, spacing, device="cpu", backend="onnx")
+    slices = {**meta, "preprocessing": {**pipeline_from_dict({"pipeline": "slices25d"}).to_dict()}}
+    with pytest.raises(ValueError, match="3D patch models only"):
+        predict_volume(image, model, slices, spacing, device="cpu", backend="openvino")
+    # without OpenVINO installed: auto runs PyTorch, an explicit request names the extra to install
+    monkeypatch.setattr(ovr, "openvino_version", lambda: None)
+    assert predict_volume(image, *tiny3d(), spacing, device="cpu", backend="auto").backend == "torch"
+    with pytest.raises(ValueError, match=r"napari-ian\[openvino\]"):
+        predict_volume(image, *tiny3d(), spacing, device="cpu", backend="openvino")
+
+
+def test_cli_predict_backend(tmp_path, phantom, capsys):
+    image, labels, spacing, _ = phantom
+    img_p = tmp_path / "img.nii.gz"
+    write_nifti(img_p, image, phantom_geometry(image.shape, spacing), dtype=np.float32)
+    outs = {}
+    for backend in ("openvino", "torch"):
+        out = tmp_path / f"{backend}.nii.gz"
+        assert main(["predict", str(img_p), "--out", str(out), "--quiet", "--device", "cpu", "--fast",
+                     "--backend", backend]) == 0
+        said = capsys.readouterr().out
+        assert ("(cpu, OpenVINO, fast tiles," in said) == (backend == "openvino"), said
+        outs[backend] = read_volume(out).data
+    for side in (1, 2):
+        assert _dsc(outs["openvino"] == side, outs["torch"] == side) > 0.98, side
+    assert main(["predict", str(img_p), "--out", str(tmp_path / "x.nii.gz"), "--backend", "openvino",
+                 "--device", "meta"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ian: ") and "CPU" in err and "\n" not in err
+
+
+def test_the_cli_offers_the_backends_prediction_knows():
+    from napari_ian.trainer.cli import BACKEND_CHOICES
+
+    assert tuple(BACKEND_CHOICES) == ovr.BACKENDS
