@@ -159,6 +159,32 @@ def test_one_click_on_no_model_piece_takes_none_and_a_long_joined_piece_is_kept_
     assert sess.lone_click_finds_nothing(1), "without a model one click has no course"
 
 
+def test_one_click_in_a_gap_of_the_models_nerve_takes_the_nerve_on_both_sides_of_it():
+    """A click where the model's nerve has a gap (no piece within reach of it) used to label only
+    the click's spot; the two pieces whose ends face each other across it are the nerve, joined
+    through the gap. A click off to the side of the gap still takes nothing."""
+    shape, sp = (200, 24, 48), (0.8, 0.8, 0.8)
+    img = np.random.default_rng(0).normal(100, 10, shape).astype(np.float32)
+    prob = np.zeros(shape, np.float32)
+    prob[5:190, 10:14, 10:14] = 0.9                        # a straight nerve ...
+    img[prob > 0] = 400
+    prob[90:102] = 0.0                                     # ... the model misses 9.6 mm of it
+    sess = InteractiveSession(img, sp, probability=prob)
+    sess.set_clicks([(np.array([96.0, 12.0, 12.0]), 1)])  # 4.8 mm from either end: beyond end_reach_mm
+    m = sess.side_mask(1)
+    assert m[5:90, 10:14, 10:14].all() and m[102:190, 10:14, 10:14].all(), "both pieces, whole"
+    assert all(m[i, 10:14, 10:14].any() for i in range(90, 102)), "and the gap between them"
+    assert not m[:, :, 24:].any()
+    assert not sess.lone_click_finds_nothing(1) and sess.hints() == []
+    for beside in ((96.0, 12.0, 22.0), (96.0, 20.0, 12.0)):   # 8 and 6.4 mm off the gap's line
+        sess.set_clicks([(np.array(beside), 1)])
+        assert not (sess.side_mask(1) & (prob > 0.5)).any(), beside
+        assert sess.lone_click_finds_nothing(1), beside
+    # a second click is a course: the gap rule is for a lone click only
+    sess.set_clicks([(np.array([96.0, 12.0, 12.0]), 1), (np.array([150.0, 12.0, 12.0]), 1)])
+    assert len(sess._course_points(1)) == 2
+
+
 def test_clicks_keep_the_models_outline_along_their_course_and_draw_only_its_gaps():
     img, lab, pts = _curved_nerve(with_vein=True)
     ref = lab == 1

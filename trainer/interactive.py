@@ -25,7 +25,9 @@ pieces beside the course are not). Beyond an end where nothing goes on (the mode
 or no model), the nerve is tracked along the image's local contrast while it keeps at least half
 the clicked nerve's, for at most one click spacing, and drawn thin. One click takes
 the whole model piece it points at, and the pieces that continue it past a gap (by the same
-:func:`.postprocess.grow_from` rules). Anything within ``negative_radius_mm`` of a negative click
+:func:`.postprocess.grow_from` rules); one click in a gap of the model's nerve, with no piece
+within ``end_reach_mm`` but two pieces whose ends face each other across it within
+``gap_reach_mm``, is taken as three clicks: those two ends and itself. Anything within ``negative_radius_mm`` of a negative click
 is left out, and a model piece a negative click points at is never joined.
 
 :class:`InteractiveSession` keeps the clicks and recomputes only the side whose clicks changed,
@@ -55,6 +57,7 @@ class InteractiveSettings:
     probability_weight: float = 0.75
     floor: float = 0.02
     end_reach_mm: float = 3.0       # the model's nerve is followed beyond an end click it passes within this
+    gap_reach_mm: float = 10.0      # a lone click in a gap joins two model pieces whose ends face each other this near it
     touch_mm: float = 1.5           # a model piece this close to the clicked path is the nerve (2+ clicks)
     covered_mm: float = 0.75        # ... and the path is drawn as a tube where no such piece is this close
     core_sigma_mm: float = 0.6      # the local contrast: the image smoothed over a nerve's core ...
@@ -219,6 +222,7 @@ class InteractiveSession:
         del bright
         self.prob = None if probability is None else np.asarray(probability, dtype=np.float32)
         self._pieces = None           # the model's nerve pieces (labelled once, on first use)
+        self._piece_mm3 = None        # ... and their volumes
         self._courses = {}            # side: (its clicks and the negatives, its course)
         self.clicks: list[tuple[np.ndarray, int]] = []
 
@@ -240,6 +244,50 @@ class InteractiveSession:
 
     def _side_clicks(self, side):
         return [v for v, lab in self.clicks if lab == side]
+
+    def _course_points(self, side):
+        """The points ``side``'s course joins: its clicks, or for one click in a gap of the
+        model's nerve, the two facing ends of the gap and the click (:meth:`_gap_ends`)."""
+        pts = self._side_clicks(side)
+        if len(pts) != 1 or self.prob is None or self._pieces_near(np.rint(pts[0]).astype(int)).size:
+            return pts
+        ends = self._gap_ends(pts[0])
+        return pts if ends is None else [ends[0], pts[0], ends[1]]
+
+    def _gap_ends(self, point):
+        """Voxels ``(a, b)`` of two of the model's pieces whose ends face each other across
+        ``point`` (a click where the model's nerve has a gap), or ``None``.
+
+        Within ``gap_reach_mm`` of the click, each piece's voxel nearest to it; a pair qualifies
+        when those two lie on opposite sides of the click (at least 120 degrees apart as seen
+        from it) and the click lies within ``end_reach_mm`` of the straight line between them.
+        Of those, the pair closest together. A click beside one continuous piece, or off to the
+        side of a gap, finds none; pieces smaller than the post-processing bridges to are ignored.
+        """
+        st = self.st
+        here = np.asarray(point, float)
+        idx = np.rint(here).astype(int) + ball_offsets(st.gap_reach_mm, self.sp)
+        idx = idx[np.all((idx >= 0) & (idx < np.asarray(self.shape)), axis=1)]
+        labs = self._model_pieces()[tuple(idx.T)]
+        if self._piece_mm3 is None:
+            self._piece_mm3 = np.bincount(self._model_pieces().ravel()) * float(np.prod(self.sp))
+        keep = (labs > 0) & (self._piece_mm3[labs] >= PathSettings().min_bridge_mm3)
+        idx, labs = idx[keep], labs[keep]
+        nearest = {}
+        for lab in np.unique(labs):
+            mine = idx[labs == lab]
+            nearest[lab] = mine[np.argmin(np.linalg.norm((mine - here) * self.sp, axis=1))]
+        best, best_gap = None, np.inf
+        for a, b in itertools.combinations(nearest.values(), 2):
+            va, vb = (a - here) * self.sp, (b - here) * self.sp
+            if va @ vb > -0.5 * np.linalg.norm(va) * np.linalg.norm(vb):
+                continue            # on the same side of the click, or at a right angle
+            ab = vb - va
+            t = float(np.clip(-(va @ ab) / max(ab @ ab, 1e-9), 0.0, 1.0))
+            if np.linalg.norm(va + t * ab) > st.end_reach_mm or np.linalg.norm(ab) >= best_gap:
+                continue
+            best, best_gap = (a.astype(float), b.astype(float)), float(np.linalg.norm(ab))
+        return best
 
     def _negatives_key(self):
         return _points_key(v for v, lab in self.clicks if lab == 0)
@@ -292,7 +340,7 @@ class InteractiveSession:
     def course(self, side: int) -> np.ndarray:
         """The clicked course of ``side``: the voxels ``(n, 3)`` of the minimal paths joining its
         clicks in their order along the nerve (none without clicks)."""
-        pts = self._side_clicks(side)
+        pts = self._course_points(side)
         key = (_points_key(pts), self._negatives_key())
         if self._courses.get(side, (None,))[0] == key:
             return self._courses[side][1]
@@ -319,7 +367,7 @@ class InteractiveSession:
 
     def _level(self, side: int) -> float:
         """The local contrast of ``side``'s nerve where it was clicked (median over its clicks)."""
-        pts = np.rint(self._side_clicks(side)).astype(int)
+        pts = np.rint(self._course_points(side)).astype(int)
         return float(np.median(self.local_contrast[tuple(pts.T)]))
 
     def _segment_level(self, a, b, side_level: float) -> float:
@@ -352,7 +400,7 @@ class InteractiveSession:
     def side_mask(self, side: int) -> np.ndarray:
         """The nerve of ``side`` (1 right, 2 left) given the current clicks (bool, full grid)."""
         st = self.st
-        pts = self._side_clicks(side)
+        pts = self._course_points(side)
         out = np.zeros(self.shape, bool)
         if not pts:
             return out
@@ -559,10 +607,11 @@ class InteractiveSession:
         return out
 
     def lone_click_finds_nothing(self, side: int) -> bool:
-        """True when ``side`` has one positive click and none of the model's nerve lies within
-        ``end_reach_mm`` of it (or there is no model): that click alone gives only a blob at the
-        click, because nothing says which way the nerve runs; a second click along it does."""
-        pts = self._side_clicks(side)
+        """True when ``side`` has one positive click, none of the model's nerve lies within
+        ``end_reach_mm`` of it and it is not in a gap of the model's nerve (:meth:`_gap_ends`), or
+        there is no model: that click alone gives only a blob at the click, because nothing says
+        which way the nerve runs; a second click along it does."""
+        pts = self._course_points(side)
         if len(pts) != 1:
             return False
         return self.prob is None or not self._pieces_near(np.rint(pts[0]).astype(int)).size
