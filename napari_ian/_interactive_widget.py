@@ -23,7 +23,7 @@ from ._identity import find_layer, layer_uid
 from ._layers import image_layers, labels_layers, on_grid_of
 from ._panel import Panel, while_alive
 from ._panel_layout import compact, fast_tiles_checkbox, panel_layout, wrapping_label
-from ._progress_bridge import WorkerProgress
+from ._progress_bridge import WorkerProgress, stages_in
 from .trainer.progress import INFER
 
 CLICK_COLOURS = {1: "#ff5a3c", 2: "#3cb4ff", 0: "#ffd700"}
@@ -144,7 +144,7 @@ class InteractiveWidget(Panel):
         model = self.model_combo.currentText() or None
         fast = self.fast_check.isChecked()
 
-        run = self._run = WorkerProgress("nerve probability for the clicks", INFER)
+        run = self._run = WorkerProgress("nerve probability for the clicks", INFER, stages_in(self, self.status))
 
         @thread_worker(ignore_errors=True)
         def work():

@@ -18,7 +18,7 @@ from ._layers import GEOMETRY_KEY, image_layers, labels_layer_data, on_grid_of
 from ._lazy_torch import model_entries, when_devices_known
 from ._panel import Panel, while_alive
 from ._panel_layout import compact, fast_tiles_checkbox, panel_layout, wrapping_label
-from ._progress_bridge import WorkerProgress
+from ._progress_bridge import WorkerProgress, stages_in
 from .trainer.progress import INFER
 from .trainer.volume import Geometry
 
@@ -175,7 +175,7 @@ class PredictWidget(Panel):
         device = self.device_combo.currentText()
         fast = self.fast_check.isChecked()
 
-        run = self._run = WorkerProgress(f"{model_name} on {name}", INFER)
+        run = self._run = WorkerProgress(f"{model_name} on {name}", INFER, stages_in(self, self.status))
 
         @thread_worker(ignore_errors=True)
         def work():

@@ -84,3 +84,17 @@ class WorkerProgress(QObject):
         if self._activity is not None:
             self._activity.close()
             self._activity = None
+
+
+def stages_in(panel, label) -> Callable[[Progress], None]:
+    """A :class:`WorkerProgress` handler that shows each ``stage`` event's message in ``label`` (a
+    one-time step such as converting a model, which the activity bar does not count), while
+    ``panel`` lives."""
+    from ._panel import while_alive
+    from .trainer.progress import STAGE
+
+    def show(event: Progress) -> None:
+        if event.kind == STAGE and event.message:
+            label.setText(f"{event.message[:1].upper()}{event.message[1:]}...")
+
+    return while_alive(panel, show)

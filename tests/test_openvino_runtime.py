@@ -55,17 +55,22 @@ def test_a_network_converts_once_and_then_loads_from_the_cache(tmp_path, monkeyp
     monkeypatch.setattr(ovr, "_COMPILED", {})
     model, _ = tiny3d()
     x = torch.randn(1, 1, 16, 32, 32)
-    first = ovr.compile_for_cpu(model, example_shape=(1, 1, 16, 32, 32))(x)
+    events = []
+    first = ovr.compile_for_cpu(model, example_shape=(1, 1, 16, 32, 32), progress=events.append)(x)
+    assert [(e.kind, e.message) for e in events] == [("stage", ovr.CONVERTING)]    # said before the wait
     key = ovr.network_key(model)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}.bin", f"{key}.xml"]
+    events.clear()
+    ovr.compile_for_cpu(model, example_shape=(1, 1, 16, 32, 32), progress=events.append)
+    assert events == []                          # compiled in this process already: nothing to say
 
     def no_conversion(*a, **k):
         raise AssertionError("converted again")
 
     monkeypatch.setattr(ovr, "_convert", no_conversion)
     ovr._COMPILED.clear()                       # a new process: only the disk cache is left
-    again = ovr.compile_for_cpu(model, example_shape=(1, 1, 16, 32, 32))(x)
-    assert torch.equal(first, again)
+    again = ovr.compile_for_cpu(model, example_shape=(1, 1, 16, 32, 32), progress=events.append)(x)
+    assert torch.equal(first, again) and events == []
 
     # a damaged entry is converted again and replaced, not trusted
     monkeypatch.undo()

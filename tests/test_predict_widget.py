@@ -241,3 +241,43 @@ def test_fast_box_predicts_in_large_tiles_and_says_so(viewer_with_sample, qtbot,
     for side in (1, 2):
         sm = slice_metrics(np.asarray(truth.data), np.asarray(pred.data), side)
         assert sm.dsc[sm.reference_positive].mean() > 0.4
+
+
+def test_a_models_first_openvino_conversion_is_said_in_the_status(viewer_with_sample, qtbot, monkeypatch, tmp_path):
+    """The first prediction with a model converts it for OpenVINO (seconds, once): the panel says
+    so while it happens, and its result line says what ran the network."""
+    import sys
+    from pathlib import Path
+
+    import torch
+    from qtpy.QtCore import Qt
+
+    from gui_actions import dock
+    from napari_ian.trainer.device import cpu_bf16_supported
+    from napari_ian.trainer.modelfile import save_model
+    from napari_ian.trainer.registry import user_models_dir
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tiny_models import tiny3d
+
+    if cpu_bf16_supported():
+        pytest.skip("on a CPU with native bf16 the panel keeps PyTorch's bf16 (no conversion)")
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
+    model, meta = tiny3d()
+    with torch.no_grad():
+        model.head.bias.fill_(-3.25)          # weights no other test converted
+    user_models_dir().mkdir(parents=True)
+    save_model(user_models_dir() / "tiny-ov.pt", model, meta)
+    viewer = viewer_with_sample
+    w = dock(viewer, "Predict")
+    w.refresh_models()
+    w.model_combo.setCurrentText("tiny-ov")
+    assert w.model_combo.currentText() == "tiny-ov"
+    said = []
+    real = w.status.setText
+    monkeypatch.setattr(w.status, "setText", lambda text: (said.append(text), real(text)))
+    qtbot.mouseClick(w.run_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 3, timeout=120_000)
+    assert any(t.startswith("Converting the network for OpenVINO") for t in said), said
+    assert "(cpu, OpenVINO)" in w.status.text()
+    assert viewer.layers[2].metadata["ian_model"]["backend"] == "openvino"

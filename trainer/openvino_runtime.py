@@ -123,9 +123,15 @@ def _convert(model: torch.nn.Module, example_shape):
         return ov.convert_model(plain, example_input=torch.zeros(example_shape), input=[shape])
 
 
-def _cached_model(model: torch.nn.Module, key: str, example_shape):
-    """The network's OpenVINO model from the cache, converting (and caching) it where missing."""
+CONVERTING = "converting the network for OpenVINO (once per model and machine, about 10 s)"
+
+
+def _cached_model(model: torch.nn.Module, key: str, example_shape, progress=None):
+    """The network's OpenVINO model from the cache, converting (and caching) it where missing
+    (``progress`` is told first: a :data:`~napari_ian.trainer.progress.STAGE` event)."""
     import openvino as ov
+
+    from .progress import STAGE, report
 
     core = ov.Core()
     folder = cache_dir()
@@ -135,6 +141,7 @@ def _cached_model(model: torch.nn.Module, key: str, example_shape):
             return core.read_model(str(xml))
         except Exception as exc:   # a damaged entry: convert again and replace it
             log.warning("OpenVINO cache entry %s unreadable (%s); converting again", xml, exc)
+    report(progress, STAGE, message=CONVERTING)
     ov_model = _convert(model, example_shape)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -171,7 +178,8 @@ class OpenVINONetwork(torch.nn.Module):
             return torch.from_numpy(np.array(out, dtype=np.float32, copy=True))
 
 
-def compile_for_cpu(model: torch.nn.Module, example_shape=(1, 1, 32, 96, 96), threads: int | None = None) -> OpenVINONetwork:
+def compile_for_cpu(model: torch.nn.Module, example_shape=(1, 1, 32, 96, 96), threads: int | None = None,
+                    progress=None) -> OpenVINONetwork:
     """``model`` compiled by OpenVINO for this CPU (float32), from this process's or the disk's cache.
 
     Parameters
@@ -183,6 +191,9 @@ def compile_for_cpu(model: torch.nn.Module, example_shape=(1, 1, 32, 96, 96), th
         An input shape to trace the network with.
     threads : int, optional
         CPU threads (default: PyTorch's ``torch.get_num_threads()``, so both use the same cores).
+    progress : callable, optional
+        Told when the network is converted (:data:`CONVERTING`, a ``stage`` event), which only
+        happens where neither this process nor the disk cache has it.
 
     Raises
     ------
@@ -200,7 +211,7 @@ def compile_for_cpu(model: torch.nn.Module, example_shape=(1, 1, 32, 96, 96), th
     with _LOCK:
         net = _COMPILED.get(f"{key}-{threads}")
         if net is None:
-            ov_model = _cached_model(model, key, tuple(example_shape))
+            ov_model = _cached_model(model, key, tuple(example_shape), progress)
             compiled = ov.Core().compile_model(ov_model, "CPU", {
                 "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
             net = OpenVINONetwork(compiled, copy.deepcopy(getattr(model, "config", None)), key)

@@ -120,8 +120,8 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
     min_component_mm3 : float
         Without post-processing: pieces smaller than this are removed.
     progress, cancel : callable, optional
-        An ``infer`` event per network batch; ``cancel`` is polled between batches and stops the
-        work with :class:`~napari_ian.trainer.progress.Cancelled` (:mod:`napari_ian.trainer.progress`).
+        An ``infer`` event per network batch (and a ``stage`` event before a one-time OpenVINO
+        conversion); ``cancel`` is polled between batches and stops the work with :class:`~napari_ian.trainer.progress.Cancelled` (:mod:`napari_ian.trainer.progress`).
     batch : int, optional
         Slices (or patches) per network call.
     postprocess : bool or PathSettings
@@ -147,7 +147,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
                                    multiple=max(pipe.multiple, 2 ** int(depth)) if depth else pipe.multiple)
     dev = pick_device(device)
     bf16 = use_bf16(dev, "auto" if metadata.get("inference_bf16", True) else False)
-    compiled = _openvino_network(model, pipe, dev, bf16, backend)
+    compiled = _openvino_network(model, pipe, dev, bf16, backend, progress)
     if compiled is not None:
         model, bf16, channels_last = compiled, False, False
     else:
@@ -190,7 +190,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
                       backend="torch" if compiled is None else "openvino")
 
 
-def _openvino_network(model, pipe, device, bf16: bool, backend: str):
+def _openvino_network(model, pipe, device, bf16: bool, backend: str, progress=None):
     """The network compiled by OpenVINO where ``backend`` asks for it (see :func:`predict_volume`), else ``None``."""
     from .openvino_runtime import BACKENDS, compile_for_cpu, openvino_version
 
@@ -204,13 +204,13 @@ def _openvino_network(model, pipe, device, bf16: bool, backend: str):
         if pipe.kind != "patch3d":
             raise ValueError(f"OpenVINO runs 3D patch models only, not a {pipe.kind!r} model")
         try:
-            return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch))
+            return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch), progress=progress)
         except ImportError as exc:
             raise ValueError(f"backend openvino: {exc}") from None
     if device.type != "cpu" or bf16 or pipe.kind != "patch3d" or openvino_version() is None:
         return None
     try:
-        return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch))
+        return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch), progress=progress)
     except Exception as exc:     # a network OpenVINO cannot convert: PyTorch runs it, as before
         log.warning("OpenVINO could not compile the network (%s); PyTorch runs it", exc)
         return None
