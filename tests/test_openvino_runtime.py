@@ -144,6 +144,11 @@ def test_backend_choices_that_cannot_work_say_so(bundled, phantom, monkeypatch):
     slices = {**meta, "preprocessing": {**pipeline_from_dict({"pipeline": "slices25d"}).to_dict()}}
     with pytest.raises(ValueError, match="3D patch models only"):
         predict_volume(image, model, slices, spacing, device="cpu", backend="openvino")
+    # on a CPU where OpenVINO was never measured (ARM), auto keeps PyTorch; asked for, it runs
+    with monkeypatch.context() as m:
+        m.setattr(ovr, "x86_cpu", lambda: False)
+        assert predict_volume(image, *tiny3d(), spacing, device="cpu", backend="auto").backend == "torch"
+        assert predict_volume(image, *tiny3d(), spacing, device="cpu", backend="openvino").backend == "openvino"
     # without OpenVINO installed: auto runs PyTorch, an explicit request names the extra to install
     monkeypatch.setattr(ovr, "openvino_version", lambda: None)
     assert predict_volume(image, *tiny3d(), spacing, device="cpu", backend="auto").backend == "torch"

@@ -76,6 +76,14 @@ def openvino_version() -> str | None:
     return str(getattr(openvino, "__version__", "") or openvino.get_version())
 
 
+def x86_cpu() -> bool:
+    """Whether this is an x86-64 CPU, where OpenVINO was measured faster than PyTorch (elsewhere,
+    as on ARM, ``--backend auto`` keeps PyTorch; ``--backend openvino`` still runs it)."""
+    import platform
+
+    return platform.machine().lower() in ("x86_64", "amd64", "x64")
+
+
 def cache_dir() -> Path:
     from .registry import user_home
 

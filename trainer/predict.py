@@ -133,9 +133,9 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
     backend : {"torch", "auto", "openvino"}
         What runs the network. ``openvino``: OpenVINO on the CPU, float32
         (:mod:`napari_ian.trainer.openvino_runtime`; 3D patch models only). ``auto``: OpenVINO where
-        it is installed, the device is the CPU, the CPU has no native bf16 (there PyTorch's bf16 was
-        measured fast) and the model is a 3D patch model; PyTorch otherwise, also where the
-        conversion fails. ``torch``: PyTorch.
+        it is installed, the device is an x86-64 CPU (where it was measured) without native bf16
+        (there PyTorch's bf16 was measured fast) and the model is a 3D patch model; PyTorch
+        otherwise, also where the conversion fails. ``torch``: PyTorch.
     """
     if image.ndim != 3:
         raise ValueError(f"prediction needs a 3D volume, got shape {image.shape}")
@@ -192,7 +192,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
 
 def _openvino_network(model, pipe, device, bf16: bool, backend: str, progress=None):
     """The network compiled by OpenVINO where ``backend`` asks for it (see :func:`predict_volume`), else ``None``."""
-    from .openvino_runtime import BACKENDS, compile_for_cpu, openvino_version
+    from .openvino_runtime import BACKENDS, compile_for_cpu, openvino_version, x86_cpu
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -207,7 +207,7 @@ def _openvino_network(model, pipe, device, bf16: bool, backend: str, progress=No
             return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch), progress=progress)
         except ImportError as exc:
             raise ValueError(f"backend openvino: {exc}") from None
-    if device.type != "cpu" or bf16 or pipe.kind != "patch3d" or openvino_version() is None:
+    if device.type != "cpu" or bf16 or pipe.kind != "patch3d" or not x86_cpu() or openvino_version() is None:
         return None
     try:
         return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch), progress=progress)
