@@ -1,15 +1,17 @@
 """Click-prompted segmentation: a few clicks on a nerve give the whole nerve.
 
-Positive clicks (1 = right, 2 = left) lie on a nerve, negative clicks (0) on what is not nerve.
-Per side, the positive clicks are put in order along the nerve (the shortest open path through
-them), and consecutive clicks are joined by a minimal path through a cost that is low where the
-model's nerve probability is high and, where the model is unsure, where the image stands out of its
-surroundings as the nerve does at the clicks (a local contrast, the image over a nerve's core less
-its surroundings': bright on MR neurography, but its sign and strength are read from the clicks, so
-a dark nerve of another sequence is followed too, and a bias field does not move it); negative
-clicks make the cost very high around them. Where the clicks stand out of nothing (no image guide)
-the cost also rises away from the smooth curve through the clicks (:func:`smooth_course`), so
-where the model is silent too the path bends with the nerve instead of cutting straight chords.
+Positive clicks (1 = right, 2 = left) lie on a nerve, negative clicks (0) on what is not nerve. Per
+side, the positive clicks are put in order along the nerve (the shortest open path through them),
+and consecutive clicks are joined by a minimal path through a cost that is low where the model's
+nerve probability is high (its short gaps half filled by a blurred copy of it, so that a gap the
+model left costs the path a few millimetres, not a detour) and, where the model is unsure, where
+the image stands out of its surroundings as the nerve does at the clicks (a local contrast, the
+image over a nerve's core less its surroundings': bright on MR neurography, but its sign and
+strength are read from the clicks, so a dark nerve of another sequence is followed too, and a bias
+field does not move it); negative clicks make the cost very high around them. Where the clicks
+stand out of nothing (no image guide) the cost also rises away from the smooth curve through the
+clicks (:func:`smooth_course`), so where the model is silent too the path bends with the nerve
+instead of cutting straight chords.
 
 The result along that path: the pieces of the model's nerve (probability > 0.5) the path runs
 through, kept whole (so the model's own outline, and the nerve beyond the end clicks as far as
@@ -68,6 +70,8 @@ class InteractiveSettings:
     track_contrast: float = 0.5     # beyond an end, a step finds the nerve where its local contrast is this share of the clicks'
     track_search_mm: float = 1.0    # beyond an end the model does not go on: each 0.5 mm step re-centres this far sideways ...
     track_fade_mm: float = 1.5      # ... and the tracking stops where the nerve has stayed below track_contrast this long
+    bridge_sigma_mm: float = 3.0    # the path's cost also sees the model's nerve blurred this much (its short gaps half filled) ...
+    bridge_weight: float = 0.5      # ... at most at this probability
 
 
 def order_clicks(points_mm: np.ndarray) -> np.ndarray:
@@ -223,6 +227,9 @@ class InteractiveSession:
         self.prob = None if probability is None else np.asarray(probability, dtype=np.float32)
         self._pieces = None           # the model's nerve pieces (labelled once, on first use)
         self._piece_mm3 = None        # ... and their volumes
+        self._bridged = None          # the model's nerve blurred across its short gaps (:meth:`_bridged_probability`)
+        if self.prob is not None:
+            self._bridged_probability()   # now, with the probability, not in the first click's time
         self._courses = {}            # side: (its clicks and the negatives, its course)
         self.clicks: list[tuple[np.ndarray, int]] = []
 
@@ -309,7 +316,8 @@ class InteractiveSession:
         if self.prob is None:
             good = alike
         else:
-            good = st.probability_weight * self.prob[box] + (1 - st.probability_weight) * alike
+            p = np.maximum(self.prob[box], self._bridged_probability()[box])
+            good = st.probability_weight * p + (1 - st.probability_weight) * alike
         cost = 1.0 / (good + st.floor)
         if smooth_mm is not None and len(smooth_mm) > 2:     # (given only where the image guides nothing)
             from scipy.spatial import cKDTree
@@ -323,6 +331,22 @@ class InteractiveSession:
         if negs:
             cost[_near(cost.shape, np.rint(negs), st.negative_radius_mm, self.sp)] = 1e4
         return cost
+
+    def _bridged_probability(self) -> np.ndarray:
+        """The model's probability blurred (``bridge_sigma_mm``) and scaled so that along its nerve
+        it reads ``bridge_weight``: a short gap in the model's nerve then costs the path a few
+        millimetres, not as much as a long detour along another structure (a 5 mm gap cost as
+        much as 40 mm of detour, and two clicks across a bend took a 13 mm shortcut: a phantom
+        case). Computed once, on the whole volume, when the session starts (a fraction of a
+        second)."""
+        if self._bridged is None:
+            st = self.st
+            blur = ndimage.gaussian_filter(self.prob, st.bridge_sigma_mm / self.sp)
+            on = self.prob > 0.5
+            level = float(np.median(blur[on])) if on.any() else 0.0
+            self._bridged = (np.zeros_like(self.prob) if level <= 0 else
+                             np.minimum(blur / level, 1.0).astype(np.float32) * np.float32(st.bridge_weight))
+        return self._bridged
 
     def _path(self, a, b, level, smooth_mm=None) -> np.ndarray:
         from skimage.graph import MCP_Geometric
