@@ -74,6 +74,22 @@ class InteractiveSettings:
     bridge_weight: float = 0.5      # ... at most at this probability
 
 
+def bridged_probability(prob: np.ndarray, spacing, sigma_mm: float, weight: float) -> np.ndarray:
+    """``prob`` blurred (Gaussian, ``sigma_mm``) and scaled so that along the model's nerve (its
+    median where ``prob`` > 0.5) it reads ``weight``, at most ``weight`` anywhere (float32).
+
+    A short gap in the model's nerve then costs a clicked path a few millimetres, not as much as
+    a long detour along another structure (a 5 mm gap cost as much as 40 mm of detour, and two
+    clicks across a bend took a 13 mm shortcut: a phantom case). Zero where the model sees no nerve.
+    """
+    blur = ndimage.gaussian_filter(prob, sigma_mm / np.asarray(spacing, dtype=float))
+    on = prob > 0.5
+    level = float(np.median(blur[on])) if on.any() else 0.0
+    if level <= 0:
+        return np.zeros_like(prob)
+    return np.minimum(blur / level, 1.0).astype(np.float32) * np.float32(weight)
+
+
 def order_clicks(points_mm: np.ndarray) -> np.ndarray:
     """Indices putting points in order along a curve: the shortest open path through them
     (exhaustive up to 8 points, then nearest neighbour + 2-opt)."""
@@ -227,9 +243,10 @@ class InteractiveSession:
         self.prob = None if probability is None else np.asarray(probability, dtype=np.float32)
         self._pieces = None           # the model's nerve pieces (labelled once, on first use)
         self._piece_mm3 = None        # ... and their volumes
-        self._bridged = None          # the model's nerve blurred across its short gaps (:meth:`_bridged_probability`)
-        if self.prob is not None:
-            self._bridged_probability()   # now, with the probability, not in the first click's time
+        # what the path's cost reads: the probability, its short gaps half filled (computed now,
+        # with the probability, not in the first click's time)
+        self._path_prob = None if self.prob is None else np.maximum(
+            self.prob, bridged_probability(self.prob, self.sp, self.st.bridge_sigma_mm, self.st.bridge_weight))
         self._courses = {}            # side: (its clicks and the negatives, its course)
         self.clicks: list[tuple[np.ndarray, int]] = []
 
@@ -316,8 +333,7 @@ class InteractiveSession:
         if self.prob is None:
             good = alike
         else:
-            p = np.maximum(self.prob[box], self._bridged_probability()[box])
-            good = st.probability_weight * p + (1 - st.probability_weight) * alike
+            good = st.probability_weight * self._path_prob[box] + (1 - st.probability_weight) * alike
         cost = 1.0 / (good + st.floor)
         if smooth_mm is not None and len(smooth_mm) > 2:     # (given only where the image guides nothing)
             from scipy.spatial import cKDTree
@@ -331,22 +347,6 @@ class InteractiveSession:
         if negs:
             cost[_near(cost.shape, np.rint(negs), st.negative_radius_mm, self.sp)] = 1e4
         return cost
-
-    def _bridged_probability(self) -> np.ndarray:
-        """The model's probability blurred (``bridge_sigma_mm``) and scaled so that along its nerve
-        it reads ``bridge_weight``: a short gap in the model's nerve then costs the path a few
-        millimetres, not as much as a long detour along another structure (a 5 mm gap cost as
-        much as 40 mm of detour, and two clicks across a bend took a 13 mm shortcut: a phantom
-        case). Computed once, on the whole volume, when the session starts (a fraction of a
-        second)."""
-        if self._bridged is None:
-            st = self.st
-            blur = ndimage.gaussian_filter(self.prob, st.bridge_sigma_mm / self.sp)
-            on = self.prob > 0.5
-            level = float(np.median(blur[on])) if on.any() else 0.0
-            self._bridged = (np.zeros_like(self.prob) if level <= 0 else
-                             np.minimum(blur / level, 1.0).astype(np.float32) * np.float32(st.bridge_weight))
-        return self._bridged
 
     def _path(self, a, b, level, smooth_mm=None) -> np.ndarray:
         from skimage.graph import MCP_Geometric

@@ -203,15 +203,15 @@ def _openvino_network(model, pipe, device, bf16: bool, backend: str, progress=No
             raise ValueError(f"OpenVINO runs the network on the CPU, not on {device.type}")
         if pipe.kind != "patch3d":
             raise ValueError(f"OpenVINO runs 3D patch models only, not a {pipe.kind!r} model")
-        try:
-            return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch), progress=progress)
-        except ImportError as exc:
-            raise ValueError(f"backend openvino: {exc}") from None
-    if device.type != "cpu" or bf16 or pipe.kind != "patch3d" or not x86_cpu() or openvino_version() is None:
+    elif device.type != "cpu" or bf16 or pipe.kind != "patch3d" or not x86_cpu() or openvino_version() is None:
         return None
     try:
         return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch), progress=progress)
-    except Exception as exc:     # a network OpenVINO cannot convert: PyTorch runs it, as before
+    except ImportError as exc:          # only an explicit request gets here without OpenVINO
+        raise ValueError(f"backend openvino: {exc}") from None
+    except Exception as exc:     # a network OpenVINO cannot convert: asked for, an error; auto, PyTorch
+        if backend == "openvino":
+            raise
         log.warning("OpenVINO could not compile the network (%s); PyTorch runs it", exc)
         return None
 

@@ -69,7 +69,7 @@ def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, de
     except Exception:
         pass
     pred = predict_volume(image, net, meta, spacing, device="cpu", roi=roi, progress=progress, cancel=cancel,
-                          postprocess=postprocess, tile=tile, backend="torch" if backend == "openvino" else backend)
+                          postprocess=postprocess, tile=tile, backend=backend)
     return PredictResult(pred, meta, path, f"{pick_device(device).type.upper()} ran out of memory; predicted on the CPU instead")
 
 
