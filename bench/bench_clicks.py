@@ -88,6 +88,8 @@ def main():
     ap.add_argument("--per-case", action="store_true", help="also each case's DSC")
     ap.add_argument("--fast", action="store_true",
                     help="the model's probability in large tiles, as ian interactive --fast computes it")
+    ap.add_argument("--backend", default="torch", choices=("torch", "openvino", "openvino-int8", "auto"),
+                    help="what runs the network (default torch; ian interactive's default is auto)")
     a = ap.parse_args()
     counts = [int(c) for c in a.clicks.split(",")]
     model, meta = (None, None) if a.no_model else load_model(resolve_model(a.model))
@@ -101,7 +103,8 @@ def main():
         for case, img, lab, sp in cases:
             t0 = time.perf_counter()
             pred = None if model is None else predict_volume(img, model, meta, sp, device="cpu",
-                                                                  tile=FAST_TILE if a.fast else None)
+                                                                  tile=FAST_TILE if a.fast else None,
+                                                                  backend=a.backend)
             sess = InteractiveSession(img, sp, None if pred is None else pred.probability)
             prep_t.append(time.perf_counter() - t0)
             if pred is not None:

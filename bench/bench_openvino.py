@@ -1,17 +1,18 @@
 """The bundled 3D network in PyTorch and through OpenVINO on this CPU: the network alone, and
 ``ian predict`` end to end, interleaved so that a shared machine's drift hits both alike.
 
-1. The network (float32; PyTorch channels-last, as ``ian predict`` runs it): a batch of two
-   training-size patches (32 x 96 x 96) and one ``--fast`` tile (96 x 208 x 280, the sample
-   patient's), medians over ``--rounds``; the largest difference in the logits.
+1. The network (float32; PyTorch channels-last, as ``ian predict`` runs it; OpenVINO float32 and,
+   where the bundled model ships one, its int8 version): a batch of two training-size patches
+   (32 x 96 x 96) and one ``--fast`` tile (96 x 208 x 280, the sample patient's), medians over
+   ``--rounds``; the largest difference in the logits from PyTorch's.
 2. The one-time conversion (trace, convert, save the cached model) and, from the cache, loading
    and compiling it.
 3. ``ian predict`` and ``ian predict --fast`` on the sample patient (phantom seed 0) in fresh
-   processes, ``--backend torch`` then ``--backend openvino`` in each round (the OpenVINO cache
+   processes, ``--backend torch``, ``openvino`` and ``openvino-int8`` in each round (the OpenVINO cache
    warm, in a temporary ``NAPARI_IAN_HOME``), with the mean coronal DSC of each output.
 
 Run: ``.venv/bin/python bench/bench_openvino.py [--rounds 3]``. Accuracy on the held-out styles:
-``bench/eval_styles.py --model ian-default --backend torch --backend openvino``.
+``bench/eval_styles.py --model ian-default --backend torch --backend openvino --backend openvino-int8``.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from napari_ian.trainer.modelfile import load_model  # noqa: E402
 from napari_ian.trainer.registry import resolve_model  # noqa: E402
 
 IAN = str(Path(sys.executable).with_name("ian"))
+BACKENDS = ("torch", "openvino", "openvino-int8")
 
 
 def ov_seconds(net, x):
@@ -60,18 +62,27 @@ def network(rounds: int):
         cached = time.perf_counter() - t0
     print(f"OpenVINO {ovr.openvino_version()}: first use (convert, cache, compile) {first:.1f} s; "
           f"later processes (load from the cache, compile) {cached:.2f} s", flush=True)
+    int8 = ovr.compile_for_cpu(model, precision="int8") if ovr.int8_model_path(model) else None
     torch.manual_seed(0)
     for name, shape in (("batch of 2 patches 32x96x96", (2, 1, 32, 96, 96)),
                         ("one --fast tile 96x208x280", (1, 1, 96, 208, 280))):
         x = torch.randn(shape)
         with torch.no_grad():
-            diff = float((cl(x.contiguous(memory_format=torch.channels_last_3d)) - net(x)).abs().max())
-        pt, ov = [], []
+            ref = cl(x.contiguous(memory_format=torch.channels_last_3d))
+            diff = float((ref - net(x)).abs().max())
+            diff8 = float((ref - int8(x)).abs().max()) if int8 is not None else float("nan")
+        pt, ov, ov8 = [], [], []
         for _ in range(rounds):
             pt.append(infer_seconds(cl, x, True, False))
             ov.append(ov_seconds(net, x))
-        print(f"{name:<30} PyTorch {np.median(pt):6.3f} s  OpenVINO {np.median(ov):6.3f} s  "
-              f"(x {np.median(pt) / np.median(ov):.2f}; largest logit difference {diff:.1e})", flush=True)
+            if int8 is not None:
+                ov8.append(ov_seconds(int8, x))
+        line = (f"{name:<30} PyTorch {np.median(pt):6.3f} s  OpenVINO {np.median(ov):6.3f} s "
+                f"(x {np.median(pt) / np.median(ov):.2f}; largest logit difference {diff:.1e})")
+        if ov8:
+            line += (f"  OpenVINO int8 {np.median(ov8):6.3f} s (x {np.median(pt) / np.median(ov8):.2f}; "
+                     f"largest logit difference {diff8:.1e})")
+        print(line, flush=True)
 
 
 def end_to_end(rounds: int, seed: int):
@@ -89,7 +100,7 @@ def end_to_end(rounds: int, seed: int):
         times = {}
         for _ in range(rounds):
             for fast in (False, True):
-                for backend in ("torch", "openvino"):
+                for backend in BACKENDS:
                     out = tmp / f"{backend}{'-fast' if fast else ''}.nii.gz"
                     cmd = [IAN, "predict", str(image), "--out", str(out), "--quiet", "--overwrite",
                            "--backend", backend] + (["--fast"] if fast else [])

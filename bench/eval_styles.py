@@ -162,7 +162,7 @@ def main():
                          "'fast' = ian predict --fast); the default tiling is always scored")
     ap.add_argument("--per-case", action="store_true",
                     help="also print each case's mean coronal DSC per side and the prediction's doubts")
-    ap.add_argument("--backend", action="append", choices=("torch", "openvino", "auto"), default=None,
+    ap.add_argument("--backend", action="append", choices=("torch", "openvino", "openvino-int8", "auto"), default=None,
                     help="what runs the network (repeatable; default torch)")
     a = ap.parse_args()
     tiles = [None] + [FAST_TILE if t == "fast" else tuple(int(v) for v in t.split(",")) for t in a.tile or []]

@@ -2,6 +2,7 @@
 ``--backend`` in ``ian predict`` and the Python API."""
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from napari_ian.trainer.device import cpu_bf16_supported
 from napari_ian.trainer.io import read_volume
 from napari_ian.trainer.io_nifti import write_nifti
 from napari_ian.trainer.modelfile import load_model
+from napari_ian.trainer.pipeline import FAST_TILE
 from napari_ian.trainer.predict import predict_volume
 from napari_ian.trainer.registry import resolve_model
 
@@ -161,15 +163,17 @@ def test_cli_predict_backend(tmp_path, phantom, capsys):
     img_p = tmp_path / "img.nii.gz"
     write_nifti(img_p, image, phantom_geometry(image.shape, spacing), dtype=np.float32)
     outs = {}
-    for backend in ("openvino", "torch"):
+    ran = {"openvino": "(cpu, OpenVINO, fast tiles,", "openvino-int8": "(cpu, OpenVINO int8, fast tiles,"}
+    for backend in ("openvino", "openvino-int8", "torch"):
         out = tmp_path / f"{backend}.nii.gz"
         assert main(["predict", str(img_p), "--out", str(out), "--quiet", "--device", "cpu", "--fast",
                      "--backend", backend]) == 0
         said = capsys.readouterr().out
-        assert ("(cpu, OpenVINO, fast tiles," in said) == (backend == "openvino"), said
+        assert ran[backend] in said if backend in ran else "OpenVINO" not in said, said
         outs[backend] = read_volume(out).data
     for side in (1, 2):
         assert _dsc(outs["openvino"] == side, outs["torch"] == side) > 0.98, side
+        assert _dsc(outs["openvino-int8"] == side, outs["torch"] == side) > 0.9, side   # int8 on a large tile too
     assert main(["predict", str(img_p), "--out", str(tmp_path / "x.nii.gz"), "--backend", "openvino",
                  "--device", "meta"]) == 2
     err = capsys.readouterr().err.strip()
@@ -180,3 +184,100 @@ def test_the_cli_offers_the_backends_prediction_knows():
     from napari_ian.trainer.cli import BACKEND_CHOICES
 
     assert tuple(BACKEND_CHOICES) == ovr.BACKENDS
+
+
+# -- the bundled model's int8 version (napari_ian/trainer/quantise_int8.py, bench/make_int8.py) ----------
+
+def test_the_bundled_model_ships_an_int8_version_made_from_its_weights(bundled):
+    import json
+
+    model, _ = bundled
+    xml = ovr.int8_model_path(model)
+    assert xml is not None and xml.name == "ian-default.int8.xml" and xml.with_suffix(".bin").is_file()
+    card = json.loads(xml.with_suffix(".json").read_text())
+    assert card["weights_key"] == ovr.weights_key(model) and card["made_from"] == "ian-default.pt"
+    # other weights (another network, or the bundled one fine-tuned a little) find none
+    assert ovr.int8_model_path(tiny3d()[0]) is None
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.head.bias.add_(1e-3)
+    assert ovr.int8_model_path(changed) is None
+
+
+def test_int8_prediction_agrees_with_float32_and_auto_takes_it_for_the_bundled_model(bundled, phantom):
+    image, labels, spacing, _ = phantom
+    model, meta = bundled
+    f32 = predict_volume(image, model, meta, spacing, device="cpu", backend="openvino")
+    int8 = predict_volume(image, model, meta, spacing, device="cpu", backend="openvino-int8")
+    assert f32.backend == "openvino" and int8.backend == "openvino-int8"
+    assert int8.ran_on.startswith("cpu, OpenVINO int8") and "int8" not in f32.ran_on
+    for side in (1, 2):
+        truth = labels == side
+        assert _dsc(int8.labels == side, f32.labels == side) > 0.9, side
+        assert _dsc(int8.labels == side, truth) > _dsc(f32.labels == side, truth) - 0.03, side
+    auto = predict_volume(image, model, meta, spacing, device="cpu", backend="auto", tile=FAST_TILE)
+    assert auto.backend == ("torch" if cpu_bf16_supported() else "openvino-int8")
+
+
+def test_int8_for_other_weights_says_so_and_auto_falls_back_to_float32(bundled, phantom, monkeypatch, tmp_path, caplog):
+    image, _, spacing, _ = phantom
+    with pytest.raises(ValueError, match="backend openvino-int8: no int8 version of this model"):
+        predict_volume(image, *tiny3d(), spacing, device="cpu", backend="openvino-int8")
+    if cpu_bf16_supported():
+        return
+    # an int8 model OpenVINO cannot read (say, from a newer OpenVINO): auto runs float32, and says why
+    bad = tmp_path / "x.int8.xml"
+    bad.write_text("<net>not a model")
+    bad.with_suffix(".bin").write_bytes(b"")
+    monkeypatch.setattr(ovr, "int8_model_path", lambda model, folder=None: bad)
+    monkeypatch.setattr(ovr, "_COMPILED", {})
+    model, meta = bundled
+    with caplog.at_level("WARNING"):
+        pred = predict_volume(image, model, meta, spacing, device="cpu", backend="auto", tile=FAST_TILE)
+    assert pred.backend == "openvino"
+    assert any("in int8" in r.getMessage() and "trying float32" in r.getMessage() for r in caplog.records)
+
+
+def test_quantise_makes_an_int8_model_that_finds_its_weights(tmp_path, monkeypatch):
+    """The developer's tool end to end on a tiny network: calibrate, quantise, save beside the
+    model file; the runtime then finds and runs it for exactly those weights."""
+    from napari_ian.trainer import registry
+    from napari_ian.trainer.modelfile import save_model
+    from napari_ian.trainer.quantise_int8 import quantise, save_int8
+
+    model, meta = tiny3d()
+    rng = np.random.default_rng(0)
+    patches = [rng.normal(size=(1, 1, 16, 32, 32)).astype(np.float32) for _ in range(8)]
+    save_model(tmp_path / "tiny.pt", model, meta)
+    xml = save_int8(quantise(model, patches), model, tmp_path / "tiny.pt", {"patches": 8})
+    assert xml == tmp_path / "tiny.int8.xml"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.int8.bin", "tiny.int8.json", "tiny.int8.xml", "tiny.pt"]
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path)
+    monkeypatch.setattr(ovr, "_COMPILED", {})
+    assert ovr.int8_model_path(model) == xml
+    net = ovr.compile_for_cpu(model, example_shape=(1, 1, 16, 32, 32), precision="int8")
+    assert net.precision == "int8"
+    x = torch.from_numpy(patches[0])
+    with torch.no_grad():
+        ref = model(x)
+    got = net(x)
+    assert got.shape == ref.shape
+    # quantised, so not equal, but the same function: logits correlate closely
+    assert np.corrcoef(got.numpy().ravel(), ref.numpy().ravel())[0, 1] > 0.95
+
+
+def test_calibration_patches_are_training_size_normalised_renders(tmp_path):
+    from napari_ian.trainer.pipeline import Patches3D
+    from napari_ian.trainer.quantise_int8 import calibration_patches
+
+    pipe = Patches3D(patch=(16, 32, 32))
+    events = []
+    patches = calibration_patches(pipe, n_anatomies=1, per_volume=3, anatomy_cache=tmp_path, progress=events.append)
+    assert len(patches) == 6 and all(p.shape == (1, 1, 16, 32, 32) and p.dtype == np.float32 for p in patches)
+    lo, hi = pipe.normalisation["clip"]
+    assert all(np.isfinite(p).all() and p.min() >= lo and p.max() <= hi for p in patches)
+    assert [e.done for e in events] == [1, 2]
+    assert len({float(p.std()) for p in patches}) == 6           # six different places and looks
+    with pytest.raises(ValueError, match="3D patch models"):
+        from napari_ian.trainer.pipeline import pipeline_from_dict
+        calibration_patches(pipeline_from_dict({"pipeline": "slices25d"}), n_anatomies=1)

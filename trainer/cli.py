@@ -427,10 +427,11 @@ def _cmd_interactive(args) -> int:
 
 
 # openvino_runtime.BACKENDS, spelt out here so that the CLI's help needs no import of torch
-BACKEND_CHOICES = ("auto", "torch", "openvino")
+BACKEND_CHOICES = ("auto", "torch", "openvino", "openvino-int8")
 BACKEND_HELP = ("what runs the network on the CPU: auto (OpenVINO where it is installed, the CPU is x86-64 without "
-                "native bf16 and the model is a 3D patch model: the network 1.3-2 times as fast; PyTorch otherwise), "
-                "torch, or openvino (default auto; BENCHMARKS.md)")
+                "native bf16 and the model is a 3D patch model, in int8 where the bundled model ships an int8 "
+                "version: the network 2-3 times as fast; PyTorch otherwise), torch, openvino (float32) or "
+                "openvino-int8 (default auto; BENCHMARKS.md)")
 
 # also the tooltip of the panels' "fast" box (napari_ian/_panel_layout.py)
 FAST_TILES_HELP = ("3D models: predict in a few large tiles instead of many overlapping patches: about a third "

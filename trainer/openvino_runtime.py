@@ -9,7 +9,9 @@ Only inference moves: training and fine-tuning stay in PyTorch. A network is con
 (``openvino.convert_model`` on a trace of it, a few seconds) and its OpenVINO model (IR: ``.xml``
 plus ``.bin``, float32 weights) is cached under ``<user home>/cache/openvino`` by a hash of the
 network's class, configuration and weights, so a model file converts once per machine and a
-fine-tuned model gets its own entry. OpenVINO is optional (``pip install "napari-ian[openvino]"``);
+fine-tuned model gets its own entry. A bundled model may also ship an int8 version
+(:mod:`napari_ian.trainer.quantise_int8`), found by :func:`int8_model_path` from the weights it
+was made from and run with ``precision="int8"``. OpenVINO is optional (``pip install "napari-ian[openvino]"``);
 without it, or where a conversion fails, prediction runs in PyTorch as before.
 
 OpenVINO's Python package sends anonymous usage events to Intel when it is imported and when it
@@ -38,8 +40,9 @@ from .atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "openvino")
-_FORMAT = "ir-float32-1"          # part of the cache key: bump when the conversion changes
+BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
+_FORMAT = "ir-float32-2"          # part of the cache key: bump when the conversion changes
+INT8_SUFFIX = ".int8"             # <model>.int8.xml / .bin / .json beside a bundled model file
 _COMPILED: dict[str, "OpenVINONetwork"] = {}   # this process's compiled networks, by cache key
 _COMPILED_MAX = 3
 _LOCK = threading.Lock()
@@ -90,17 +93,44 @@ def cache_dir() -> Path:
     return user_home() / "cache" / "openvino"
 
 
-def network_key(model: torch.nn.Module) -> str:
-    """A hash of what the network computes: its class, configuration, weights and OpenVINO's version."""
+def weights_key(model: torch.nn.Module) -> str:
+    """A hash of what the network computes: its class, configuration and weights."""
     h = hashlib.sha256()
     config = getattr(model, "config", None) or {}
-    h.update(json.dumps([_FORMAT, openvino_version(), type(model).__qualname__, config],
-                        sort_keys=True, default=str).encode())
+    h.update(json.dumps([type(model).__qualname__, config], sort_keys=True, default=str).encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()[:32]
+
+
+def network_key(model: torch.nn.Module) -> str:
+    """The cache key of the network's float32 conversion: :func:`weights_key`, the conversion's
+    format and OpenVINO's version."""
+    h = hashlib.sha256(json.dumps([_FORMAT, openvino_version(), weights_key(model)]).encode())
+    return h.hexdigest()[:32]
+
+
+def int8_model_path(model: torch.nn.Module, folder: Path | None = None) -> Path | None:
+    """The bundled int8 OpenVINO model made from exactly these weights (``.xml``), or ``None``.
+
+    An int8 model is made once, by ``bench/make_int8.py``, from a model file in ``folder``
+    (default: the bundled models); its ``.json`` names the :func:`weights_key` it was made from,
+    so a fine-tuned or retrained network never finds another's int8 model."""
+    from .registry import BUNDLED_DIR
+
+    key = None
+    for card in sorted(Path(folder or BUNDLED_DIR).glob(f"*{INT8_SUFFIX}.json")):
+        try:
+            made_from = json.loads(card.read_text()).get("weights_key")
+        except (OSError, ValueError):
+            continue
+        key = key or weights_key(model)
+        xml = card.with_suffix(".xml")
+        if made_from == key and xml.is_file() and xml.with_suffix(".bin").is_file():
+            return xml
+    return None
 
 
 def _plain_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -168,11 +198,13 @@ class OpenVINONetwork(torch.nn.Module):
 
     ``forward`` takes and returns a float32 CPU tensor of any batch and spatial size the network
     accepts; ``.to(...)`` and ``.eval()`` are no-ops (it has no parameters). ``config`` is the
-    original network's, so callers reading the network's depth still can.
+    original network's, so callers reading the network's depth still can; ``precision`` is ``f32``
+    or ``int8`` (:func:`compile_for_cpu`).
     """
 
-    def __init__(self, compiled, config: dict | None, key: str):
+    def __init__(self, compiled, config: dict | None, key: str, precision: str = "f32"):
         super().__init__()
+        self.precision = precision
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()     # one infer request: one call at a time
@@ -187,8 +219,8 @@ class OpenVINONetwork(torch.nn.Module):
 
 
 def compile_for_cpu(model: torch.nn.Module, example_shape=(1, 1, 32, 96, 96), threads: int | None = None,
-                    progress=None) -> OpenVINONetwork:
-    """``model`` compiled by OpenVINO for this CPU (float32), from this process's or the disk's cache.
+                    progress=None, precision: str = "f32") -> OpenVINONetwork:
+    """``model`` compiled by OpenVINO for this CPU, from this process's or the disk's cache.
 
     Parameters
     ----------
@@ -202,27 +234,46 @@ def compile_for_cpu(model: torch.nn.Module, example_shape=(1, 1, 32, 96, 96), th
     progress : callable, optional
         Told when the network is converted (:data:`CONVERTING`, a ``stage`` event), which only
         happens where neither this process nor the disk cache has it.
+    precision : {"f32", "int8"}
+        ``f32``: the network's own weights, converted here. ``int8``: the bundled int8 model made
+        from these weights (:func:`int8_model_path`; ``bench/make_int8.py`` makes it).
 
     Raises
     ------
     ImportError
         OpenVINO is not installed.
+    LookupError
+        ``int8`` for a network no bundled int8 model was made from.
     Exception
         Whatever the conversion or compilation raised (a network OpenVINO cannot convert).
     """
+    if precision not in ("f32", "int8"):
+        raise ValueError(f"precision must be f32 or int8, not {precision!r}")
     if openvino_version() is None:
         raise ImportError('OpenVINO is not installed (pip install "napari-ian[openvino]")')
     import openvino as ov
 
-    key = network_key(model)
     threads = int(threads or torch.get_num_threads())
+    if precision == "int8":
+        xml = int8_model_path(model)
+        if xml is None:
+            raise LookupError("no int8 version of this model ships with napari-ian (its weights differ from "
+                              "the bundled models'): use OpenVINO's float32 (--backend openvino)")
+        key = f"int8-{weights_key(model)}"
+    else:
+        key = network_key(model)
     with _LOCK:
         net = _COMPILED.get(f"{key}-{threads}")
         if net is None:
-            ov_model = _cached_model(model, key, tuple(example_shape), progress)
+            if precision == "int8":
+                with _telemetry_declined():
+                    ov_model = ov.Core().read_model(str(xml))
+            else:
+                ov_model = _cached_model(model, key, tuple(example_shape), progress)
+            # f32: what is not quantised runs in float32 on any CPU (not bf16 where it has it)
             compiled = ov.Core().compile_model(ov_model, "CPU", {
                 "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
-            net = OpenVINONetwork(compiled, copy.deepcopy(getattr(model, "config", None)), key)
+            net = OpenVINONetwork(compiled, copy.deepcopy(getattr(model, "config", None)), key, precision)
             while len(_COMPILED) >= _COMPILED_MAX:
                 _COMPILED.pop(next(iter(_COMPILED)))
             _COMPILED[f"{key}-{threads}"] = net

@@ -39,12 +39,13 @@ class Prediction:
     reports: dict = dataclasses.field(default_factory=dict)   # {1: SideReport, 2: SideReport}
     doubts: list = dataclasses.field(default_factory=list)    # short phrases; empty = looks like one nerve per side
     large_tiles: bool = False   # a 3D model ran on large tiles (``tile``), not its training patches
-    backend: str = "torch"      # what ran the network: ``torch`` or ``openvino``
+    backend: str = "torch"      # what ran the network: ``torch``, ``openvino`` or ``openvino-int8``
 
     @property
     def ran_on(self) -> str:
         """How it ran, for a status line: the device, then OpenVINO, bf16 and fast tiles where used."""
-        return (f"{self.device}{', OpenVINO' if self.backend == 'openvino' else ''}{', bf16' if self.bf16 else ''}"
+        ov = {"openvino": ", OpenVINO", "openvino-int8": ", OpenVINO int8"}.get(self.backend, "")
+        return (f"{self.device}{ov}{', bf16' if self.bf16 else ''}"
                 f"{', fast tiles' if self.large_tiles else ''}")
 
 
@@ -130,12 +131,14 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         A 3D patch model predicts in tiles of at most this many working voxels instead of its
         training patches (:class:`~napari_ian.trainer.pipeline.Patches3D`; ``FAST_TILE`` is
         ``ian predict --fast``): faster, slightly different results. Other models ignore it.
-    backend : {"torch", "auto", "openvino"}
+    backend : {"torch", "auto", "openvino", "openvino-int8"}
         What runs the network. ``openvino``: OpenVINO on the CPU, float32
-        (:mod:`napari_ian.trainer.openvino_runtime`; 3D patch models only). ``auto``: OpenVINO where
-        it is installed, the device is an x86-64 CPU (where it was measured) without native bf16
-        (there PyTorch's bf16 was measured fast) and the model is a 3D patch model; PyTorch
-        otherwise, also where the conversion fails. ``torch``: PyTorch.
+        (:mod:`napari_ian.trainer.openvino_runtime`; 3D patch models only). ``openvino-int8``: the
+        int8 version that ships with a bundled model (:mod:`napari_ian.trainer.quantise_int8`),
+        an error for other weights. ``auto``: OpenVINO where it is installed, the device is an
+        x86-64 CPU (where it was measured) without native bf16 (there PyTorch's bf16 was measured
+        fast) and the model is a 3D patch model, in int8 where the model has an int8 version and
+        float32 otherwise; PyTorch otherwise, also where both fail. ``torch``: PyTorch.
     """
     if image.ndim != 3:
         raise ValueError(f"prediction needs a 3D volume, got shape {image.shape}")
@@ -187,33 +190,40 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         notes.append(f"one nerve in view, called {'left' if mid == 0 else 'right'} from its course")
     return Prediction(labels, prob, str(dev), bf16, mid, reports, notes + doubts(labels, prob, spacing, reports),
                       large_tiles=getattr(pipe, "tile", None) is not None,
-                      backend="torch" if compiled is None else "openvino")
+                      backend="torch" if compiled is None else
+                      "openvino-int8" if compiled.precision == "int8" else "openvino")
 
 
 def _openvino_network(model, pipe, device, bf16: bool, backend: str, progress=None):
     """The network compiled by OpenVINO where ``backend`` asks for it (see :func:`predict_volume`), else ``None``."""
-    from .openvino_runtime import BACKENDS, compile_for_cpu, openvino_version, x86_cpu
+    from .openvino_runtime import BACKENDS, compile_for_cpu, int8_model_path, openvino_version, x86_cpu
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if backend == "torch":
         return None
-    if backend == "openvino":
+    if backend != "auto":
         if device.type != "cpu":
             raise ValueError(f"OpenVINO runs the network on the CPU, not on {device.type}")
         if pipe.kind != "patch3d":
             raise ValueError(f"OpenVINO runs 3D patch models only, not a {pipe.kind!r} model")
+        precisions = ["int8" if backend == "openvino-int8" else "f32"]
     elif device.type != "cpu" or bf16 or pipe.kind != "patch3d" or not x86_cpu() or openvino_version() is None:
         return None
-    try:
-        return compile_for_cpu(model, example_shape=(1, 1) + tuple(int(v) for v in pipe.patch), progress=progress)
-    except ImportError as exc:          # only an explicit request gets here without OpenVINO
-        raise ValueError(f"backend openvino: {exc}") from None
-    except Exception as exc:     # a network OpenVINO cannot convert: asked for, an error; auto, PyTorch
-        if backend == "openvino":
-            raise
-        log.warning("OpenVINO could not compile the network (%s); PyTorch runs it", exc)
-        return None
+    else:   # the bundled int8 model where one was made from these weights, float32 otherwise
+        precisions = (["int8"] if int8_model_path(model) is not None else []) + ["f32"]
+    shape = (1, 1) + tuple(int(v) for v in pipe.patch)
+    for precision in precisions:
+        try:
+            return compile_for_cpu(model, example_shape=shape, progress=progress, precision=precision)
+        except (ImportError, LookupError) as exc:      # only an explicit request gets here with these
+            raise ValueError(f"backend {backend}: {exc}") from None
+        except Exception as exc:  # a network OpenVINO cannot convert or read: asked for, an error; auto, the next
+            if backend != "auto":
+                raise
+            log.warning("OpenVINO could not compile the network in %s (%s); %s", precision, exc,
+                        "trying float32" if precision == "int8" else "PyTorch runs it")
+    return None
 
 
 # What one nerve per side looks like (phantom anatomy and the source study's description):
