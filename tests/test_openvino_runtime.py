@@ -32,6 +32,15 @@ def bundled():
     return load_model(resolve_model("ian-default"))
 
 
+@pytest.fixture(scope="module")
+def bundled_predictions(bundled, phantom):
+    """The bundled model's prediction of the test phantom by each backend (default patches)."""
+    image, _, spacing, _ = phantom
+    model, meta = bundled
+    return {b: predict_volume(image, model, meta, spacing, device="cpu", backend=b)
+            for b in ("torch", "openvino", "openvino-int8")}
+
+
 def _dsc(a, b):
     return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
@@ -121,11 +130,9 @@ def test_openvino_leaves_no_telemetry_client_in_the_home_folder(tmp_path):
     assert list((tmp_path / "nih" / "cache" / "openvino").glob("*.xml"))
 
 
-def test_predict_volume_runs_the_network_where_asked_and_agrees_with_pytorch(bundled, phantom):
+def test_predict_volume_runs_the_network_where_asked_and_agrees_with_pytorch(bundled_predictions, phantom):
     image, labels, spacing, _ = phantom
-    model, meta = bundled
-    torch_pred = predict_volume(image, model, meta, spacing, device="cpu")
-    ov_pred = predict_volume(image, model, meta, spacing, device="cpu", backend="openvino")
+    torch_pred, ov_pred = bundled_predictions["torch"], bundled_predictions["openvino"]
     assert torch_pred.backend == "torch" and "OpenVINO" not in torch_pred.ran_on
     assert ov_pred.backend == "openvino" and ov_pred.ran_on.startswith("cpu, OpenVINO") and not ov_pred.bf16
     assert np.abs(ov_pred.probability - torch_pred.probability).max() < 0.02
@@ -204,11 +211,11 @@ def test_the_bundled_model_ships_an_int8_version_made_from_its_weights(bundled):
     assert ovr.int8_model_path(changed) is None
 
 
-def test_int8_prediction_agrees_with_float32_and_auto_takes_it_for_the_bundled_model(bundled, phantom):
+def test_int8_prediction_agrees_with_float32_and_auto_takes_it_for_the_bundled_model(bundled, bundled_predictions,
+                                                                                     phantom):
     image, labels, spacing, _ = phantom
     model, meta = bundled
-    f32 = predict_volume(image, model, meta, spacing, device="cpu", backend="openvino")
-    int8 = predict_volume(image, model, meta, spacing, device="cpu", backend="openvino-int8")
+    f32, int8 = bundled_predictions["openvino"], bundled_predictions["openvino-int8"]
     assert f32.backend == "openvino" and int8.backend == "openvino-int8"
     assert int8.ran_on.startswith("cpu, OpenVINO int8") and "int8" not in f32.ran_on
     for side in (1, 2):
@@ -270,6 +277,15 @@ def test_calibration_patches_are_training_size_normalised_renders(tmp_path):
     from napari_ian.trainer.pipeline import Patches3D
     from napari_ian.trainer.quantise_int8 import calibration_patches
 
+    import shutil
+
+    from napari_ian.sample_data.synth import SEED_BASE
+    from napari_ian.trainer.rehearsal import ANATOMY_FILE
+
+    # the first training anatomy ships (fine-tuning's rehearsal): put it where the tool's cache
+    # looks, so that the test renders it without rasterising it again
+    assert SEED_BASE["train"] == 100_000
+    shutil.copyfile(ANATOMY_FILE, tmp_path / "anatomy_100000_0.8x0.5x0.5.npz")
     pipe = Patches3D(patch=(16, 32, 32))
     events = []
     patches = calibration_patches(pipe, n_anatomies=1, per_volume=3, anatomy_cache=tmp_path, progress=events.append)
@@ -278,6 +294,7 @@ def test_calibration_patches_are_training_size_normalised_renders(tmp_path):
     assert all(np.isfinite(p).all() and p.min() >= lo and p.max() <= hi for p in patches)
     assert [e.done for e in events] == [1, 2]
     assert len({float(p.std()) for p in patches}) == 6           # six different places and looks
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["anatomy_100000_0.8x0.5x0.5.npz"]   # none rasterised
     with pytest.raises(ValueError, match="3D patch models"):
         from napari_ian.trainer.pipeline import pipeline_from_dict
         calibration_patches(pipeline_from_dict({"pipeline": "slices25d"}), n_anatomies=1)

@@ -24,6 +24,8 @@ def test_wheel_maps_trainer_and_sample_data_under_napari_ian(tmp_path):
     assert "napari_ian/trainer/io_dicom.py" in names
     assert "napari_ian/sample_data/phantom.py" in names
     assert "napari_ian/trainer/models/ian-default.pt" in names      # the bundled model ships
+    for part in ("xml", "bin", "json"):                              # with its int8 version for OpenVINO
+        assert f"napari_ian/trainer/models/ian-default.int8.{part}" in names
     assert "napari_ian/data/phantom_seed0.npz" in names              # and the pre-generated sample
     assert "napari_ian/data/rehearsal_anatomy_100000.npz" in names   # and fine-tuning's rehearsal anatomy
     entry_points = zipfile.ZipFile(wheel).read(
