@@ -29,6 +29,7 @@ from napari_ian.trainer.evaluation import evaluate_volume, pooled_summary  # noq
 from napari_ian.trainer.interactive import InteractiveSession  # noqa: E402
 from napari_ian.trainer.modelfile import load_model  # noqa: E402
 from napari_ian.trainer.pipeline import FAST_TILE  # noqa: E402
+from napari_ian.trainer.openvino_runtime import BACKENDS  # noqa: E402
 from napari_ian.trainer.predict import predict_volume  # noqa: E402
 from napari_ian.trainer.registry import resolve_model  # noqa: E402
 
@@ -88,7 +89,7 @@ def main():
     ap.add_argument("--per-case", action="store_true", help="also each case's DSC")
     ap.add_argument("--fast", action="store_true",
                     help="the model's probability in large tiles, as ian interactive --fast computes it")
-    ap.add_argument("--backend", default="torch", choices=("torch", "openvino", "openvino-int8", "auto"),
+    ap.add_argument("--backend", default="torch", choices=BACKENDS,
                     help="what runs the network (default torch; ian interactive's default is auto)")
     a = ap.parse_args()
     counts = [int(c) for c in a.clicks.split(",")]

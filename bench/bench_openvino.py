@@ -39,7 +39,7 @@ from napari_ian.trainer.modelfile import load_model  # noqa: E402
 from napari_ian.trainer.registry import resolve_model  # noqa: E402
 
 IAN = str(Path(sys.executable).with_name("ian"))
-BACKENDS = ("torch", "openvino", "openvino-int8")
+BACKENDS = tuple(b for b in ovr.BACKENDS if b != "auto")     # each one asked for by name
 
 
 def ov_seconds(net, x):

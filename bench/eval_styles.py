@@ -34,6 +34,7 @@ import numpy as np
 from napari_ian.sample_data.phantom import make_phantom
 from napari_ian.trainer.evaluation import evaluate_volume, pooled_summary
 from napari_ian.trainer.modelfile import load_model
+from napari_ian.trainer.openvino_runtime import BACKENDS
 from napari_ian.trainer.pipeline import FAST_TILE
 from napari_ian.trainer.predict import predict_volume
 from napari_ian.trainer.registry import resolve_model
@@ -162,7 +163,7 @@ def main():
                          "'fast' = ian predict --fast); the default tiling is always scored")
     ap.add_argument("--per-case", action="store_true",
                     help="also print each case's mean coronal DSC per side and the prediction's doubts")
-    ap.add_argument("--backend", action="append", choices=("torch", "openvino", "openvino-int8", "auto"), default=None,
+    ap.add_argument("--backend", action="append", choices=BACKENDS, default=None,
                     help="what runs the network (repeatable; default torch)")
     a = ap.parse_args()
     tiles = [None] + [FAST_TILE if t == "fast" else tuple(int(v) for v in t.split(",")) for t in a.tile or []]

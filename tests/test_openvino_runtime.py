@@ -237,7 +237,7 @@ def test_int8_for_other_weights_says_so_and_auto_falls_back_to_float32(bundled, 
     bad = tmp_path / "x.int8.xml"
     bad.write_text("<net>not a model")
     bad.with_suffix(".bin").write_bytes(b"")
-    monkeypatch.setattr(ovr, "int8_model_path", lambda model, folder=None: bad)
+    monkeypatch.setattr(ovr, "int8_model_path", lambda model, key=None: bad)
     monkeypatch.setattr(ovr, "_COMPILED", {})
     model, meta = bundled
     with caplog.at_level("WARNING"):

@@ -112,16 +112,16 @@ def network_key(model: torch.nn.Module) -> str:
     return h.hexdigest()[:32]
 
 
-def int8_model_path(model: torch.nn.Module, folder: Path | None = None) -> Path | None:
+def int8_model_path(model: torch.nn.Module, key: str | None = None) -> Path | None:
     """The bundled int8 OpenVINO model made from exactly these weights (``.xml``), or ``None``.
 
-    An int8 model is made once, by ``bench/make_int8.py``, from a model file in ``folder``
-    (default: the bundled models); its ``.json`` names the :func:`weights_key` it was made from,
-    so a fine-tuned or retrained network never finds another's int8 model."""
+    An int8 model is made once, by ``bench/make_int8.py``, beside a bundled model file; its
+    ``.json`` names the :func:`weights_key` it was made from, so a fine-tuned or retrained network
+    never finds another's int8 model. ``key``: the model's :func:`weights_key`, where the caller
+    has it already (the weights are hashed once)."""
     from .registry import BUNDLED_DIR
 
-    key = None
-    for card in sorted(Path(folder or BUNDLED_DIR).glob(f"*{INT8_SUFFIX}.json")):
+    for card in sorted(Path(BUNDLED_DIR).glob(f"*{INT8_SUFFIX}.json")):
         try:
             made_from = json.loads(card.read_text()).get("weights_key")
         except (OSError, ValueError):
@@ -255,11 +255,12 @@ def compile_for_cpu(model: torch.nn.Module, example_shape=(1, 1, 32, 96, 96), th
 
     threads = int(threads or torch.get_num_threads())
     if precision == "int8":
-        xml = int8_model_path(model)
+        wkey = weights_key(model)
+        xml = int8_model_path(model, key=wkey)
         if xml is None:
             raise LookupError("no int8 version of this model ships with napari-ian (its weights differ from "
                               "the bundled models'): use OpenVINO's float32 (--backend openvino)")
-        key = f"int8-{weights_key(model)}"
+        key = f"int8-{wkey}"
     else:
         key = network_key(model)
     with _LOCK:

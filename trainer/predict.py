@@ -196,7 +196,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
 
 def _openvino_network(model, pipe, device, bf16: bool, backend: str, progress=None):
     """The network compiled by OpenVINO where ``backend`` asks for it (see :func:`predict_volume`), else ``None``."""
-    from .openvino_runtime import BACKENDS, compile_for_cpu, int8_model_path, openvino_version, x86_cpu
+    from .openvino_runtime import BACKENDS, compile_for_cpu, openvino_version, x86_cpu
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -211,12 +211,15 @@ def _openvino_network(model, pipe, device, bf16: bool, backend: str, progress=No
     elif device.type != "cpu" or bf16 or pipe.kind != "patch3d" or not x86_cpu() or openvino_version() is None:
         return None
     else:   # the bundled int8 model where one was made from these weights, float32 otherwise
-        precisions = (["int8"] if int8_model_path(model) is not None else []) + ["f32"]
+        precisions = ["int8", "f32"]
     shape = (1, 1) + tuple(int(v) for v in pipe.patch)
     for precision in precisions:
         try:
             return compile_for_cpu(model, example_shape=shape, progress=progress, precision=precision)
-        except (ImportError, LookupError) as exc:      # only an explicit request gets here with these
+        except LookupError as exc:            # no int8 version of these weights: auto goes on to float32
+            if backend != "auto":
+                raise ValueError(f"backend {backend}: {exc}") from None
+        except ImportError as exc:            # only an explicit request gets here without OpenVINO
             raise ValueError(f"backend {backend}: {exc}") from None
         except Exception as exc:  # a network OpenVINO cannot convert or read: asked for, an error; auto, the next
             if backend != "auto":

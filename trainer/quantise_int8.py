@@ -54,19 +54,16 @@ def calibration_patches(pipeline: Pipeline, n_anatomies: int = 4, per_volume: in
 
     if pipeline.kind != "patch3d":
         raise ValueError(f"int8 models are made for 3D patch models, not {pipeline.kind!r}")
-    p = tuple(int(v) for v in pipeline.patch)
     rng = np.random.default_rng(seed)
     families = STYLE_RANGES["family"]
     out, total = [], n_anatomies * len(families)
     for i in range(n_anatomies):
         anatomy = cached_anatomy(SEED_BASE["train"] + i, anatomy_cache)
         for j, family in enumerate(families):
-            vol, _, _ = _render(anatomy, seed * 1000 + i * len(families) + j, pipeline, family=family)
-            vol = np.pad(vol, [(0, max(0, p[k] - vol.shape[k])) for k in range(3)])
-            for _ in range(per_volume):
-                st = [int(rng.integers(0, vol.shape[k] - p[k] + 1)) for k in range(3)]
-                out.append(np.ascontiguousarray(vol[st[0]:st[0] + p[0], st[1]:st[1] + p[1], st[2]:st[2] + p[2]],
-                                                np.float32)[None, None])
+            vol, labels, _ = _render(anatomy, seed * 1000 + i * len(families) + j, pipeline, family=family)
+            # training's crop sampler, every crop anywhere in the volume (none centred on the nerve)
+            x, _ = pipeline.sample(vol, labels, rng, per_volume, positive_fraction=0.0)
+            out += [x[k:k + 1] for k in range(len(x))]
             report(progress, PREPARE, i * len(families) + j + 1, total)
     return out
 
