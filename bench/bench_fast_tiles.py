@@ -1,4 +1,4 @@
-"""``ian predict`` against ``ian predict --fast`` on phantom patients: seconds and peak memory of
+"""``ian predict --patches`` against ``ian predict --fast`` (the default) on phantom patients: seconds and peak memory of
 the prediction itself (``predict_volume``: normalise, resample, network, map back,
 post-processing), each run in a fresh process, alternating so that drift on a shared machine hits
 both alike; and the mean coronal DSC per side against the phantom's ground truth. Phantom figures.
@@ -54,7 +54,7 @@ def main():
                 runs[fast].append(json.loads(out.strip().splitlines()[-1]))
         for fast, rs in runs.items():
             secs = [r["seconds"] for r in rs]
-            print(f"seed {seed:<5} {'--fast' if fast else 'default':<8} {np.median(secs):5.1f} s (median of {len(secs)}: "
+            print(f"seed {seed:<5} {'--fast' if fast else '--patches':<9} {np.median(secs):5.1f} s (median of {len(secs)}: "
                   f"{', '.join(f'{s:.1f}' for s in secs)})  peak {max(r['peak_gb'] for r in rs):.2f} GB  "
                   f"DSC right / left {rs[0]['dsc'][0]:.3f} / {rs[0]['dsc'][1]:.3f}", flush=True)
 

@@ -1,5 +1,5 @@
-"""``ian interactive``, ``ian predict`` and ``ian predict --fast`` end to end on a phantom patient, as
-a user runs them.
+"""``ian interactive``, ``ian predict --patches`` and ``ian predict --fast`` (the default) end to end
+on a phantom patient, as a user runs them.
 
 Writes the phantom patient (``ian phantom``), places ``--clicks`` clicks per side on the true
 nerve centre (evenly spaced along it, as in ``bench_clicks.py``) into a ``x,y,z,label`` CSV in
@@ -57,10 +57,12 @@ def main():
         (tmp / "clicks.csv").write_text("\n".join(rows) + "\n")
         t_int = timed([IAN, "interactive", str(image), "--clicks", str(tmp / "clicks.csv"), "--out",
                        str(tmp / "clicks.nii.gz"), "--model", a.model])
-        t_pred = timed([IAN, "predict", str(image), "--out", str(tmp / "auto.nii.gz"), "--model", a.model, "--quiet"])
+        t_pred = timed([IAN, "predict", str(image), "--out", str(tmp / "auto.nii.gz"), "--model", a.model, "--quiet",
+                        "--patches"])
         t_fast = timed([IAN, "predict", str(image), "--out", str(tmp / "fast.nii.gz"), "--model", a.model, "--quiet",
                         "--fast"])
-        for name, out, t in (("ian interactive", tmp / "clicks.nii.gz", t_int), ("ian predict", tmp / "auto.nii.gz", t_pred),
+        for name, out, t in (("ian interactive", tmp / "clicks.nii.gz", t_int),
+                             ("ian predict --patches", tmp / "auto.nii.gz", t_pred),
                              ("ian predict --fast", tmp / "fast.nii.gz", t_fast)):
             res = evaluate_volume(lab, read_volume(out).data.astype(np.uint8), vol.spacing)
             dsc = " / ".join(f"{res['sides'][s]['dsc']['mean']:.3f}" for s in res["sides"])

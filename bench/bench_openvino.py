@@ -7,8 +7,8 @@
    ``--rounds``; the largest difference in the logits from PyTorch's.
 2. The one-time conversion (trace, convert, save the cached model) and, from the cache, loading
    and compiling it.
-3. ``ian predict`` and ``ian predict --fast`` on the sample patient (phantom seed 0) in fresh
-   processes, ``--backend torch``, ``openvino`` and ``openvino-int8`` in each round (the OpenVINO cache
+3. ``ian predict --patches`` and ``ian predict --fast`` (the default) on the sample patient
+   (phantom seed 0) in fresh processes, ``--backend torch``, ``openvino`` and ``openvino-int8`` in each round (the OpenVINO cache
    warm, in a temporary ``NAPARI_IAN_HOME``), with the mean coronal DSC of each output.
 
 Run: ``.venv/bin/python bench/bench_openvino.py [--rounds 3]``. Accuracy on the held-out styles:
@@ -103,7 +103,7 @@ def end_to_end(rounds: int, seed: int):
                 for backend in BACKENDS:
                     out = tmp / f"{backend}{'-fast' if fast else ''}.nii.gz"
                     cmd = [IAN, "predict", str(image), "--out", str(out), "--quiet", "--overwrite",
-                           "--backend", backend] + (["--fast"] if fast else [])
+                           "--backend", backend, "--fast" if fast else "--patches"]
                     t0 = time.perf_counter()
                     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
                     times.setdefault((fast, backend), []).append(time.perf_counter() - t0)
@@ -111,7 +111,7 @@ def end_to_end(rounds: int, seed: int):
             out = tmp / f"{backend}{'-fast' if fast else ''}.nii.gz"
             res = evaluate_volume(lab, read_volume(out).data.astype(np.uint8), vol.spacing)
             dsc = " / ".join(f"{res['sides'][s]['dsc']['mean']:.3f}" for s in res["sides"])
-            name = f"ian predict{' --fast' if fast else ''} --backend {backend}"
+            name = f"ian predict {'--fast' if fast else '--patches'} --backend {backend}"
             print(f"{name:<40} {np.median(ts):5.1f} s wall (median of {len(ts)}: "
                   f"{', '.join(f'{t:.1f}' for t in ts)}); mean coronal DSC right / left {dsc}", flush=True)
 

@@ -22,7 +22,7 @@ from ._combo import chosen_layer, refill_combo, refill_layer_combo
 from ._identity import find_layer, layer_uid
 from ._layers import image_layers, labels_layers, on_grid_of
 from ._panel import Panel, while_alive
-from ._panel_layout import compact, fast_tiles_checkbox, panel_layout, wrapping_label
+from ._panel_layout import compact, fast_box_follows_model, fast_tiles_checkbox, panel_layout, wrapping_label
 from ._progress_bridge import WorkerProgress, stages_in
 from .trainer.progress import INFER
 
@@ -47,7 +47,9 @@ class InteractiveWidget(Panel):
             compact(combo)
         self.start_btn = QPushButton("Start")
         self.start_btn.setToolTip("Compute the model's nerve probability once (a few seconds), then click")
-        self.fast_check = fast_tiles_checkbox(checked=True)     # as ian interactive: the clicks carry the result
+        self.fast_check = fast_tiles_checkbox()
+        self._model_metadata = {}
+        self._follow_model = fast_box_follows_model(self.fast_check, self.model_combo, self._model_metadata)
         self.kind = QButtonGroup(self)
         row = QHBoxLayout()
         for value, text in ((1, "Right nerve"), (2, "Left nerve"), (0, "Not nerve")):
@@ -100,6 +102,11 @@ class InteractiveWidget(Panel):
             self.listen(ev, self._refresh_layers)
         self._refresh_layers()
         self._refresh_models()
+        from ._hub import hub
+        from ._lazy_torch import when_devices_known
+
+        self.listen(hub.models_changed, self._refresh_models)     # a fine-tuned model appears at once
+        when_devices_known(while_alive(self, lambda devices, notes: self._refresh_models()))   # with metadata
         self.bind_keys(self.SHORTCUTS)
 
     # -- lists -----------------------------------------------------------------------------------
@@ -107,10 +114,14 @@ class InteractiveWidget(Panel):
         refill_layer_combo(self.image_combo, image_layers(self.viewer))
         refill_layer_combo(self.labels_combo, labels_layers(self.viewer))
 
-    def _refresh_models(self):
+    def _refresh_models(self, event=None):
         from ._lazy_torch import model_entries
 
-        refill_combo(self.model_combo, [name for name, _, _ in model_entries()], fallback="ian-default")
+        entries = model_entries()
+        self._model_metadata.clear()
+        self._model_metadata.update({name: meta for name, _, meta in entries if meta is not None})
+        refill_combo(self.model_combo, [name for name, _, _ in entries], fallback="ian-default")
+        self._follow_model()
 
     # -- keys ------------------------------------------------------------------------------------
     def mark_right(self):

@@ -68,14 +68,39 @@ def compact(combo, chars: int = 10) -> None:
     combo.setMinimumContentsLength(chars)
 
 
-def fast_tiles_checkbox(checked: bool = False):
-    """The box that asks for a 3D model's probability in a few large tiles (``ian predict --fast``),
-    ticked or not to begin with as the command it stands for is by default."""
+def fast_tiles_checkbox():
+    """The box that asks for a 3D model's probability in a few large tiles (``--fast``; unticked:
+    ``--patches``), ticked to begin with as the commands are for the bundled model (see
+    :func:`fast_box_follows_model`)."""
     from qtpy.QtWidgets import QCheckBox
 
     from .trainer.cli import FAST_TILES_HELP     # (no torch: the command line's module imports it per command)
 
     box = QCheckBox("fast: a few large tiles")
-    box.setToolTip(FAST_TILES_HELP + " (as the command line's --fast)")
-    box.setChecked(checked)
+    box.setToolTip(FAST_TILES_HELP + " (as the command line's --fast; unticked: --patches)")
+    box.setChecked(True)
     return box
+
+
+def fast_box_follows_model(box, combo, metadata: dict):
+    """Tick ``box`` as the model chosen in ``combo`` predicts by default (large tiles; a fine-tuned
+    model: patches, :func:`~napari_ian.trainer.model_metadata.large_tiles_by_default`) whenever
+    the choice changes. ``metadata`` maps model names to their metadata; the panel fills it once
+    torch has loaded (a model not in it leaves the box as it is). A click on the box wins until
+    another model is chosen, even when the metadata arrives after it. Returns the function that
+    applies it now (for the panel to call after refilling ``combo`` with its signals blocked)."""
+    from .trainer.model_metadata import large_tiles_by_default
+
+    state = {"model": None, "clicked": False}
+    box.clicked.connect(lambda *_: state.update(clicked=True))     # a person's click, not setChecked
+
+    def apply(*_):
+        name = combo.currentText()
+        if name != state["model"]:
+            state.update(model=name, clicked=False)
+        meta = metadata.get(name)
+        if meta is not None and not state["clicked"]:
+            box.setChecked(large_tiles_by_default(meta))
+
+    combo.currentTextChanged.connect(apply)
+    return apply

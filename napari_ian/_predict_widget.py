@@ -17,7 +17,7 @@ from ._identity import layer_uid
 from ._layers import GEOMETRY_KEY, image_layers, labels_layer_data, on_grid_of
 from ._lazy_torch import model_entries, when_devices_known
 from ._panel import Panel, while_alive
-from ._panel_layout import compact, fast_tiles_checkbox, panel_layout, wrapping_label
+from ._panel_layout import compact, fast_box_follows_model, fast_tiles_checkbox, panel_layout, wrapping_label
 from ._progress_bridge import WorkerProgress, stages_in
 from .trainer.progress import INFER
 from .trainer.volume import Geometry
@@ -44,6 +44,8 @@ class PredictWidget(Panel):
         self.device_combo.addItems(["auto", "cpu"])      # cuda / mps are added once torch is loaded
         self.prob_check = QCheckBox("also add the probability map")
         self.fast_check = fast_tiles_checkbox()
+        self._model_metadata = {}
+        self._follow_model = fast_box_follows_model(self.fast_check, self.model_combo, self._model_metadata)
         self.roi_check = QCheckBox("only inside the box")
         self.roi_check.setToolTip("Predict only inside the rectangles of the 'prediction box' layer: their "
                                   "bounding box; an axis they do not span is taken whole, so draw on two "
@@ -104,14 +106,22 @@ class PredictWidget(Panel):
 
     def refresh_models(self):
         current = self.model_combo.currentText()
-        self.model_combo.clear()
-        for name, source, meta in model_entries():
-            self.model_combo.addItem(name)
-            if meta is not None:
-                self.model_combo.setItemData(self.model_combo.count() - 1,
-                                             f"{source}: {meta.get('trained_on', '')}", 3)  # tooltip
-        if current:
-            self.model_combo.setCurrentText(current)
+        entries = model_entries()
+        self._model_metadata.clear()
+        self._model_metadata.update({name: meta for name, _, meta in entries if meta is not None})
+        self.model_combo.blockSignals(True)       # one choice change at most, applied below
+        try:
+            self.model_combo.clear()
+            for name, source, meta in entries:
+                self.model_combo.addItem(name)
+                if meta is not None:
+                    self.model_combo.setItemData(self.model_combo.count() - 1,
+                                                 f"{source}: {meta.get('trained_on', '')}", 3)  # tooltip
+            if current:
+                self.model_combo.setCurrentText(current)
+        finally:
+            self.model_combo.blockSignals(False)
+        self._follow_model()
 
     # -- box --------------------------------------------------------------------------------
     BOX_NAME = "prediction box"

@@ -296,7 +296,19 @@ def test_a_whole_case_can_be_held_out(phantom, phantom_cache, base):
 
 
 # -- CLI -------------------------------------------------------------------------------------------
-def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, capsys):
+def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, capsys, monkeypatch):
+    """``ian finetune`` then ``ian predict --model NEW``; the fine-tune's before and after are
+    predicted as ``ian predict`` predicts with each model (its tiles and backend), so they are what
+    the user sees."""
+    import napari_ian.trainer.predict as predict_module
+
+    calls, real = [], predict_module.predict_volume
+
+    def spy(*args, tile=None, backend="torch", **kwargs):
+        calls.append((tile, backend))
+        return real(*args, tile=tile, backend=backend, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_volume", spy)
     image, labels, sp, _ = phantom
     g = phantom_geometry(image.shape, sp)
     img_p, lab_p = tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz"
@@ -312,6 +324,7 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
     assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--slices", spec, "--name", "cli-ft",
                  "--base", "tiny3d", "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
+    finetune_calls, calls[:] = list(calls), []
     m = read_metadata(resolve_model("cli-ft"))
     n_pseudo = m["finetune"]["pseudo_labelled_slices"]
     assert n_pseudo > 0 and m["finetune"]["settings"]["pseudo_labels"]
@@ -326,8 +339,18 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
     m = read_metadata(resolve_model("cli-ft-only"))
     assert m["finetune"]["pseudo_labelled_slices"] == 0 and not m["finetune"]["settings"]["pseudo_labels"]
     pred_p = tmp_path / "pred.nii.gz"
+    calls.clear()
     assert main(["predict", str(img_p), "--out", str(pred_p), "--model", "cli-ft", "--quiet", "--device", "cpu"]) == 0
     assert nib.load(pred_p).shape == nib.load(img_p).shape
+    # the base model's prediction (pseudo-labels, 'before') and the new model's ('after'), each as
+    # ian predict predicts with that model: the base in large tiles, the fine-tuned one in patches
+    from napari_ian.trainer.pipeline import FAST_TILE
+
+    assert finetune_calls == [(FAST_TILE, "auto"), (None, "auto")] and calls == finetune_calls[1:]
+    calls.clear()
+    assert main(["predict", str(img_p), "--out", str(tmp_path / "base.nii.gz"), "--model", "tiny3d", "--quiet",
+                 "--device", "cpu"]) == 0
+    assert calls == finetune_calls[:1]
     # bad input: one line each, exit 2, registry unchanged
     (user_models_dir() / "broken.pt").write_bytes(b"garbage")
     for argv, words in (

@@ -104,29 +104,38 @@ def test_roi_restricts_the_prediction(bundled, phantom):
     image, labels, spacing, _ = phantom
     model, meta = bundled
     roi = parse_roi(f"0:{image.shape[0] // 2},:,:", image.shape)
-    pred = predict_volume(image, model, meta, spacing=spacing, roi=roi)
+    pred = predict_volume(image, model, meta, spacing=spacing, roi=roi, tile=FAST_TILE, backend="auto")   # as ian predict
     assert pred.labels[image.shape[0] // 2:].max() == 0
     assert pred.labels[: image.shape[0] // 2].max() > 0
     with pytest.raises(ValueError, match="outside"):
         parse_roi("0:9999,:,:", image.shape)
 
 
-def test_cli_predict_fast_uses_few_large_tiles_and_still_finds_both_nerves(tmp_path, phantom, capsys, monkeypatch):
+def test_cli_predict_runs_few_large_tiles_by_default_and_patches_on_request(tmp_path, phantom, capsys, monkeypatch):
+    """Large tiles are the default (``--fast`` says the same; ``--patches`` asks for the training-size
+    patches, as does ``--no-postprocess`` without ``--fast``), and the default still finds both
+    nerves."""
     image, labels, spacing, _ = phantom
     g = phantom_geometry(image.shape, spacing)
-    img_p, out = tmp_path / "img.nii.gz", tmp_path / "fast.nii.gz"
+    img_p = tmp_path / "img.nii.gz"
     write_nifti(img_p, image, g, dtype=np.float32)
-    tiles = []                                   # how many network tiles each prediction ran
+    runs = []                                    # (tile asked for, network tiles run) per prediction
     real = predict_module.predict_volume
 
-    def counting(*args, progress=None, **kwargs):
+    def counting(*args, progress=None, tile=None, **kwargs):
+        seen = []
+
         def spy(event):
             if event.kind == "infer":
-                tiles.append(event.total)
-        return real(*args, progress=spy, **kwargs)
+                seen.append(event.total)
+        try:
+            return real(*args, progress=spy, tile=tile, **kwargs)
+        finally:
+            runs.append((tile, seen[-1] if seen else None))
 
     monkeypatch.setattr(predict_module, "predict_volume", counting)
-    assert main(["predict", str(img_p), "--out", str(out), "--quiet", "--device", "cpu", "--fast"]) == 0
+    out = tmp_path / "default.nii.gz"
+    assert main(["predict", str(img_p), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     assert "fast tiles" in capsys.readouterr().out
     res = read_volume(out).data.astype(np.uint8)             # back on the canonical grid
     for side in (1, 2):
@@ -137,4 +146,59 @@ def test_cli_predict_fast_uses_few_large_tiles_and_still_finds_both_nerves(tmp_p
     work = pipe.prepare(image, spacing).volume.shape
     patches = np.prod([len(s) for s in pipe.tiling(work)[1]])
     fast = np.prod([len(s) for s in dataclasses.replace(pipe, tile=FAST_TILE).tiling(work)[1]])
-    assert tiles and tiles[-1] == fast < patches / 4
+    assert runs == [(FAST_TILE, fast)] and fast < patches / 4
+    # the flags, on a box of a few slices so that they cost little; the raw threshold
+    # (--no-postprocess) in patches unless --fast is given: the large tiles leave stray blobs that
+    # only the post-processing removes
+    for i, (flags, tile) in enumerate(((["--patches"], None), (["--fast"], FAST_TILE), (["--no-postprocess"], None),
+                                       (["--no-postprocess", "--fast"], FAST_TILE))):
+        assert main(["predict", str(img_p), "--out", str(tmp_path / f"{i}.nii.gz"), "--quiet",
+                     "--device", "cpu", "--roi", "40:60,:,:", *flags]) == 0
+        assert runs[-1][0] == tile and ("fast tiles" in capsys.readouterr().out) == (tile is not None)
+    with pytest.raises(SystemExit):                         # not both
+        main(["predict", str(img_p), "--out", str(tmp_path / "x.nii.gz"), "--fast", "--patches"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("short_of_memory, expected", [
+    ({"tiles"}, [("gpu", FAST_TILE), ("gpu", None)]),
+    ({"tiles", "patches"}, [("gpu", FAST_TILE), ("gpu", None), ("cpu", FAST_TILE)]),
+])
+def test_a_gpu_short_of_memory_tries_patches_there_before_the_cpu(tmp_path, monkeypatch, short_of_memory, expected):
+    """Large tiles need the most memory: a GPU that runs out on them predicts in patches, and only a
+    GPU that runs out on those too hands the work to the CPU; the note says which happened."""
+    import torch
+
+    from tiny_models import save_tiny3d
+    from napari_ian.trainer import device as device_mod
+    from napari_ian.trainer.workflows import predict_case
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    save_tiny3d("tiny3d")
+    # as on a machine with a GPU: "auto" picks CUDA; the runs said to be on it only raise its error
+    monkeypatch.setattr(device_mod, "pick_device",
+                        lambda device="auto": torch.device("cpu" if device == "cpu" else "cuda"))
+    calls, real = [], predict_module.predict_volume
+
+    def predict_volume(image, model, meta, spacing, device="auto", *args, tile=None, **kwargs):
+        calls.append(("cpu" if device == "cpu" else "gpu", tile))
+        if device != "cpu" and ("tiles" if tile else "patches") in short_of_memory:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 3.2 GiB")
+        return real(image, model, meta, spacing, "cpu", *args, tile=tile, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_volume", predict_volume)
+    image = np.random.default_rng(0).random((40, 48, 64)).astype(np.float32)
+    res = predict_case(image, (1.0, 1.0, 1.0), "tiny3d")
+    assert calls == expected and res.prediction.labels.shape == image.shape
+    assert res.note == ("CUDA ran out of memory on large tiles; predicted in patches instead" if len(expected) == 2
+                        else "CUDA ran out of memory; predicted on the CPU instead")
+
+    def broken(*args, **kwargs):
+        calls.append("broken")
+        raise RuntimeError("weights do not match")
+
+    calls.clear()                                # other errors are not hidden behind a fallback
+    monkeypatch.setattr(predict_module, "predict_volume", broken)
+    with pytest.raises(RuntimeError, match="weights do not match"):
+        predict_case(image, (1.0, 1.0, 1.0), "tiny3d")
+    assert calls == ["broken"]

@@ -18,10 +18,11 @@ def viewer_with_sample(make_napari_viewer):
     return viewer
 
 
-def test_predict_adds_an_editable_labels_layer_and_the_gui_stays_responsive(viewer_with_sample, qtbot):
+def test_predict_adds_an_editable_labels_layer_and_the_gui_stays_responsive(viewer_with_sample, qtbot, tile_spy):
     from qtpy.QtCore import Qt, QTimer
 
     from gui_actions import dock
+    from napari_ian.trainer.pipeline import FAST_TILE
 
     viewer = viewer_with_sample
     image, truth = viewer.layers[0], viewer.layers[1]
@@ -39,6 +40,9 @@ def test_predict_adds_an_editable_labels_layer_and_the_gui_stays_responsive(view
     assert pred.name == "ian-default prediction" and pred._type_string == "labels"
     np.testing.assert_allclose(pred.scale, image.scale)
     assert pred.metadata["ian_geometry"] == image.metadata["ian_geometry"]   # saves on the source grid
+    # by default in a few large tiles, as ian predict, and the status says so
+    assert tile_spy == [FAST_TILE] and pred.metadata["ian_model"]["fast_tiles"] is True
+    assert "fast tiles" in w.status.text()
     for side in (1, 2):
         sm = slice_metrics(np.asarray(truth.data), np.asarray(pred.data), side)
         # accuracy is measured in bench/eval_styles.py; here: the nerves, on the image's grid, not
@@ -215,32 +219,70 @@ def test_a_model_failing_mid_run_adds_nothing_and_says_why(viewer_with_sample, q
     assert "No layer was added" in w.status.text()
 
 
-def test_fast_box_predicts_in_large_tiles_and_says_so(viewer_with_sample, qtbot, tile_spy):
+def test_fast_box_ticked_by_default_and_unticked_by_a_click_predicts_in_patches(viewer_with_sample, qtbot,
+                                                                                tile_spy):
+    """Ticked to begin with (large tiles, as ``ian predict``'s default: the first test's run);
+    unticked with a real click, the prediction runs the training-size patches and says nothing of
+    tiles."""
     from qtpy.QtCore import QPoint, Qt
 
     from gui_actions import dock
-    from napari_ian.trainer.pipeline import FAST_TILE
+    from napari_ian.trainer.cli import FAST_TILES_HELP
 
     tiles = tile_spy
     viewer = viewer_with_sample
     truth = viewer.layers[1]
     w = dock(viewer, "Predict")
-    assert not w.fast_check.isChecked()                  # the default is the training-size patches
-    from napari_ian.trainer.cli import FAST_TILES_HELP
-
+    assert w.fast_check.isChecked()
     assert w.fast_check.toolTip().startswith(FAST_TILES_HELP)     # the command line's --fast, in the same words
     # a click on the box itself (the left edge, where the indicator is drawn)
     qtbot.mouseClick(w.fast_check, Qt.LeftButton, pos=QPoint(8, w.fast_check.height() // 2))
-    assert w.fast_check.isChecked()
+    assert not w.fast_check.isChecked()
     qtbot.mouseClick(w.run_btn, Qt.LeftButton)
-    assert "fast tiles" in w.status.text()
+    assert "Predicting" in w.status.text() and "fast tiles" not in w.status.text()
     qtbot.waitUntil(lambda: len(viewer.layers) == 3, timeout=120_000)
-    assert tiles == [FAST_TILE]
+    assert tiles == [None]
     pred = viewer.layers[2]
-    assert pred.metadata["ian_model"]["fast_tiles"] is True and "fast tiles" in w.status.text()
+    assert pred.metadata["ian_model"]["fast_tiles"] is False and "fast tiles" not in w.status.text()
     for side in (1, 2):
         sm = slice_metrics(np.asarray(truth.data), np.asarray(pred.data), side)
         assert sm.dsc[sm.reference_positive].mean() > 0.4
+
+
+def test_fast_box_follows_the_chosen_models_default_until_clicked(viewer_with_sample, qtbot, tmp_path, monkeypatch):
+    """A fine-tuned model predicts in patches by default, others in large tiles: the box follows the
+    chosen model (in Predict and Interactive); a person's click wins until another model is chosen,
+    also over a later refresh of the list."""
+    from qtpy.QtCore import QPoint, Qt
+
+    from gui_actions import dock
+    from napari_ian.trainer.modelfile import save_model
+    from napari_ian.trainer.registry import user_models_dir
+    from tiny_models import tiny3d
+
+    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path))
+    user_models_dir().mkdir(parents=True)
+    model, meta = tiny3d()
+    save_model(user_models_dir() / "tiny-ft1.pt", model, {**meta, "parent": "tiny", "finetune": {"parent": "tiny"}})
+    save_model(user_models_dir() / "tiny.pt", model, meta)
+    viewer = viewer_with_sample
+    for panel in ("Predict", "Interactive"):
+        w = dock(viewer, panel)
+        qtbot.waitUntil(lambda: "tiny-ft1" in [w.model_combo.itemText(i) for i in range(w.model_combo.count())],
+                        timeout=30_000)
+        from napari_ian._lazy_torch import torch_ready
+
+        qtbot.waitUntil(torch_ready, timeout=60_000)       # the models' metadata is known
+        w.model_combo.setCurrentText("tiny-ft1")
+        assert not w.fast_check.isChecked(), panel
+        w.model_combo.setCurrentText("tiny")
+        assert w.fast_check.isChecked(), panel
+        qtbot.mouseClick(w.fast_check, Qt.LeftButton, pos=QPoint(8, w.fast_check.height() // 2))
+        assert not w.fast_check.isChecked()
+        (w.refresh_models if panel == "Predict" else w._refresh_models)()     # e.g. a model saved meanwhile
+        assert not w.fast_check.isChecked(), panel                          # the click still holds
+        w.model_combo.setCurrentText("ian-default")
+        assert w.fast_check.isChecked(), panel
 
 
 def test_a_models_first_openvino_conversion_is_said_in_the_status(viewer_with_sample, qtbot, monkeypatch, tmp_path):
@@ -279,5 +321,5 @@ def test_a_models_first_openvino_conversion_is_said_in_the_status(viewer_with_sa
     qtbot.mouseClick(w.run_btn, Qt.LeftButton)
     qtbot.waitUntil(lambda: len(viewer.layers) == 3, timeout=120_000)
     assert any(t.startswith("Converting the network for OpenVINO") for t in said), said
-    assert "(cpu, OpenVINO)" in w.status.text()
+    assert "(cpu, OpenVINO, fast tiles)" in w.status.text()
     assert viewer.layers[2].metadata["ian_model"]["backend"] == "openvino"

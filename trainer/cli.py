@@ -206,7 +206,7 @@ def _cmd_predict(args) -> int:
     roi = parse_roi(args.roi, vol.data.shape) if args.roi else None
     with ConsoleProgress(bars=not args.quiet, desc="predict") as progress:
         res = predict_case(vol.data, vol.spacing, model_path, device=args.device, roi=roi, progress=progress,
-                           postprocess=not args.no_postprocess, fast=args.fast, backend=args.backend)
+                           postprocess=not args.no_postprocess, fast=_large_tiles(args), backend=args.backend)
     pred = res.prediction
     if res.note:
         print(f"note: {res.note}", file=sys.stderr)
@@ -411,7 +411,7 @@ def _cmd_interactive(args) -> int:
     prob, tiles = None, ""
     if not args.no_model:
         pred = predict_case(vol.data, vol.spacing, args.model, device=args.device,
-                            fast=args.fast is not False, backend=args.backend).prediction
+                            fast=_large_tiles(args), backend=args.backend).prediction
         prob, tiles = pred.probability, f", {pred.ran_on}"
     session = InteractiveSession(vol.data, vol.spacing, prob)
     session.set_clicks(clicks)
@@ -434,8 +434,30 @@ BACKEND_HELP = ("what runs the network on the CPU: auto (OpenVINO where it is in
                 "openvino-int8 (default auto; BENCHMARKS.md)")
 
 # also the tooltip of the panels' "fast" box (napari_ian/_panel_layout.py)
-FAST_TILES_HELP = ("3D models: predict in a few large tiles instead of many overlapping patches: about a third "
-                   "faster on a CPU, about 1 GB more memory, slightly different results")
+FAST_TILES_HELP = ("3D models: predict in a few large tiles instead of many overlapping training-size patches: "
+                   "about a third faster on a CPU, up to 1 GB more memory; the bundled model as accurate on our "
+                   "held-out phantoms (mean DSC from 0.004 lower to 0.021 higher), fine-tuned models 0.01-0.05 "
+                   "lower. The default, except for fine-tuned models")
+PATCHES_HELP = ("3D models: predict in the model's overlapping training-size patches instead: slower, up to "
+                "1 GB less memory; the default for fine-tuned models")
+
+
+def _large_tiles(args) -> bool | None:
+    """``--fast`` / ``--patches`` as asked; ``ian predict --no-postprocess`` in patches (the large
+    tiles' raw threshold has more stray blobs, which only the post-processing removes:
+    BENCHMARKS.md, twenty-first stop); otherwise None, the model's own default."""
+    if args.fast is not None:
+        return args.fast
+    return False if getattr(args, "no_postprocess", False) else None
+
+
+def _add_tile_flags(p) -> None:
+    """``--fast`` and ``--patches``: how a 3D model covers the volume; neither: the model's own
+    default (:func:`~napari_ian.trainer.model_metadata.large_tiles_by_default`)."""
+    both = p.add_mutually_exclusive_group()
+    both.add_argument("--fast", dest="fast", action="store_const", const=True, default=None,
+                      help=FAST_TILES_HELP + " (BENCHMARKS.md)")
+    both.add_argument("--patches", dest="fast", action="store_const", const=False, help=PATCHES_HELP)
 # an existing output may be someone's corrected labels: replaced only when asked
 OVERWRITE_HELP = "replace the output files if they exist (otherwise an existing file is refused)"
 
@@ -543,8 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", default=None, help="canonical voxel box AP,SI,RL e.g. 20:110,:,:")
     p.add_argument("--probability", type=Path, default=None, help="also write the probability map here")
     p.add_argument("--no-postprocess", action="store_true",
-                   help="threshold the probability only (no one-continuous-nerve-per-side clean-up)")
-    p.add_argument("--fast", action="store_true", help=FAST_TILES_HELP + " (BENCHMARKS.md)")
+                   help="threshold the probability only (no one-continuous-nerve-per-side clean-up); in "
+                        "patches unless --fast is given")
+    _add_tile_flags(p)
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help=BACKEND_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--quiet", action="store_true")
@@ -605,13 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model whose probability guides the paths (default: ian-default)")
     p.add_argument("--no-model", action="store_true", help="follow the image's brightness only")
     p.add_argument("--device", default="auto")
-    # large tiles by default here: the clicks carry the result, and five clicks scored the same on our
-    # phantoms either way in two thirds of the time (BENCHMARKS.md)
-    p.add_argument("--fast", dest="fast", action="store_const", const=True, default=None,
-                   help="the model's probability: " + FAST_TILES_HELP + " (the default here; BENCHMARKS.md)")
-    p.add_argument("--patches", dest="fast", action="store_const", const=False,
-                   help="the model's probability in its training-size overlapping patches, as ian predict "
-                        "computes it without --fast: slower")
+    _add_tile_flags(p)
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help=BACKEND_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_interactive)
@@ -674,7 +691,8 @@ def main(argv=None) -> int:
         print(f"ian: {_one_line(exc)}", file=sys.stderr)
         return 2
     except MemoryError:
-        print("ian: not enough memory for this command (a smaller --roi, or a machine with more memory)",
+        print("ian: not enough memory for this command (ian predict and ian interactive: --patches needs up to "
+              "1 GB less; ian predict: a smaller --roi; or a machine with more memory)",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -247,7 +247,6 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
         'before' score of :func:`finetune` when that is given the same model.
     """
     from .pipeline import HalfSlices, pipeline_for_model
-    from .predict import predict_volume
     from .resample import to_grid
 
     pipe = pipeline_for_model(metadata)
@@ -288,7 +287,7 @@ def build_finetune_data(cases, metadata: dict, cfg: FinetuneConfig, progress=Non
             if tr_nat.any() or ho_nat.any():
                 pseudo_nat, train_labels, base = np.zeros((2, n), bool), labels, None
                 if base_model is not None:
-                    base = predict_volume(image, base_model, metadata, spacing, device=cfg.device)
+                    base = predict_as_users_do(image, base_model, metadata, spacing, cfg.device)
                     if cfg.pseudo_labels:
                         pseudo_nat, train_labels = pseudo_label(image, labels, spacing, tr_nat, ho_nat, base.probability)
                 prep = pipe.prepare(image, spacing)
@@ -345,17 +344,33 @@ def _mean_dsc(values) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
-def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool = False) -> dict:
-    """Held-out and training DSC of ``model`` on the input's own coronal slices, through the
-    whole prediction (pipeline and post-processing), as a user would get it; ``predicted``:
-    score the base model's predictions already made (``WorkCase.base_labels``)."""
-    from .metrics import metrics_from_counts
+def predict_as_users_do(image, model, metadata: dict, spacing, device="cpu", finetuned: bool = False):
+    """The whole case's prediction as ``ian predict`` and the Predict panel make it by default: a
+    3D model in the tiling it predicts in by default
+    (:func:`~napari_ian.trainer.model_metadata.large_tiles_by_default`; ``finetuned``: as a
+    fine-tuned model, whatever ``metadata`` says), the network run by the CPU's backend (``auto``:
+    the bundled model's int8 version, a fine-tuned one converted to OpenVINO float32, where
+    OpenVINO is chosen), so that a fine-tune's before and after are the results the user sees."""
+    from .model_metadata import large_tiles_by_default
+    from .pipeline import FAST_TILE
     from .predict import predict_volume
+
+    large = large_tiles_by_default({"finetune": True} if finetuned else metadata)
+    return predict_volume(image, model, metadata, spacing, device=device, tile=FAST_TILE if large else None,
+                          backend="auto")
+
+
+def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool = False,
+                finetuned: bool = False) -> dict:
+    """Held-out and training DSC of ``model`` on the input's own coronal slices, through the
+    whole prediction (:func:`predict_as_users_do`, ``finetuned`` passed on), as a user would get
+    it; ``predicted``: score the base model's predictions already made (``WorkCase.base_labels``)."""
+    from .metrics import metrics_from_counts
 
     held, trained = [], []
     for w in work:
         labels = (w.base_labels if predicted and w.base_labels is not None
-                  else predict_volume(w.image, model, metadata, w.spacing, device=device).labels)
+                  else predict_as_users_do(w.image, model, metadata, w.spacing, device, finetuned).labels)
         for side in (1, 2):
             ref, pred = w.labels == side, labels == side
             tp = np.count_nonzero(ref & pred, axis=(1, 2))
@@ -506,7 +521,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                                                    rehearsal_share=cfg.rehearsal_share),
                                  _work_validator(pipe, data.work),
                                  tc, progress=progress, cancel=cancel)
-        after = score_cases(new, metadata, data.work, cfg.device)
+        after = score_cases(new, metadata, data.work, cfg.device, finetuned=True)
     else:
         tc = TrainConfig(**common, context=int(pipe.context), size=tuple(pipe.size))
         rehearsal = []      # 2.5D whole-slice models: their own loop, no rehearsal

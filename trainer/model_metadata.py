@@ -204,3 +204,15 @@ class ModelMetadata:
 def validate_metadata(d) -> dict:
     """``d`` checked by :meth:`ModelMetadata.from_dict` and returned as a plain dict."""
     return ModelMetadata.from_dict(d).to_dict()
+
+
+def large_tiles_by_default(metadata: dict | None) -> bool:
+    """Whether a 3D patch model predicts in a few large tiles unless told (``--fast`` /
+    ``--patches``, the panels' "fast" box): yes, except a fine-tuned model.
+
+    The bundled model scored as well in large tiles as in its training-size patches or better, on
+    every held-out style; a fine-tune trains on crops smaller than those patches, and fine-tuned
+    models scored 0.01-0.05 DSC lower in large tiles than in patches (BENCHMARKS.md, twenty-first
+    stop). Other models ignore the tiling.
+    """
+    return not (metadata or {}).get("finetune")

@@ -35,7 +35,7 @@ from .preprocess import find_midline, merge_sides, prepare_slices, split_sides, 
 from .resample import to_grid
 
 DEFAULT_SPACING = (0.8, 0.5, 0.5)   # mm (AP, SI, RL) of the working grid
-# ``ian predict --fast``: tiles of at most this many working voxels (AP, SI, RL; 77 x 128 x 160 mm),
+# ``ian predict``'s default (``--fast``): tiles of at most this many working voxels (AP, SI, RL; 77 x 128 x 160 mm),
 # so that a jaw field of view takes one to four tiles (BENCHMARKS.md, eleventh stop)
 FAST_TILE = (96, 256, 320)
 

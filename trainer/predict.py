@@ -130,7 +130,8 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
     tile : tuple of 3 int, optional
         A 3D patch model predicts in tiles of at most this many working voxels instead of its
         training patches (:class:`~napari_ian.trainer.pipeline.Patches3D`; ``FAST_TILE`` is
-        ``ian predict --fast``): faster, slightly different results. Other models ignore it.
+        ``ian predict``'s default, ``None`` its ``--patches``): faster, slightly different
+        results. Other models ignore it.
     backend : {"torch", "auto", "openvino", "openvino-int8"}
         What runs the network. ``openvino``: OpenVINO on the CPU, float32
         (:mod:`napari_ian.trainer.openvino_runtime`; 3D patch models only). ``openvino-int8``: the

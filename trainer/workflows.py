@@ -35,18 +35,22 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, device: str = "auto", roi=None,
                  progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
-                 postprocess=True, fast: bool = False, backend: str = "auto") -> PredictResult:
+                 postprocess=True, fast: bool | None = None, backend: str = "auto") -> PredictResult:
     """Predict both IANs in a canonical volume with a registry model (name or path): the one
     predict flow behind ``ian predict``, the Predict panel and the Interactive panel.
 
-    ``fast``: a 3D patch model predicts in large tiles (``pipeline.FAST_TILE``). ``backend``: what
-    runs the network on the CPU (:func:`napari_ian.trainer.predict.predict_volume`; ``auto`` takes
-    OpenVINO where it is installed and faster).
+    ``fast``: a 3D patch model predicts in large tiles (``pipeline.FAST_TILE``); ``False``: in its
+    training-size patches; ``None``: as the model does by default
+    (:func:`~napari_ian.trainer.model_metadata.large_tiles_by_default`). ``backend``: what runs the network on the CPU
+    (:func:`napari_ian.trainer.predict.predict_volume`; ``auto`` takes OpenVINO where it is
+    installed and faster).
 
-    When the GPU runs out of memory the prediction is repeated on the CPU and the result's
-    ``note`` says so. ``progress`` gets ``infer`` events; ``cancel`` stops it between batches.
+    When the GPU runs out of memory on large tiles the prediction is repeated there in patches,
+    and when it runs out in patches, on the CPU; the result's ``note`` says which. ``progress``
+    gets ``infer`` events; ``cancel`` stops it between batches.
     """
     from .device import pick_device
+    from .model_metadata import large_tiles_by_default
     from .modelfile import load_model
     from .pipeline import FAST_TILE
     from .predict import predict_volume
@@ -54,23 +58,33 @@ def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, de
 
     path = resolve_model(model)
     net, meta = load_model(path)
-    tile = FAST_TILE if fast else None
-    try:
-        pred = predict_volume(image, net, meta, spacing, device=device, roi=roi, progress=progress, cancel=cancel,
-                              postprocess=postprocess, tile=tile, backend=backend)
-        return PredictResult(pred, meta, path)
-    except (RuntimeError, MemoryError) as exc:
-        if not _out_of_memory(exc) or pick_device(device).type == "cpu":
-            raise
+    if fast is None:
+        fast = large_tiles_by_default(meta)
+    gpu = pick_device(device).type.upper()
+    # large tiles, then (a GPU short of memory) patches on the same GPU, then the CPU
+    attempts = [(device, FAST_TILE if fast else None, None)]
+    if fast:
+        attempts.append((device, None, f"{gpu} ran out of memory on large tiles; predicted in patches instead"))
+    attempts.append(("cpu", attempts[0][1], f"{gpu} ran out of memory; predicted on the CPU instead"))
+    for i, (dev, tile, note) in enumerate(attempts):
+        if i:
+            _free_gpu_memory()
+        try:
+            pred = predict_volume(image, net, meta, spacing, device=dev, roi=roi, progress=progress, cancel=cancel,
+                                  postprocess=postprocess, tile=tile, backend=backend)
+            return PredictResult(pred, meta, path, note)
+        except (RuntimeError, MemoryError) as exc:
+            if not _out_of_memory(exc) or pick_device(dev).type == "cpu":
+                raise
+
+
+def _free_gpu_memory() -> None:
     try:
         import torch
 
         torch.cuda.empty_cache()
     except Exception:
         pass
-    pred = predict_volume(image, net, meta, spacing, device="cpu", roi=roi, progress=progress, cancel=cancel,
-                          postprocess=postprocess, tile=tile, backend=backend)
-    return PredictResult(pred, meta, path, f"{pick_device(device).type.upper()} ran out of memory; predicted on the CPU instead")
 
 
 @dataclasses.dataclass
