@@ -441,6 +441,9 @@ FAST_TILES_HELP = ("3D models: predict in a few large tiles instead of many over
 PATCHES_HELP = ("3D models: predict in the model's overlapping training-size patches instead: slower, up to "
                 "1 GB less memory; the default for fine-tuned models")
 
+# an existing output may be someone's corrected labels: replaced only when asked
+OVERWRITE_HELP = "replace the output files if they exist (otherwise an existing file is refused)"
+
 
 def _large_tiles(args) -> bool | None:
     """``--fast`` / ``--patches`` as asked; ``ian predict --no-postprocess`` in patches (the large
@@ -458,8 +461,6 @@ def _add_tile_flags(p) -> None:
     both.add_argument("--fast", dest="fast", action="store_const", const=True, default=None,
                       help=FAST_TILES_HELP + " (BENCHMARKS.md)")
     both.add_argument("--patches", dest="fast", action="store_const", const=False, help=PATCHES_HELP)
-# an existing output may be someone's corrected labels: replaced only when asked
-OVERWRITE_HELP = "replace the output files if they exist (otherwise an existing file is refused)"
 
 
 def build_parser() -> argparse.ArgumentParser:

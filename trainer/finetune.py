@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import datetime
 import itertools
+import logging
 import math
 import os
 from pathlib import Path
@@ -29,6 +30,8 @@ from .progress import PREPARE, ProgressCallback, report
 from .rehearsal import rehearsal_volumes
 from .sides import label_midline
 from .registry import BUNDLED_DIR, FINETUNE_SUFFIX, alternative_names, list_models, user_model_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -345,19 +348,18 @@ def _mean_dsc(values) -> float:
 
 
 def predict_as_users_do(image, model, metadata: dict, spacing, device="cpu", finetuned: bool = False):
-    """The whole case's prediction as ``ian predict`` and the Predict panel make it by default: a
-    3D model in the tiling it predicts in by default
-    (:func:`~napari_ian.trainer.model_metadata.large_tiles_by_default`; ``finetuned``: as a
-    fine-tuned model, whatever ``metadata`` says), the network run by the CPU's backend (``auto``:
-    the bundled model's int8 version, a fine-tuned one converted to OpenVINO float32, where
-    OpenVINO is chosen), so that a fine-tune's before and after are the results the user sees."""
-    from .model_metadata import large_tiles_by_default
-    from .pipeline import FAST_TILE
-    from .predict import predict_volume
+    """The whole case's prediction as ``ian predict`` and the Predict panel make it by default
+    (:func:`~napari_ian.trainer.workflows.predict_loaded`): a 3D model in the tiling it predicts
+    in by default (``finetuned``: as a fine-tuned model, whatever ``metadata`` says), the network
+    run by the CPU's backend (``auto``: the bundled model's int8 version, a fine-tuned one
+    converted to OpenVINO float32, where OpenVINO is chosen), a GPU short of memory falling back
+    as there; so that a fine-tune's before and after are the results the user sees."""
+    from .workflows import predict_loaded
 
-    large = large_tiles_by_default({"finetune": True} if finetuned else metadata)
-    return predict_volume(image, model, metadata, spacing, device=device, tile=FAST_TILE if large else None,
-                          backend="auto")
+    pred, note = predict_loaded(image, spacing, model, metadata, device=device, fast=False if finetuned else None)
+    if note:
+        log.warning("fine-tune: %s", note)
+    return pred
 
 
 def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool = False,

@@ -37,27 +37,38 @@ def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, de
                  progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
                  postprocess=True, fast: bool | None = None, backend: str = "auto") -> PredictResult:
     """Predict both IANs in a canonical volume with a registry model (name or path): the one
-    predict flow behind ``ian predict``, the Predict panel and the Interactive panel.
-
-    ``fast``: a 3D patch model predicts in large tiles (``pipeline.FAST_TILE``); ``False``: in its
-    training-size patches; ``None``: as the model does by default
-    (:func:`~napari_ian.trainer.model_metadata.large_tiles_by_default`). ``backend``: what runs the network on the CPU
-    (:func:`napari_ian.trainer.predict.predict_volume`; ``auto`` takes OpenVINO where it is
-    installed and faster).
-
-    When the GPU runs out of memory on large tiles the prediction is repeated there in patches,
-    and when it runs out in patches, on the CPU; the result's ``note`` says which. ``progress``
-    gets ``infer`` events; ``cancel`` stops it between batches.
-    """
-    from .device import pick_device
-    from .model_metadata import large_tiles_by_default
+    predict flow behind ``ian predict``, the Predict panel and the Interactive panel
+    (:func:`predict_loaded` with the model read from its file)."""
     from .modelfile import load_model
-    from .pipeline import FAST_TILE
-    from .predict import predict_volume
     from .registry import resolve_model
 
     path = resolve_model(model)
     net, meta = load_model(path)
+    pred, note = predict_loaded(image, spacing, net, meta, device=device, roi=roi, progress=progress, cancel=cancel,
+                                postprocess=postprocess, fast=fast, backend=backend)
+    return PredictResult(pred, meta, path, note)
+
+
+def predict_loaded(image: np.ndarray, spacing, net, meta: dict, device: str = "auto", roi=None,
+                   progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
+                   postprocess=True, fast: bool | None = None, backend: str = "auto"):
+    """:func:`~napari_ian.trainer.predict.predict_volume` as the user's commands run it;
+    ``(prediction, note)``.
+
+    ``fast``: a 3D patch model predicts in large tiles (``pipeline.FAST_TILE``); ``False``: in its
+    training-size patches; ``None``: as the model does by default
+    (:func:`~napari_ian.trainer.model_metadata.large_tiles_by_default`). ``backend``: what runs
+    the network on the CPU (``auto`` takes OpenVINO where it is installed and faster).
+
+    When the GPU runs out of memory on large tiles the prediction is repeated there in patches,
+    and when it runs out in patches, on the CPU; ``note`` says which (None otherwise).
+    ``progress`` gets ``infer`` events; ``cancel`` stops it between batches.
+    """
+    from .device import pick_device
+    from .model_metadata import large_tiles_by_default
+    from .pipeline import FAST_TILE
+    from .predict import predict_volume
+
     if fast is None:
         fast = large_tiles_by_default(meta)
     gpu = pick_device(device).type.upper()
@@ -70,9 +81,8 @@ def predict_case(image: np.ndarray, spacing, model: str | Path | None = None, de
         if i:
             _free_gpu_memory()
         try:
-            pred = predict_volume(image, net, meta, spacing, device=dev, roi=roi, progress=progress, cancel=cancel,
-                                  postprocess=postprocess, tile=tile, backend=backend)
-            return PredictResult(pred, meta, path, note)
+            return predict_volume(image, net, meta, spacing, device=dev, roi=roi, progress=progress, cancel=cancel,
+                                  postprocess=postprocess, tile=tile, backend=backend), note
         except (RuntimeError, MemoryError) as exc:
             if not _out_of_memory(exc) or pick_device(dev).type == "cpu":
                 raise
