@@ -40,9 +40,8 @@ from napari_ian.trainer.finetune import FinetuneConfig
 from napari_ian.trainer.metrics import slice_metrics
 from napari_ian.trainer.model_metadata import large_tiles_by_default
 from napari_ian.trainer.modelfile import load_model
-from napari_ian.trainer.pipeline import FAST_TILE
-from napari_ian.trainer.predict import predict_volume
 from napari_ian.trainer.registry import resolve_model
+from napari_ian.trainer.workflows import predict_loaded
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))     # its sibling eval_styles makes the sets
 
@@ -87,9 +86,8 @@ def set_case(set_name, index):
 
 
 def user_predict(image, model, meta, spacing, fast=True):
-    """The labels ``ian predict`` writes (``fast=False``: ``ian predict --patches``), on the CPU."""
-    return predict_volume(image, model, meta, spacing, device="cpu", tile=FAST_TILE if fast else None,
-                          backend="auto").labels
+    """The labels ``ian predict --fast`` writes (``fast=False``: ``--patches``), on the CPU."""
+    return predict_loaded(image, spacing, model, meta, device="cpu", fast=fast)[0].labels
 
 
 def worst_case(model, meta, set_name, n=6):

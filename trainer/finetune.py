@@ -347,32 +347,31 @@ def _mean_dsc(values) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
-def predict_as_users_do(image, model, metadata: dict, spacing, device="cpu", finetuned: bool = False):
+def predict_as_users_do(image, model, metadata: dict, spacing, device="cpu"):
     """The whole case's prediction as ``ian predict`` and the Predict panel make it by default
-    (:func:`~napari_ian.trainer.workflows.predict_loaded`): a 3D model in the tiling it predicts
-    in by default (``finetuned``: as a fine-tuned model, whatever ``metadata`` says), the network
-    run by the CPU's backend (``auto``: the bundled model's int8 version, a fine-tuned one
-    converted to OpenVINO float32, where OpenVINO is chosen), a GPU short of memory falling back
-    as there; so that a fine-tune's before and after are the results the user sees."""
+    (:func:`~napari_ian.trainer.workflows.predict_loaded`): a 3D model in the tiling its
+    ``metadata`` says it predicts in by default, the network run by the CPU's backend (``auto``:
+    the bundled model's int8 version, a fine-tuned one converted to OpenVINO float32, where
+    OpenVINO is chosen), a GPU short of memory falling back as there; so that a fine-tune's
+    before and after are the results the user sees."""
     from .workflows import predict_loaded
 
-    pred, note = predict_loaded(image, spacing, model, metadata, device=device, fast=False if finetuned else None)
+    pred, note = predict_loaded(image, spacing, model, metadata, device=device)
     if note:
         log.warning("fine-tune: %s", note)
     return pred
 
 
-def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool = False,
-                finetuned: bool = False) -> dict:
+def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool = False) -> dict:
     """Held-out and training DSC of ``model`` on the input's own coronal slices, through the
-    whole prediction (:func:`predict_as_users_do`, ``finetuned`` passed on), as a user would get
-    it; ``predicted``: score the base model's predictions already made (``WorkCase.base_labels``)."""
+    whole prediction (:func:`predict_as_users_do`), as a user would get it; ``predicted``:
+    score the base model's predictions already made (``WorkCase.base_labels``)."""
     from .metrics import metrics_from_counts
 
     held, trained = [], []
     for w in work:
         labels = (w.base_labels if predicted and w.base_labels is not None
-                  else predict_as_users_do(w.image, model, metadata, w.spacing, device, finetuned).labels)
+                  else predict_as_users_do(w.image, model, metadata, w.spacing, device).labels)
         for side in (1, 2):
             ref, pred = w.labels == side, labels == side
             tp = np.count_nonzero(ref & pred, axis=(1, 2))
@@ -523,7 +522,8 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                                                    rehearsal_share=cfg.rehearsal_share),
                                  _work_validator(pipe, data.work),
                                  tc, progress=progress, cancel=cancel)
-        after = score_cases(new, metadata, data.work, cfg.device, finetuned=True)
+        # scored as the saved model will predict: its metadata will mark it fine-tuned
+        after = score_cases(new, {**metadata, "finetune": {"parent": parent}}, data.work, cfg.device)
     else:
         tc = TrainConfig(**common, context=int(pipe.context), size=tuple(pipe.size))
         rehearsal = []      # 2.5D whole-slice models: their own loop, no rehearsal
