@@ -17,6 +17,7 @@ from qtpy.QtCore import QObject, Signal
 from .trainer.progress import Progress
 
 _RUNNING: weakref.WeakSet = weakref.WeakSet()     # runs whose worker has not finished
+SPINNER_SPEED = 10    # per cent of the speed napari turns its activity spinner at (about 3 frames a second)
 
 
 def cancel_running() -> int:
@@ -71,6 +72,7 @@ class WorkerProgress(QObject):
 
             if self._activity is None:
                 self._activity = progress(total=event.total or None, desc=self.desc)
+                slow_activity_spinners()
             elif event.total and self._activity.total != event.total:
                 self._activity.total = event.total
             self._activity.update(max(event.done - self._activity.n, 0))
@@ -84,6 +86,27 @@ class WorkerProgress(QObject):
         if self._activity is not None:
             self._activity.close()
             self._activity = None
+
+
+def slow_activity_spinners(speed: int = SPINNER_SPEED) -> int:
+    """Turn napari's activity spinners (status bar, bottom right) at ``speed`` per cent; returns how many.
+
+    napari animates one at about 30 frames a second while any progress bar runs. Each frame
+    repaints the main window, which composes the OpenGL canvas again: where OpenGL is drawn in
+    software (virtual machines, remote desktops, Xvfb) that took most of a CPU core from the run it
+    was showing, and a fine-tune in the panel took about twice as long as ``ian finetune``
+    (BENCHMARKS.md). Found through Qt by the spinner's widget class; a napari without it is left as is.
+    """
+    from qtpy.QtWidgets import QApplication, QLabel
+
+    slowed = 0
+    for window in QApplication.topLevelWidgets():
+        for label in window.findChildren(QLabel):
+            movie = label.movie()
+            if movie is not None and type(label.parent()).__name__ == "ActivityToggleItem":
+                movie.setSpeed(speed)
+                slowed += 1
+    return slowed
 
 
 def stages_in(panel, label) -> Callable[[Progress], None]:

@@ -225,6 +225,49 @@ def test_a_3d_patch_model_fine_tunes_on_corrected_slices(home, phantom):
     assert out.labels.shape == image.shape
 
 
+def test_the_live_validation_predicts_a_box_around_each_sides_held_out_nerve_and_scores_that_side_only():
+    """The per-epoch held-out curve predicts a box of at least one training patch around each side's
+    held-out nerve (not whole slices: a quarter of a fine-tune's time), and a side's score never
+    counts the other nerve that lies in its box."""
+    from types import SimpleNamespace
+
+    from napari_ian.trainer.finetune import VALIDATION_MARGIN_MM, _work_validator, held_out_views
+    from napari_ian.trainer.pipeline import Patches3D
+
+    shape, mid = (40, 120, 200), 100
+    lab = np.zeros(shape, np.uint8)
+    lab[[10, 12], 50:55, 90:96] = 1                    # the right nerve just right of the midline ...
+    lab[[10, 12], 50:55, 104:110] = 2                  # ... the left one just beyond it (in the right's box)
+    lab[20, 60:64, 150:155] = 2
+    held = np.zeros((2, shape[0]), bool)
+    held[0, [10, 12]] = True
+    held[1, [20, 30]] = True                           # slice 30 has no left nerve: nothing to score there
+    w = SimpleNamespace(prepared=SimpleNamespace(volume=np.zeros(shape, np.float32)), labels_work=lab,
+                        held_work=held, midline_work=mid)
+    pipe = Patches3D(spacing_mm=(0.8, 0.5, 0.5), patch=(16, 48, 48))
+    views = held_out_views(pipe, w)
+    margin = int(np.ceil(VALIDATION_MARGIN_MM / 0.5))
+    (s1, idx1, (r1, c1)), (s2, idx2, (r2, c2)) = views
+    assert (s1, idx1.tolist(), s2, idx2.tolist()) == (1, [10, 12], 2, [20])
+    assert (r1, c1) == (slice(50 - margin, 55 + margin), slice(90 - margin, 96 + margin))
+    assert c1.start < mid < c1.stop                    # the box crosses the midline; scoring must not
+    # a small nerve still gets one whole training patch in-plane, and boxes stay inside the volume
+    assert r2.stop - r2.start >= 48 and c2.stop - c2.start >= 48 and c2.stop <= shape[2]
+    assert r2.start <= 60 and r2.stop >= 64 and c2.start <= 150 and c2.stop >= 155
+
+    seen = []
+
+    def perfect(vol, centres, *args):                  # a model that outlines both nerves exactly
+        seen.append(vol.shape)
+        rows, cols = next((r, c) for _, i, (r, c) in views if np.array_equal(i[:len(centres)], centres))
+        return (lab[centres][:, rows, cols] > 0).astype(np.float32)
+
+    pipe.infer_slices = perfect
+    model = SimpleNamespace(eval=lambda: None)
+    assert _work_validator(pipe, [w])(model, "cpu", False, False) == 1.0
+    assert seen == [(40, r1.stop - r1.start, c1.stop - c1.start), (40, r2.stop - r2.start, c2.stop - c2.start)]
+
+
 def test_the_fine_tuning_crop_fits_the_3d_network_and_never_exceeds_its_own(base):
     _, meta = base                                     # the bundled 3D U-Net: 32 x 96 x 96, depth 3
     assert training_crop(FinetuneConfig(), meta) == FinetuneConfig.patch == (32, 48, 48)

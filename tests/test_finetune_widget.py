@@ -333,6 +333,7 @@ from napari_ian.trainer.nets import build_network
 meta = {"network": "unet", "network_config": {"base": 4, "depth": 2, "in_channels": 1},
         "preprocessing": {"size": [16, 24], "context": 1}, "trained_on": "the other run"}
 net = build_network("unet", in_channels=1, base=4, depth=2)
+Path(sys.argv[2]).with_name("ready").touch()
 while not Path(sys.argv[2]).exists():
     time.sleep(0.005)
 save_model(sys.argv[1], net, meta)
@@ -357,7 +358,8 @@ def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, 
     _start_from_a_tiny_model(w)
     go = user_model_path("x").parent.parent / "go"
     other = subprocess.Popen([sys.executable, "-c", TAKE_NAME, str(user_model_path("tiny3d-ft1")), str(go)])
-    w.epochs_spin.setValue(10)                    # the tiny model's epochs are short: time for the other run
+    qtbot.waitUntil(go.with_name("ready").exists, timeout=60_000)       # the other run has started
+    w.epochs_spin.setValue(3)
     w.device_combo.setCurrentText("cpu")
     w.pseudo_check.setChecked(False)              # (and the unticked box reaches the run)
     w.rehearsal_check.setChecked(False)           # (this one too)

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,24 +24,50 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "plain_napari.py"
 
 
-def _run_on_screen(tmp_path, monkeypatch, width, height) -> dict:
+SCREENS = [(1366, 768), (1600, 1000)]
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    """``{(width, height): the walkthrough's JSON report}``, both screens walked through at once
+    (each in its own process, home and settings): most of a walkthrough is starting napari and
+    torch, which leaves the second core idle."""
     if shutil.which("xvfb-run") is None:
         pytest.skip("xvfb-run is needed to make a screen of a given size")
-    out = tmp_path / f"report_{width}x{height}.json"
-    monkeypatch.setenv("NAPARI_IAN_HOME", str(tmp_path / "home"))
-    env = dict(os.environ, NAPARI_CONFIG=str(tmp_path / "napari_settings.yaml"))
-    # what is on screen does not depend on the model's skill: a tiny network predicts and fine-tunes
-    # in seconds where the bundled one takes minutes on a CPU (`make screenshot` runs the bundled one)
-    save_tiny3d("tiny3d")
-    r = subprocess.run(["xvfb-run", "-a", "-s", f"-screen 0 {width}x{height}x24", sys.executable, str(SCRIPT),
-                        "--model", "tiny3d", "--json", str(out)], env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(out.read_text())
+    runs = {}
+    with pytest.MonkeyPatch.context() as mp:
+        for width, height in SCREENS:
+            if runs:
+                time.sleep(3)      # xvfb-run -a takes the first free display: let the first one claim its
+            folder = tmp_path_factory.mktemp(f"screen_{width}x{height}")
+            out = folder / "report.json"
+            mp.setenv("NAPARI_IAN_HOME", str(folder / "home"))
+            # what is on screen does not depend on the model's skill: a tiny network predicts and
+            # fine-tunes in seconds where the bundled one takes minutes on a CPU (`make screenshot`
+            # runs the bundled one)
+            save_tiny3d("tiny3d")
+            env = dict(os.environ, NAPARI_CONFIG=str(folder / "napari_settings.yaml"))
+            with open(folder / "stderr.txt", "w") as err:      # a file: a full pipe would stall the other run
+                proc = subprocess.Popen(["xvfb-run", "-a", "-s", f"-screen 0 {width}x{height}x24", sys.executable,
+                                         str(SCRIPT), "--model", "tiny3d", "--json", str(out)], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=err)
+            runs[width, height] = proc, out, folder / "stderr.txt"
+    done = {}
+    for screen, (proc, out, err) in runs.items():
+        try:
+            proc.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        done[screen] = (proc.returncode, err.read_text(), out)
+    return done
 
 
-@pytest.mark.parametrize("width,height", [(1366, 768), (1600, 1000)])
-def test_all_six_panels_fit_the_screen_through_the_workflow(tmp_path, monkeypatch, width, height):
-    report = _run_on_screen(tmp_path, monkeypatch, width, height)
+@pytest.mark.parametrize("width,height", SCREENS)
+def test_all_six_panels_fit_the_screen_through_the_workflow(reports, width, height):
+    returncode, err, out = reports[width, height]
+    assert returncode == 0, err[-3000:]
+    report = json.loads(out.read_text())
     assert report["steps"].keys() >= {"docked", "three_views", "predicted", "reviewed", "finetuning", "finetuned"}
     for step, state in report["steps"].items():
         assert state["screen"] == [width, height]

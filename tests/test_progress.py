@@ -116,3 +116,39 @@ def test_the_panels_bridge_delivers_events_on_the_gui_thread(qtbot):
     bridge(Progress(INFER, 3, 3))           # a late event after the worker ended opens nothing
     qtbot.wait(50)
     assert bridge._activity is None and activity.n == 3
+
+
+@pytest.mark.gui
+def test_a_run_in_the_activity_bar_repaints_the_window_a_few_times_a_second_not_thirty(make_napari_viewer, qtbot):
+    """napari's activity spinner repaints the whole window on every frame, which costs a CPU core
+    where OpenGL is drawn in software: while a panel's run shows there it turns at a tenth of its speed."""
+    from qtpy.QtCore import QEvent, QObject
+    from qtpy.QtWidgets import QLabel
+
+    from napari_ian._progress_bridge import SPINNER_SPEED, WorkerProgress
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+
+    class Paints(QObject):
+        n = 0
+
+        def eventFilter(self, obj, event):
+            if obj is window and event.type() == QEvent.Paint:
+                Paints.n += 1
+            return False
+
+    counter = Paints()
+    window.installEventFilter(counter)
+    bridge = WorkerProgress("a long run", INFER)
+    bridge(Progress(INFER, 1, 100))
+    qtbot.waitUntil(lambda: bridge._activity is not None, timeout=5_000)
+    qtbot.wait(500)                         # the bar has appeared and been drawn
+    Paints.n = 0
+    qtbot.wait(2_000)
+    painted = Paints.n
+    bridge.close()
+    window.removeEventFilter(counter)
+    spinners = [label.movie() for label in window.findChildren(QLabel) if label.movie() is not None]
+    assert painted <= 12, painted           # napari's own speed: about 60 in two seconds
+    assert spinners and all(m.speed() == SPINNER_SPEED for m in spinners)

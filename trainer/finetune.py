@@ -423,24 +423,63 @@ class _WorkSampler:
             yield np.concatenate(xs), np.concatenate(ys)
 
 
+VALIDATION_MARGIN_MM = 12.0   # in-plane context around a side's held-out nerve in the live validation
+
+
+def held_out_views(pipe, w: WorkCase) -> list:
+    """Per side with held-out nerve: ``(side, working slices, in-plane box)`` that the live
+    validation predicts.
+
+    The box spans the side's held-out reference nerve, ``VALIDATION_MARGIN_MM`` around it and at
+    least one training patch in-plane; only the side's half of the head in it is scored. Predicting
+    whole slices instead took about a quarter of a 3D model's fine-tune (BENCHMARKS.md).
+    """
+    views = []
+    shape = w.prepared.volume.shape
+    least = getattr(pipe, "patch", (0, 0, 0))[1:]
+    margin = [int(np.ceil(VALIDATION_MARGIN_MM / s)) for s in pipe.spacing_mm[1:]]
+    for side in (1, 2):
+        idx = np.flatnonzero(w.held_work[side - 1])
+        if not idx.size:
+            continue
+        half = slice(0, w.midline_work) if side == 1 else slice(w.midline_work, shape[2])
+        ref = np.zeros((len(idx),) + shape[1:], bool)
+        ref[:, :, half] = w.labels_work[idx][:, :, half] == side
+        keep = ref.any(axis=(1, 2))
+        if not keep.any():
+            continue
+        rows, cols = np.nonzero(ref[keep].any(axis=0))
+        box = []
+        for lo, hi, m, least_n, n in ((rows.min(), rows.max() + 1, margin[0], int(least[0]), shape[1]),
+                                      (cols.min(), cols.max() + 1, margin[1], int(least[1]), shape[2])):
+            lo, hi = max(int(lo) - m, 0), min(int(hi) + m, n)
+            if hi - lo < least_n:                                   # one patch at least, the volume allowing
+                lo = max(min((lo + hi) // 2 - least_n // 2, n - least_n), 0)
+                hi = min(lo + least_n, n)
+            box.append(slice(lo, hi))
+        views.append((side, idx[keep], tuple(box)))
+    return views
+
+
 def _work_validator(pipe, work):
-    """Per-epoch DSC on the held-out working slices (the live curve; not the before/after)."""
+    """Per-epoch DSC on the held-out working slices (the live curve; not the before/after), each
+    side predicted in a box around its held-out nerve (:func:`held_out_views`)."""
+    views = [(w, held_out_views(pipe, w)) for w in work]
+
     def validate(model, device, bf16, channels_last):
         scores = []
         model.eval()
-        for w in work:
-            idx = np.flatnonzero(w.held_work.any(axis=0))
-            if not idx.size:
-                continue
-            step = len(idx) if pipe.kind == "patch3d" else 8    # 3D: one slab of patches covers the held block
-            prob = np.concatenate([pipe.infer_slices(w.prepared.volume, idx[i:i + step], (False,), model, device, bf16,
-                                                     channels_last) for i in range(0, len(idx), step)])
-            for side, cols in ((1, slice(0, w.midline_work)), (2, slice(w.midline_work, None))):
+        for w, per_side in views:
+            for side, idx, (rows, cols) in per_side:
+                vol = w.prepared.volume[:, rows, cols]
+                step = len(idx) if pipe.kind == "patch3d" else 8    # 3D: one slab of patches per run of slices
+                prob = np.concatenate([pipe.infer_slices(vol, idx[i:i + step], (False,), model, device, bf16,
+                                                         channels_last) for i in range(0, len(idx), step)])
+                on_side = np.arange(cols.start, cols.stop) < w.midline_work
+                on_side = on_side if side == 1 else ~on_side
                 for j, a in enumerate(idx):
-                    ref = w.labels_work[a][:, cols] == side
-                    if not w.held_work[side - 1, a] or not ref.any():
-                        continue
-                    pred = prob[j][:, cols] > 0.5
+                    ref = (w.labels_work[a][rows, cols] == side) & on_side
+                    pred = (prob[j] > 0.5) & on_side
                     scores.append(2 * np.count_nonzero(ref & pred) / (ref.sum() + pred.sum()))
         return float(np.mean(scores)) if scores else float("nan")
     return validate
