@@ -38,7 +38,7 @@ def reports(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for width, height in SCREENS:
             if runs:
-                time.sleep(3)      # xvfb-run -a takes the first free display: let the first one claim its
+                time.sleep(3)      # xvfb-run -a takes the first free display: let the first run claim its own
             folder = tmp_path_factory.mktemp(f"screen_{width}x{height}")
             out = folder / "report.json"
             mp.setenv("NAPARI_IAN_HOME", str(folder / "home"))

@@ -135,7 +135,7 @@ def test_a_run_in_the_activity_bar_repaints_the_window_a_few_times_a_second_not_
 
         def eventFilter(self, obj, event):
             if obj is window and event.type() == QEvent.Paint:
-                Paints.n += 1
+                self.n += 1
             return False
 
     counter = Paints()
@@ -144,9 +144,9 @@ def test_a_run_in_the_activity_bar_repaints_the_window_a_few_times_a_second_not_
     bridge(Progress(INFER, 1, 100))
     qtbot.waitUntil(lambda: bridge._activity is not None, timeout=5_000)
     qtbot.wait(500)                         # the bar has appeared and been drawn
-    Paints.n = 0
+    counter.n = 0
     qtbot.wait(2_000)
-    painted = Paints.n
+    painted = counter.n
     bridge.close()
     window.removeEventFilter(counter)
     spinners = [label.movie() for label in window.findChildren(QLabel) if label.movie() is not None]

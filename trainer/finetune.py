@@ -52,7 +52,7 @@ class FinetuneConfig:
     pseudo_share: float = 0.35       # share of crops drawn from pseudo-labelled slices (below the real corrections)
     rehearsal_share: float = 0.25    # share of crops from renders of a training phantom (3D models trained on them): less forgetting
     batch_size: int | None = None    # None: the base model's
-    validate_every: int = 3          # the live held-out curve every n-th epoch and the last (a 3D model's took a quarter of the time)
+    validate_every: int = 3          # the live held-out curve every n-th epoch and the last (over whole slabs, a 3D model's took a quarter of the time)
     freeze_first_block: bool = True  # 3D U-Net: its first (full-resolution) encoder block stays as it was: a tenth less time, same gain (BENCHMARKS.md)
     seed: int = 0
     device: str = "auto"
