@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, Q
 
 from ._combo import chosen_layer, refill_combo, refill_layer_combo
 from ._curve import CurveWidget
+from ._identity import layer_uid
 from ._layers import geometry_of, image_layers, labels_layers
 from ._lazy_torch import model_entries, torch_ready, when_devices_known
 from ._model_library import ModelLibrary
@@ -260,6 +261,7 @@ class FinetuneWidget(Panel):
         if bad:
             show_warning(f"napari-ian: {image.name}: {bad} non-finite voxels (NaN/Inf) ignored")
         earlier = self.earlier_check.isChecked()
+        image_uid = layer_uid(image)
         # napari's activity bar (bottom right) counts the epochs too, whichever panel tab is in front
         run = self._run = WorkerProgress(f"Fine-tuning {base} → {name}", EPOCH, while_alive(self, self._on_event))
 
@@ -268,8 +270,11 @@ class FinetuneWidget(Panel):
             from ._imports import import_torch
 
             import_torch()
+            from .trainer.corrections import image_digest
             from .trainer.progress import Cancelled
             from .trainer.workflows import finetune_case
+
+            trained_on = image_digest(img)     # before training: the layer may change while it runs
 
             t0 = time.perf_counter()
             try:
@@ -286,7 +291,10 @@ class FinetuneWidget(Panel):
                     "after": result.after, "worse": result.worse, "data": (data.n_train, data.n_held_out),
                     "device": result.metadata["finetune"]["device"], "bf16": result.metadata["finetune"]["bf16"],
                     "seconds": time.perf_counter() - t0, "cases": out.cases,
-                    "holdout": cfg.holdout or cfg.holdout_case}
+                    "holdout": cfg.holdout or cfg.holdout_case,
+                    # the new model's prediction of this image, made for the after-score
+                    "prediction": out.prediction, "metadata": out.result.metadata,
+                    "image": (image_uid, trained_on)}
 
         self.worker = work()
         self.worker.returned.connect(while_alive(self, self._done))
@@ -392,7 +400,12 @@ class FinetuneWidget(Panel):
 
     # -- after ---------------------------------------------------------------------------------------
     def predict_with_new_model(self):
-        """Re-predict the chosen image with the new model through the Predict panel."""
+        """Show the new model's prediction of the fine-tuned image through the Predict panel.
+
+        The fine-tune predicted this image with the new model for its after-score, as ``ian predict``
+        does by default; that prediction is added at once when the Predict panel would make the same
+        (the same image, unchanged; no box; the model's own tiling; the same device). Otherwise the
+        Predict panel runs the model (returns its worker)."""
         from ._predict_widget import PredictWidget
 
         if not self.last_result:
@@ -406,7 +419,29 @@ class FinetuneWidget(Panel):
         panel.refresh_models()
         panel.image_combo.setCurrentIndex(max(panel.image_combo.findData(self.image_combo.currentData()), 0))
         panel.model_combo.setCurrentText(self.last_result["name"])
+        layer = chosen_layer(self.viewer, panel.image_combo)
+        if self._prediction_fits(panel, layer):
+            res = self.last_result
+            panel.add_prediction(res["prediction"], res["metadata"], layer, res["name"],
+                                 made="made by the fine-tune for its after-score, not run again")
+            return None
         return panel.run()
+
+    def _prediction_fits(self, panel, layer) -> bool:
+        """Whether the fine-tune's prediction is what ``panel`` would predict for ``layer`` now."""
+        from .trainer.corrections import image_digest
+        from .trainer.device import pick_device
+
+        res = self.last_result
+        pred = res.get("prediction")
+        if pred is None or layer is None or panel.roi_check.isChecked():
+            return False
+        if pred.large_tiles != panel.fast_check.isChecked():
+            return False
+        if pick_device(panel.device_combo.currentText() or "auto").type != pick_device(pred.device).type:
+            return False
+        uid, trained_on = res["image"]
+        return layer_uid(layer) == uid and image_digest(np.asarray(layer.data)) == trained_on
 
 
 class FinetuneFailed(Exception):

@@ -1,6 +1,6 @@
 """Phantom panel: make another synthetic patient from a seed, off the GUI thread, and add it.
 
-Generating a patient takes about 5 s; it runs in a napari thread worker (shown in napari's activity
+Generating a patient takes about 4-5 s; it runs in a napari thread worker (shown in napari's activity
 bar) with Cancel, and the layers are added only from the GUI thread, when the worker returns.
 """
 from __future__ import annotations

@@ -236,7 +236,12 @@ class PredictWidget(Panel):
         if self.worker is not None:
             self._run.cancel()
 
-    def _add_result(self, res, image_layer, model_name):
+    def add_prediction(self, pred, meta: dict, image_layer, model_name: str, made: str = "") -> None:
+        """Add a prediction made elsewhere (``made`` says where, in the status line) as this panel
+        adds its own: a new labels layer (and the probability map when ticked), its status line."""
+        self._add_result((pred, meta, None), image_layer, model_name, made)
+
+    def _add_result(self, res, image_layer, model_name, made=""):
         pred, meta, note = res
         geom_d = (image_layer.metadata or {}).get(GEOMETRY_KEY)
         geom = Geometry.from_dict(geom_d) if geom_d else Geometry(np.eye(4), pred.labels.shape)
@@ -262,7 +267,7 @@ class PredictWidget(Panel):
         if pred.doubts:
             show_warning(f"napari-ian: {new.name}: {doubt}")
         self.status.setText(f"{model_name}: right IAN {n1} voxels, left IAN {n2} voxels "
-                            f"({pred.ran_on}); {doubt}. "
+                            f"({pred.ran_on}{'; ' + made if made else ''}); {doubt}. "
                             f"Model trained on: {meta.get('trained_on', 'unknown')}.")
 
     def fresh_layer_name(self, base: str, geom) -> str:

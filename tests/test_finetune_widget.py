@@ -172,15 +172,35 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     assert "ian-default-ft1" in [pw.model_combo.itemText(i) for i in range(pw.model_combo.count())]
     assert w.library.models_list.count() == 1 and w.library.store_list.count() == 1
     assert w.name_edit.text() == "ian-default-ft2"
-    # one click re-predicts the case with it, as a new layer (the corrected one is untouched)
+    # one click shows the new model's prediction of the case as a new layer (the corrected one is
+    # untouched): the one the fine-tune made for its after-score, at once, without a second run ...
     before = np.asarray(pred.data).copy()
     n = len(viewer.layers)
     w.predict_btn.click()
-    qtbot.waitUntil(lambda: len(viewer.layers) == n + 2, timeout=BUNDLED_MODEL_WAIT)
-    assert "ian-default-ft1 prediction" in viewer.layers
+    assert len(viewer.layers) == n + 2 and pw.worker is None
+    assert "not run again" in pw.status.text()
+    shown = viewer.layers["ian-default-ft1 prediction"]
     new_prob = np.asarray(viewer.layers["ian-default-ft1 probability"].data)
     assert np.abs(new_prob - base_prob).max() > 0.05                  # the new model predicts otherwise
     np.testing.assert_array_equal(np.asarray(pred.data), before)
+    assert shown.metadata["ian_model"]["name"] == "ian-default-ft1"
+    # ... which is what the Predict panel makes with that model
+    pw.run_btn.click()
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 4, timeout=BUNDLED_MODEL_WAIT)
+    again = viewer.layers["ian-default-ft1 prediction (2)"]
+    np.testing.assert_array_equal(np.asarray(again.data), np.asarray(shown.data))
+    np.testing.assert_allclose(np.asarray(viewer.layers["ian-default-ft1 probability [1]"].data), new_prob, atol=1e-4)
+    assert again.metadata["ian_model"] == shown.metadata["ian_model"]
+    # asked otherwise than the fine-tune predicted (the fast box clicked), the Predict panel runs it
+    pw.fast_check.click()
+    w.predict_btn.click()
+    assert pw.worker is not None
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 6, timeout=BUNDLED_MODEL_WAIT)
+    assert viewer.layers[-2].metadata["ian_model"]["fast_tiles"]
+    pw.fast_check.click()
+    assert w._prediction_fits(pw, image)
+    image.data = np.asarray(image.data) + 1.0                          # nor for an image changed since
+    assert not w._prediction_fits(pw, image)
 
 
 def test_cancel_leaves_the_registry_and_layers_unchanged(corrected, qtbot):

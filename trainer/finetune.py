@@ -101,6 +101,9 @@ class FinetuneResult:
     history: list
     before: dict                     # {"held_out_dsc": ..., "train_dsc": ...}
     after: dict
+    # the new model's prediction of each case it was scored on (3D models), as ``ian predict``
+    # makes it by default: {case: predict.Prediction}
+    after_predictions: dict = dataclasses.field(default_factory=dict)
 
     @property
     def worse(self) -> bool:
@@ -362,16 +365,23 @@ def predict_as_users_do(image, model, metadata: dict, spacing, device="cpu"):
     return pred
 
 
-def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool = False) -> dict:
+def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool = False,
+                keep: dict | None = None) -> dict:
     """Held-out and training DSC of ``model`` on the input's own coronal slices, through the
     whole prediction (:func:`predict_as_users_do`), as a user would get it; ``predicted``:
-    score the base model's predictions already made (``WorkCase.base_labels``)."""
+    score the base model's predictions already made (``WorkCase.base_labels``); ``keep``: a dict
+    that gets each case's prediction made here, by case."""
     from .metrics import metrics_from_counts
 
     held, trained = [], []
     for w in work:
-        labels = (w.base_labels if predicted and w.base_labels is not None
-                  else predict_as_users_do(w.image, model, metadata, w.spacing, device).labels)
+        if predicted and w.base_labels is not None:
+            labels = w.base_labels
+        else:
+            pred = predict_as_users_do(w.image, model, metadata, w.spacing, device)
+            labels = pred.labels
+            if keep is not None:
+                keep[w.case] = pred
         for side in (1, 2):
             ref, pred = w.labels == side, labels == side
             tp = np.count_nonzero(ref & pred, axis=(1, 2))
@@ -546,6 +556,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                   empty_fraction=training.get("empty_fraction", 0.25), augment=training.get("augment", True),
                   seed=cfg.seed, device=cfg.device, select="last", validate_every=cfg.validate_every)
     init = copy.deepcopy(model.state_dict())
+    after_predictions = {}
     if data.work:
         tc = TrainConfig(**common, context=getattr(pipe, "context", 1), pipeline=pipe.to_dict(),
                          patch=training_crop(cfg, metadata),
@@ -562,7 +573,8 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                                  _work_validator(pipe, data.work),
                                  tc, progress=progress, cancel=cancel)
         # scored as the saved model will predict: its metadata will mark it fine-tuned
-        after = score_cases(new, {**metadata, "finetune": {"parent": parent}}, data.work, cfg.device)
+        after = score_cases(new, {**metadata, "finetune": {"parent": parent}}, data.work, cfg.device,
+                            keep=after_predictions)
     else:
         tc = TrainConfig(**common, context=int(pipe.context), size=tuple(pipe.size))
         rehearsal = []      # 2.5D whole-slice models: their own loop, no rehearsal
@@ -588,7 +600,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
     meta["metrics"] = {"finetune_held_out_dsc_before": before["held_out_dsc"],
                        "finetune_held_out_dsc_after": after["held_out_dsc"],
                        "parent_metrics": metadata.get("metrics", {})}
-    return FinetuneResult(new, meta, history, before, after)
+    return FinetuneResult(new, meta, history, before, after, after_predictions)
 
 
 def _merge_trained(a: dict, b: dict) -> dict:

@@ -104,6 +104,9 @@ class FinetuneOutcome:
     name: str
     data: object              # finetune.FinetuneData
     cases: int
+    # the new model's prediction of this case, as ``ian predict`` makes it by default (3D models;
+    # None otherwise): made for the after-score, so showing it costs no second run
+    prediction: object = None
 
 
 def finetune_case(case_key: str, image: np.ndarray, labels: np.ndarray, trusted: np.ndarray, spacing, *,
@@ -161,7 +164,7 @@ def finetune_case(case_key: str, image: np.ndarray, labels: np.ndarray, trusted:
     result = finetune(model, meta, data, cfg, parent=base_path.stem, progress=progress, cancel=cancel)
     check_cancel(cancel)
     path = save_finetuned(result, name)
-    return FinetuneOutcome(result, path, name, data, len(cases))
+    return FinetuneOutcome(result, path, name, data, len(cases), result.after_predictions.get(cases[0][0]))
 
 
 @dataclasses.dataclass
