@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .boxes import margin_voxels, widened_box
+
 
 def sphere_offsets(diameter_mm: float, spacing) -> np.ndarray:
     """Integer voxel offsets (N, 3) whose centres lie within a sphere of ``diameter_mm``.
@@ -184,10 +186,9 @@ def bright_path(image: np.ndarray, start, end, spacing, margin_mm: float = 4.0, 
     shape = np.asarray(image.shape)
     a = np.clip(np.round(np.asarray(start, float)).astype(int), 0, shape - 1)
     b = np.clip(np.round(np.asarray(end, float)).astype(int), 0, shape - 1)
-    pad = np.ceil(margin_mm / sp).astype(int)
-    lo = np.maximum(np.minimum(a, b) - pad, 0)
-    hi = np.minimum(np.maximum(a, b) + pad + 1, shape)
-    crop = np.asarray(image[tuple(slice(l, h) for l, h in zip(lo, hi))], dtype=np.float32)
+    box = widened_box(np.minimum(a, b), np.maximum(a, b) + 1, margin_voxels(margin_mm, sp), shape)
+    lo = np.asarray([s.start for s in box])
+    crop = np.asarray(image[box], dtype=np.float32)
     # normalise on the crop's own range so local contrast counts, robust to a few hot voxels
     p_lo, p_hi = np.percentile(crop, (2.0, 99.5))
     norm = np.clip((crop - p_lo) / max(float(p_hi - p_lo), 1e-6), 0.0, 1.0)

@@ -446,8 +446,10 @@ def held_out_views(pipe, w: WorkCase) -> list:
     """
     views = []
     shape = w.prepared.volume.shape
+    from .boxes import margin_voxels, mask_box
+
     least = getattr(pipe, "patch", (0, 0, 0))[1:]
-    margin = [int(np.ceil(VALIDATION_MARGIN_MM / s)) for s in pipe.spacing_mm[1:]]
+    margin = margin_voxels(VALIDATION_MARGIN_MM, pipe.spacing_mm[1:])
     for side in (1, 2):
         idx = np.flatnonzero(w.held_work[side - 1])
         if not idx.size:
@@ -458,16 +460,8 @@ def held_out_views(pipe, w: WorkCase) -> list:
         keep = ref.any(axis=(1, 2))
         if not keep.any():
             continue
-        rows, cols = np.nonzero(ref[keep].any(axis=0))
-        box = []
-        for lo, hi, m, least_n, n in ((rows.min(), rows.max() + 1, margin[0], int(least[0]), shape[1]),
-                                      (cols.min(), cols.max() + 1, margin[1], int(least[1]), shape[2])):
-            lo, hi = max(int(lo) - m, 0), min(int(hi) + m, n)
-            if hi - lo < least_n:                                   # one patch at least, the volume allowing
-                lo = max(min((lo + hi) // 2 - least_n // 2, n - least_n), 0)
-                hi = min(lo + least_n, n)
-            box.append(slice(lo, hi))
-        views.append((side, idx[keep], tuple(box)))
+        box = mask_box(ref[keep].any(axis=0), margin, least)     # one patch at least, the volume allowing
+        views.append((side, idx[keep], box))
     return views
 
 

@@ -43,6 +43,7 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
+from .boxes import margin_voxels, widened_box
 from .normalise import normalise
 from .postprocess import PathSettings, ball_offsets, grow_from
 from .volume import SIDES
@@ -353,10 +354,8 @@ class InteractiveSession:
 
         shape = np.asarray(self.shape)
         a, b = np.rint(a).astype(int), np.rint(b).astype(int)
-        pad = np.ceil(self.st.margin_mm / self.sp).astype(int)
-        lo = np.maximum(np.minimum(a, b) - pad, 0)
-        hi = np.minimum(np.maximum(a, b) + pad + 1, shape)
-        box = tuple(slice(int(l_), int(h)) for l_, h in zip(lo, hi))
+        box = widened_box(np.minimum(a, b), np.maximum(a, b) + 1, margin_voxels(self.st.margin_mm, self.sp), shape)
+        lo = np.asarray([s.start for s in box])
         mcp = MCP_Geometric(self._cost(box, level, smooth_mm), sampling=tuple(self.sp))
         mcp.find_costs([tuple(a - lo)], [tuple(b - lo)])
         return np.asarray(mcp.traceback(tuple(b - lo)), dtype=int) + lo

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .boxes import margin_voxels, widened_box
 from .device import autocast_context, memory_format
 from .progress import INFER, ProgressCallback, check_cancel, report
 from .normalise import DEFAULT_NORMALISATION, normalise
@@ -78,8 +79,8 @@ class Pipeline:
         midline = find_midline(norm)   # on the whole volume: a box need not be centred on the head
         wide = None
         if box is not None:
-            pad = [int(np.ceil(margin_mm / s)) for s in spacing]
-            wide = tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, volume.shape))
+            wide = widened_box([b.start for b in box], [b.stop for b in box], margin_voxels(margin_mm, spacing),
+                               volume.shape)
             wide = self._box_for(wide, midline, volume.shape)
             norm = norm[wide]
         return self._prepare(norm, tuple(float(s) for s in spacing), wide, midline)
@@ -185,12 +186,11 @@ class Slices25D(Pipeline):
             found = np.argwhere(coarse > 0.5)
             if not len(found):
                 return prob
-            m = [int(np.ceil(self.roi_margin_mm / s)) for s in self.spacing_mm]
-            a0 = max(first[found[:, 0].min()] - self.roi_stride - m[0], 0)
-            a1 = min(first[found[:, 0].max()] + self.roi_stride + m[0] + 1, n)
-            lo = np.maximum(found[:, 1:].min(axis=0) - m[1:], 0)
-            hi = np.minimum(found[:, 1:].max(axis=0) + np.asarray(m[1:]) + 1, vol.shape[1:])
-            todo, box = np.arange(a0, a1), (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])))
+            # the coarse pass saw every roi_stride-th slice: a found slice's neighbours count too
+            lo = [first[found[:, 0].min()] - self.roi_stride, *found[:, 1:].min(axis=0)]
+            hi = [first[found[:, 0].max()] + self.roi_stride + 1, *(found[:, 1:].max(axis=0) + 1)]
+            wide = widened_box(lo, hi, margin_voxels(self.roi_margin_mm, self.spacing_mm), vol.shape)
+            todo, box = np.arange(wide[0].start, wide[0].stop), wide[1:]
             total = done + len(todo)
         for i in range(0, len(todo), batch):
             check_cancel(cancel)
