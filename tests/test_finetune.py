@@ -364,9 +364,11 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
     native = sorted(int(i) for i in vol.geometry.canonical_index(0, chosen))  # the map is its own inverse
     spec = ",".join(str(i) for i in native)
     save_tiny3d("tiny3d")        # the command line's path and messages are under test, not what is learnt
+    shown = tmp_path / "after.nii.gz"
     assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--slices", spec, "--name", "cli-ft",
-                 "--base", "tiny3d", "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
+                 "--base", "tiny3d", "--epochs", "1", "--quiet", "--device", "cpu", "--out", str(shown)]) == 0
     out = capsys.readouterr().out
+    assert f"wrote {shown}: cli-ft's prediction of {img_p}" in out
     finetune_calls, calls[:] = list(calls), []
     m = read_metadata(resolve_model("cli-ft"))
     n_pseudo = m["finetune"]["pseudo_labelled_slices"]
@@ -385,6 +387,9 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
     calls.clear()
     assert main(["predict", str(img_p), "--out", str(pred_p), "--model", "cli-ft", "--quiet", "--device", "cpu"]) == 0
     assert nib.load(pred_p).shape == nib.load(img_p).shape
+    # --out wrote what `ian predict --model NEW` writes, from the fine-tune's own after-prediction
+    np.testing.assert_array_equal(np.asarray(nib.load(shown).dataobj), np.asarray(nib.load(pred_p).dataobj))
+    np.testing.assert_array_equal(nib.load(shown).affine, nib.load(pred_p).affine)
     # the base model's prediction (pseudo-labels, 'before') and the new model's ('after'), each as
     # ian predict predicts with that model: the base in large tiles, the fine-tuned one in patches
     from napari_ian.trainer.pipeline import FAST_TILE
@@ -400,7 +405,9 @@ def test_cli_finetune_then_predict_with_the_new_model(home, tmp_path, phantom, c
             (["--slices", spec, "--name", "cli-ft"], "exists already"),
             (["--slices", "9999", "--name", "x1"], "outside"),
             (["--slices", spec, "--name", "x2", "--base", "broken"], "not a readable napari-ian model"),
-            (["--slices", spec, "--name", "x3", "--base", "nope"], "no such model")):
+            (["--slices", spec, "--name", "x3", "--base", "nope"], "no such model"),
+            (["--slices", spec, "--name", "x4", "--out", str(tmp_path / "a.png")], "must end in .nii"),
+            (["--slices", spec, "--name", "x5", "--out", str(shown)], "exists")):
         assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--quiet", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1, err

@@ -126,16 +126,21 @@ def _cmd_finetune(args) -> int:
     from .data import Case, load_case
     from .cli_args import parse_slices
     from .finetune import FinetuneConfig, new_model_path
-    from .output_paths import check_outputs
+    from .io_nifti import is_nifti_path
+    from .output_paths import check_outputs, refuse_existing
     from .registry import resolve_model
     from .volume import CORONAL_AXIS
-    from .workflows import finetune_case
+    from .workflows import finetune_case, predict_case
 
     if not 0 <= args.rehearsal_share < 1:
         raise ValueError(f"ian finetune: --rehearsal-share must be at least 0 and below 1 (got {args.rehearsal_share:g})")
+    if args.out is not None and not is_nifti_path(args.out):
+        raise ValueError(f"--out {args.out}: must end in .nii or .nii.gz")
     target = new_model_path(args.name)   # refuses bundled, malformed and taken names before any work
     base = resolve_model(args.base)
-    check_outputs({"--image": args.image, "--labels": args.labels, "the base model": base}, {"the new model": target})
+    check_outputs({"--image": args.image, "--labels": args.labels, "the base model": base},
+                  {"the new model": target, "--out": args.out})
+    refuse_existing({"--out": args.out}, args.overwrite)
     # the dataset loader's checks: labels on the image's grid, values 0/1/2 only
     vol, labels = load_case(Case("cli", "cli", Path(args.image), Path(args.labels)))
     native = parse_slices(args.slices, vol.data.shape[CORONAL_AXIS])   # as many slices in either numbering
@@ -165,7 +170,22 @@ def _cmd_finetune(args) -> int:
     if result.worse:
         print("warning: fine-tuning made the held-out slices worse; keep using the base model or correct more slices")
     print(f"saved {path} ({time.perf_counter() - t0:.0f} s); use it with: ian predict --model {path.stem}")
+    if args.out is not None:
+        # made for the after-figure as `ian predict --model NEW` makes it; a model without one
+        # (a 2.5D network's fine-tune scores slices only) predicts the image here
+        pred = out.prediction or predict_case(vol.data, vol.spacing, path, device=args.device).prediction
+        _write_prediction(args.out, pred, vol.geometry)
+        print(f"wrote {args.out}: {path.stem}'s prediction of {args.image} ({pred.ran_on})")
     return 0
+
+
+def _write_prediction(out: Path, pred, geometry, probability: Path | None = None) -> None:
+    """A prediction's labels (and probability map) on the input's own grid and affine."""
+    from .io_nifti import write_nifti
+
+    write_nifti(out, pred.labels, geometry, dtype="uint8", description="napari-ian IAN 1=R 2=L")
+    if probability:
+        write_nifti(probability, pred.probability, geometry, dtype="float32", description="napari-ian IAN probability")
 
 
 _ROI_PART = re.compile(r"\s*(\d+|\d*\s*:\s*\d*)\s*")
@@ -184,7 +204,7 @@ def _cmd_predict(args) -> int:
     import time
 
     from .io import read_volume
-    from .io_nifti import is_nifti_path, write_nifti
+    from .io_nifti import is_nifti_path
     from .output_paths import check_outputs, refuse_existing
     from .cli_args import parse_roi
     from .predict import doubt_line
@@ -210,10 +230,7 @@ def _cmd_predict(args) -> int:
     pred = res.prediction
     if res.note:
         print(f"note: {res.note}", file=sys.stderr)
-    write_nifti(args.out, pred.labels, vol.geometry, dtype="uint8", description="napari-ian IAN 1=R 2=L")
-    if args.probability:
-        write_nifti(args.probability, pred.probability, vol.geometry, dtype="float32",
-                    description="napari-ian IAN probability")
+    _write_prediction(args.out, pred, vol.geometry, args.probability)
     n1, n2 = int((pred.labels == 1).sum()), int((pred.labels == 2).sum())
     print(f"wrote {args.out}: right IAN {n1} voxels, left IAN {n2} voxels "
           f"({pred.ran_on}, "
@@ -555,6 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--earlier", action="store_true", help="also train on the corrections store's other cases")
     p.add_argument("--no-store", action="store_true",
                    help="do not add this case to the corrections store (the panel and the CLI share it)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write the new model's prediction of --image here (.nii.gz, on its grid), as "
+                        "'ian predict --model NAME' makes it: the fine-tune makes it for its after-figure")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_finetune)
 
