@@ -57,6 +57,18 @@ def corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtb
     The Review and Fine-tune panels are docked as from the Plugins menu; five slices are painted on
     with real mouse events (napari's brush) and must count as corrected in the Fine-tune panel.
     """
+    yield from _corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtbot, mouse=True)
+
+
+@pytest.fixture
+def corrected_in_code(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtbot):
+    """:func:`corrected`, the five slices painted through ``Labels.data_setitem`` (as napari's brush
+    writes) instead of mouse drags: for the tests of what the panel does around a run; mouse
+    painting on a shown canvas takes about 5 s here, under Xvfb."""
+    yield from _corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtbot, mouse=False)
+
+
+def _corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtbot, mouse):
     from napari.layers import Layer
     from qtpy.QtCore import Qt
 
@@ -83,8 +95,13 @@ def corrected(make_napari_viewer, tmp_path, monkeypatch, phantom_layer_data, qtb
     assert "no corrected or accepted slices" in w.slices_label.text()
     for i in chosen[:5]:                                       # the annotator paints on five slices ...
         for lab in (1, 2):
-            centre = np.argwhere(t[i] == lab).mean(axis=0)
-            _paint_with_the_mouse(viewer, pred, i, lab, centre, qtbot)
+            if mouse:
+                centre = np.argwhere(t[i] == lab).mean(axis=0)
+                _paint_with_the_mouse(viewer, pred, i, lab, centre, qtbot)
+            else:
+                viewer.dims.set_current_step(0, int(i))
+                some = np.argwhere(t[i] == lab)[:3]
+                pred.data_setitem((np.full(len(some), i), *some.T), lab)
     qtbot.waitUntil(lambda: "5 right + 5 left coronal slices" in w.slices_label.text(), timeout=5_000)
     pred.mode = "pan_zoom"
     for i in chosen[:5]:                                       # ... (exactly, for the training below)
@@ -203,10 +220,10 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     assert not w._prediction_fits(pw, image)
 
 
-def test_cancel_leaves_the_registry_and_layers_unchanged(corrected, qtbot):
+def test_cancel_leaves_the_registry_and_layers_unchanged(corrected_in_code, qtbot):
     from qtpy.QtWidgets import QLabel
 
-    viewer, w, image, pred, chosen = corrected
+    viewer, w, image, pred, chosen = corrected_in_code
     _start_from_a_tiny_model(w)
     layers = [ly.name for ly in viewer.layers]
     w.epochs_spin.setValue(50)
@@ -223,11 +240,11 @@ def test_cancel_leaves_the_registry_and_layers_unchanged(corrected, qtbot):
     assert not w.predict_btn.isEnabled()
 
 
-def test_bad_inputs_are_explained(corrected, qtbot, monkeypatch):
+def test_bad_inputs_are_explained(corrected_in_code, qtbot, monkeypatch):
     from napari_ian import _finetune_widget as fw
     from napari_ian.trainer.registry import user_models_dir
 
-    viewer, w, image, pred, chosen = corrected
+    viewer, w, image, pred, chosen = corrected_in_code
     said = []
     monkeypatch.setattr(fw, "show_info", said.append)
     errors = []
@@ -286,11 +303,11 @@ def test_a_deleted_panel_does_not_break_the_model_list_signal(make_napari_viewer
     assert "site" in [kept.model_combo.itemText(i) for i in range(kept.model_combo.count())]   # ... the live one follows
 
 
-def test_stored_corrections_of_another_image_are_replaced_only_after_asking(corrected, qtbot):
+def test_stored_corrections_of_another_image_are_replaced_only_after_asking(corrected_in_code, qtbot):
     from napari_ian._layers import geometry_of
     from napari_ian.trainer.corrections import find_corrections, image_digest, save_corrections
 
-    viewer, w, image, pred, chosen = corrected
+    viewer, w, image, pred, chosen = corrected_in_code
     key = geometry_of(image).case_key
     other = np.asarray(image.data, dtype=np.float32) + 1.0          # same case key, other voxels
     trusted = np.zeros((2, other.shape[0]), bool)
@@ -310,10 +327,10 @@ def test_stored_corrections_of_another_image_are_replaced_only_after_asking(corr
     assert len(asked) == 2 and find_corrections(key).image_digest == image_digest(np.asarray(image.data))
 
 
-def test_a_new_prediction_never_takes_over_an_earlier_layers_review_status(corrected, qtbot):
+def test_a_new_prediction_never_takes_over_an_earlier_layers_review_status(corrected_in_code, qtbot):
     from gui_actions import dock
 
-    viewer, w, image, pred, chosen = corrected
+    viewer, w, image, pred, chosen = corrected_in_code
     viewer.layers.remove(pred)                 # the corrected layer is gone (closed, or napari restarted)
     pw = dock(viewer, "Predict")
     pw.image_combo.setCurrentText(image.name)
@@ -366,7 +383,7 @@ def _notes(severity):
     return [n.message for n in notification_manager.records if n.severity == severity]
 
 
-def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, qtbot):
+def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected_in_code, qtbot):
     """Another process saves the suggested name while this panel trains: both models are kept."""
     import subprocess
     import sys
@@ -374,7 +391,7 @@ def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, 
     from napari_ian.trainer.modelfile import read_metadata
     from napari_ian.trainer.registry import user_model_path
 
-    viewer, w, image, pred, chosen = corrected
+    viewer, w, image, pred, chosen = corrected_in_code
     _start_from_a_tiny_model(w)
     go = user_model_path("x").parent.parent / "go"
     other = subprocess.Popen([sys.executable, "-c", TAKE_NAME, str(user_model_path("tiny3d-ft1")), str(go)])
@@ -401,11 +418,11 @@ def test_a_default_name_taken_during_the_run_gets_the_next_free_name(corrected, 
     assert "tiny3d-ft2" in w.result_label.text()
 
 
-def test_a_failed_save_gives_one_notification_and_loses_nothing(corrected, qtbot, tmp_path):
+def test_a_failed_save_gives_one_notification_and_loses_nothing(corrected_in_code, qtbot, tmp_path):
     from napari_ian.trainer.corrections import list_corrections
     from napari_ian.trainer.registry import user_models_dir
 
-    viewer, w, image, pred, chosen = corrected
+    viewer, w, image, pred, chosen = corrected_in_code
     _start_from_a_tiny_model(w)
     before = np.asarray(pred.data).copy()
     w.epochs_spin.setValue(4)            # (the tiny network's epoch takes about two seconds: time to move the folder)
@@ -426,8 +443,8 @@ def test_a_failed_save_gives_one_notification_and_loses_nothing(corrected, qtbot
     assert user_models_dir().read_text().startswith("a file")
 
 
-def test_a_non_finite_image_is_said_once_when_fine_tuning_starts(corrected, qtbot):
-    viewer, w, image, pred, chosen = corrected
+def test_a_non_finite_image_is_said_once_when_fine_tuning_starts(corrected_in_code, qtbot):
+    viewer, w, image, pred, chosen = corrected_in_code
     _start_from_a_tiny_model(w)
     image.data[0, 0, 0] = np.nan
     w.epochs_spin.setValue(50)

@@ -348,7 +348,8 @@ def _cmd_networks(args) -> int:
     from .nets import NETWORK_INFO, NETWORKS, build_network, count_macs, count_parameters, is_3d
 
     def size(name, **config):
-        net = build_network(name, **config)
+        with torch.device("meta"):          # shapes only: nothing is allocated or computed
+            net = build_network(name, **config)
         shape = (1, 1, 64, 64, 64) if is_3d(name) else (1, 1, 256, 256)
         return f"{count_parameters(net):>12,} {count_macs(net, shape) / 1e9:>6.1f}"
 

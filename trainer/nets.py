@@ -482,9 +482,11 @@ def count_macs(model: nn.Module, shape=(1, 1, 256, 256)) -> int:
 
     Counts convolutions (incl. transposed, 2D and 3D), linear layers and the attention products
     the networks here compute through :class:`~.nets_blocks.MatMul`; normalisation, activation,
-    pooling and interpolation are left out (a few per cent at most).
+    pooling and interpolation are left out (a few per cent at most). A model built on the
+    ``meta`` device is counted without computing anything (``ian networks`` does that).
     """
     total = 0
+    device = next(model.parameters()).device
 
     def hook(mod, inp, out):
         nonlocal total
@@ -504,7 +506,7 @@ def count_macs(model: nn.Module, shape=(1, 1, 256, 256)) -> int:
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(shape))
+            model(torch.zeros(shape, device=device))
     finally:
         model.train(was_training)
         for h in handles:
