@@ -378,10 +378,10 @@ def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool
         if predicted and w.base_labels is not None:
             labels = w.base_labels
         else:
-            pred = predict_as_users_do(w.image, model, metadata, w.spacing, device)
-            labels = pred.labels
+            made = predict_as_users_do(w.image, model, metadata, w.spacing, device)
+            labels = made.labels
             if keep is not None:
-                keep[w.case] = pred
+                keep[w.case] = made
         for side in (1, 2):
             ref, pred = w.labels == side, labels == side
             tp = np.count_nonzero(ref & pred, axis=(1, 2))
@@ -444,10 +444,10 @@ def held_out_views(pipe, w: WorkCase) -> list:
     least one training patch in-plane; only the side's half of the head in it is scored. Predicting
     whole slices instead took about a quarter of a 3D model's fine-tune (BENCHMARKS.md).
     """
-    views = []
-    shape = w.prepared.volume.shape
     from .boxes import margin_voxels, mask_box
 
+    views = []
+    shape = w.prepared.volume.shape
     least = getattr(pipe, "patch", (0, 0, 0))[1:]
     margin = margin_voxels(VALIDATION_MARGIN_MM, pipe.spacing_mm[1:])
     for side in (1, 2):
