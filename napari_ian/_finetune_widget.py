@@ -261,7 +261,7 @@ class FinetuneWidget(Panel):
         if bad:
             show_warning(f"napari-ian: {image.name}: {bad} non-finite voxels (NaN/Inf) ignored")
         earlier = self.earlier_check.isChecked()
-        image_uid = layer_uid(image)
+        image_uid, scale = layer_uid(image), tuple(image.scale)
         # napari's activity bar (bottom right) counts the epochs too, whichever panel tab is in front
         run = self._run = WorkerProgress(f"Fine-tuning {base} → {name}", EPOCH, while_alive(self, self._on_event))
 
@@ -294,7 +294,7 @@ class FinetuneWidget(Panel):
                     "holdout": cfg.holdout or cfg.holdout_case,
                     # the new model's prediction of this image, made for the after-score
                     "prediction": out.prediction, "metadata": out.result.metadata,
-                    "image": (image_uid, trained_on)}
+                    "image": (image_uid, scale, trained_on)}
 
         self.worker = work()
         self.worker.returned.connect(while_alive(self, self._done))
@@ -436,12 +436,16 @@ class FinetuneWidget(Panel):
         pred = res.get("prediction")
         if pred is None or layer is None or panel.roi_check.isChecked():
             return False
-        if pred.large_tiles != panel.fast_check.isChecked():
-            return False
+        if panel.model_combo.currentText() != res["name"] or pred.large_tiles != panel.fast_check.isChecked():
+            return False          # the model renamed or deleted since, or other tiles asked for
         if pick_device(panel.device_combo.currentText() or "auto").type != pick_device(pred.device).type:
             return False
-        uid, trained_on = res["image"]
-        return layer_uid(layer) == uid and image_digest(np.asarray(layer.data)) == trained_on
+        uid, scale, trained_on = res["image"]
+        data = np.asarray(layer.data)
+        # the fine-tune predicted the float32 copy kept in the corrections store: the same input
+        # only where float32 holds the layer's values exactly
+        return (layer_uid(layer) == uid and tuple(layer.scale) == scale and np.can_cast(data.dtype, np.float32)
+                and image_digest(data) == trained_on)
 
 
 class FinetuneFailed(Exception):

@@ -7,6 +7,8 @@ batches and adds nothing.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -238,7 +240,9 @@ class PredictWidget(Panel):
 
     def add_prediction(self, pred, meta: dict, image_layer, model_name: str, made: str = "") -> None:
         """Add a prediction made elsewhere (``made`` says where, in the status line) as this panel
-        adds its own: a new labels layer (and the probability map when ticked), its status line."""
+        adds its own: a new labels layer (and the probability map when ticked), its status line.
+        The layers get copies: ``pred`` may be shown again, and edits to one layer must not show in another."""
+        pred = dataclasses.replace(pred, labels=pred.labels.copy(), probability=pred.probability.copy())
         self._add_result((pred, meta, None), image_layer, model_name, made)
 
     def _add_result(self, res, image_layer, model_name, made=""):

@@ -19,6 +19,8 @@ def test_a_margin_in_mm_is_whole_voxels_rounded_up_per_axis():
 def test_a_box_is_widened_on_each_side_and_clipped_to_the_volume():
     assert widened_box([5, 0], [8, 3], [2, 2], (20, 4)) == (slice(3, 10), slice(0, 4))
     assert widened_box([5, 5], [8, 8], 0, (20, 20)) == (slice(5, 8), slice(5, 8))
+    # a start before the volume (a coarse pass's neighbour of slice 0) is clipped like the rest
+    assert widened_box([-3, 2], [4, 30], [1, 1], (20, 25)) == (slice(0, 5), slice(1, 25))
 
 
 def test_a_short_box_grows_about_its_centre_to_the_least_size_the_volume_allows():

@@ -526,3 +526,27 @@ def test_fine_tuning_batches_mix_in_rehearsal_crops_at_their_share(phantom):
         counts[share] = np.sum(n_old) / (4 * 200)
     assert counts[0.0] == 0
     assert 0.18 < counts[0.25] < 0.3
+
+
+def test_the_flow_keeps_its_prediction_of_this_case_only_and_never_takes_its_stored_copy_for_another(home, phantom):
+    """``finetune_case`` hands back the new model's prediction of this case (made for the
+    after-score: what ``ian predict --model NEW`` makes, and nothing of the other cases); with
+    ``store=False`` and ``earlier``, this case's copy in the store is not trained on as another case."""
+    from napari_ian.trainer.workflows import finetune_case, predict_loaded
+
+    image, labels, sp, _ = phantom
+    image, labels = image[40:100], labels[40:100]       # both nerves cross these slices
+    save_tiny3d("tiny3d")
+    cfg = FinetuneConfig(epochs=1, min_patches=4, device="cpu", rehearsal_share=0.0)
+    chosen = _nerve_slices(labels, 8)
+    trusted = _trusted(image.shape[0], chosen)
+    other_image = image + 1.0                           # this case stored earlier, from other voxels
+    store.save_corrections("case-a", other_image, labels, trusted, sp)
+    store.save_corrections("case-b", image[::-1].copy(), labels[::-1].copy(), trusted[:, ::-1].copy(), sp)
+    out = finetune_case("case-a", image, labels, trusted, sp, base="tiny3d", name="flow-ft", cfg=cfg, earlier=True,
+                        store=False)
+    assert out.cases == 2                               # this case and case-b, not case-a's stored copy too
+    new, meta = load_model(out.path)
+    again, _ = predict_loaded(image, sp, new, meta, device="cpu")
+    np.testing.assert_array_equal(out.prediction.labels, again.labels)
+    assert out.result.after_prediction is out.prediction

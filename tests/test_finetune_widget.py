@@ -201,6 +201,8 @@ def test_finetune_button_makes_a_new_model_that_predicts_differently(corrected, 
     assert np.abs(new_prob - base_prob).max() > 0.05                  # the new model predicts otherwise
     np.testing.assert_array_equal(np.asarray(pred.data), before)
     assert shown.metadata["ian_model"]["name"] == "ian-default-ft1"
+    kept = w.last_result["prediction"]            # shown again by a second click: never the layer's own array
+    assert not np.shares_memory(shown.data, kept.labels) and not np.shares_memory(new_prob, kept.probability)
     # ... which is what the Predict panel makes with that model
     pw.run_btn.click()
     qtbot.waitUntil(lambda: len(viewer.layers) == n + 4, timeout=BUNDLED_MODEL_WAIT)

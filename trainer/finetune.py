@@ -101,9 +101,9 @@ class FinetuneResult:
     history: list
     before: dict                     # {"held_out_dsc": ..., "train_dsc": ...}
     after: dict
-    # the new model's prediction of each case it was scored on (3D models), as ``ian predict``
-    # makes it by default: {case: predict.Prediction}
-    after_predictions: dict = dataclasses.field(default_factory=dict)
+    # the new model's prediction of the case ``finetune``'s ``keep_case`` names (3D models), as
+    # ``ian predict`` makes it by default; None when not asked for or not made
+    after_prediction: object = None
 
     @property
     def worse(self) -> bool:
@@ -366,11 +366,11 @@ def predict_as_users_do(image, model, metadata: dict, spacing, device="cpu"):
 
 
 def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool = False,
-                keep: dict | None = None) -> dict:
+                keep: dict | None = None, keep_case: str | None = None) -> dict:
     """Held-out and training DSC of ``model`` on the input's own coronal slices, through the
     whole prediction (:func:`predict_as_users_do`), as a user would get it; ``predicted``:
     score the base model's predictions already made (``WorkCase.base_labels``); ``keep``: a dict
-    that gets each case's prediction made here, by case."""
+    that gets the prediction of case ``keep_case`` made here (the others are freed as they go)."""
     from .metrics import metrics_from_counts
 
     held, trained = [], []
@@ -380,7 +380,7 @@ def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool
         else:
             made = predict_as_users_do(w.image, model, metadata, w.spacing, device)
             labels = made.labels
-            if keep is not None:
+            if keep is not None and w.case == keep_case:
                 keep[w.case] = made
         for side in (1, 2):
             ref, pred = w.labels == side, labels == side
@@ -531,8 +531,11 @@ def freeze_first_block(model) -> int:
 
 
 def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, parent: str,
-             progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None) -> FinetuneResult:
-    """Fine-tune ``model`` (left unchanged) on ``data``; returns the new model and its metadata.
+             progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
+             keep_case: str | None = None) -> FinetuneResult:
+    """Fine-tune ``model`` (left unchanged) on ``data``; returns the new model and its metadata,
+    and with ``keep_case`` (a case of ``data``) the new model's prediction of that case made for
+    the after-score.
 
     ``progress`` gets the training loop's ``step`` and ``epoch`` events; raises
     :class:`napari_ian.trainer.progress.Cancelled` when ``cancel()`` turns True; nothing is written in any case (see :func:`save_finetuned`).
@@ -550,7 +553,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                   empty_fraction=training.get("empty_fraction", 0.25), augment=training.get("augment", True),
                   seed=cfg.seed, device=cfg.device, select="last", validate_every=cfg.validate_every)
     init = copy.deepcopy(model.state_dict())
-    after_predictions = {}
+    kept = {}
     if data.work:
         tc = TrainConfig(**common, context=getattr(pipe, "context", 1), pipeline=pipe.to_dict(),
                          patch=training_crop(cfg, metadata),
@@ -568,7 +571,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                                  tc, progress=progress, cancel=cancel)
         # scored as the saved model will predict: its metadata will mark it fine-tuned
         after = score_cases(new, {**metadata, "finetune": {"parent": parent}}, data.work, cfg.device,
-                            keep=after_predictions)
+                            keep=kept, keep_case=keep_case)
     else:
         tc = TrainConfig(**common, context=int(pipe.context), size=tuple(pipe.size))
         rehearsal = []      # 2.5D whole-slice models: their own loop, no rehearsal
@@ -594,7 +597,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
     meta["metrics"] = {"finetune_held_out_dsc_before": before["held_out_dsc"],
                        "finetune_held_out_dsc_after": after["held_out_dsc"],
                        "parent_metrics": metadata.get("metrics", {})}
-    return FinetuneResult(new, meta, history, before, after, after_predictions)
+    return FinetuneResult(new, meta, history, before, after, kept.get(keep_case))
 
 
 def _merge_trained(a: dict, b: dict) -> dict:

@@ -486,7 +486,7 @@ def count_macs(model: nn.Module, shape=(1, 1, 256, 256)) -> int:
     ``meta`` device is counted without computing anything (``ian networks`` does that).
     """
     total = 0
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.zeros(0)).device
 
     def hook(mod, inp, out):
         nonlocal total

@@ -120,12 +120,12 @@ def probable_path(prob, a, b, sp, floor=0.02, margin_mm=4.0) -> np.ndarray:
     """Voxel path from ``a`` to ``b`` minimising the sum of ``1 / (p + floor)`` (mm-weighted)."""
     from skimage.graph import MCP_Geometric
 
-    shape = np.asarray(prob.shape)
+    from .boxes import margin_voxels, widened_box
+
     a, b = np.asarray(a, int), np.asarray(b, int)
-    pad = np.ceil(margin_mm / sp).astype(int)
-    lo = np.maximum(np.minimum(a, b) - pad, 0)
-    hi = np.minimum(np.maximum(a, b) + pad + 1, shape)
-    crop = np.asarray(prob[tuple(slice(l_, h) for l_, h in zip(lo, hi))], dtype=np.float32)
+    box = widened_box(np.minimum(a, b), np.maximum(a, b) + 1, margin_voxels(margin_mm, sp), prob.shape)
+    lo = np.asarray([s.start for s in box])
+    crop = np.asarray(prob[box], dtype=np.float32)
     mcp = MCP_Geometric(1.0 / (np.clip(crop, 0, 1) + floor), sampling=tuple(sp))
     mcp.find_costs([tuple(a - lo)], [tuple(b - lo)])
     return np.asarray(mcp.traceback(tuple(b - lo)), dtype=int) + lo

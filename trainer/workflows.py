@@ -153,7 +153,7 @@ def finetune_case(case_key: str, image: np.ndarray, labels: np.ndarray, trusted:
         cases = [(case_hash(case_key) if case_key else "case", image, labels, trusted, tuple(spacing))]
     if earlier:
         for other in list_corrections():
-            if entry is None or other.path != entry.path:
+            if other.case != cases[0][0]:     # this case's stored copy (even with store=False) is not another case
                 cases.append((other.case, *load_corrections(other)))
     say("Loading the model and preparing slices...")
     base_path = resolve_model(base)
@@ -161,10 +161,11 @@ def finetune_case(case_key: str, image: np.ndarray, labels: np.ndarray, trusted:
     data = build_finetune_data(cases, meta, cfg, base_model=model)
     check_cancel(cancel)
     say(f"Training on {data.n_train} slice sides ({data.n_held_out} held out)...")
-    result = finetune(model, meta, data, cfg, parent=base_path.stem, progress=progress, cancel=cancel)
+    result = finetune(model, meta, data, cfg, parent=base_path.stem, progress=progress, cancel=cancel,
+                      keep_case=cases[0][0])
     check_cancel(cancel)
     path = save_finetuned(result, name)
-    return FinetuneOutcome(result, path, name, data, len(cases), result.after_predictions.get(cases[0][0]))
+    return FinetuneOutcome(result, path, name, data, len(cases), result.after_prediction)
 
 
 @dataclasses.dataclass
