@@ -22,7 +22,7 @@ from napari_ian.trainer.modelfile import load_model, read_metadata
 from napari_ian.trainer.predict import predict_volume
 from napari_ian.trainer.registry import list_models, resolve_model, user_models_dir
 from napari_ian.trainer.progress import Cancelled
-from tiny_models import save_tiny3d, tiny3d
+from tiny_models import save_tiny25d, save_tiny3d, tiny3d
 
 
 @pytest.fixture
@@ -550,3 +550,32 @@ def test_the_flow_keeps_its_prediction_of_this_case_only_and_never_takes_its_sto
     again, _ = predict_loaded(image, sp, new, meta, device="cpu")
     np.testing.assert_array_equal(out.prediction.labels, again.labels)
     assert out.result.after_prediction is out.prediction
+
+
+def test_cli_finetune_out_of_a_2d_slice_model_predicts_the_case_once_and_writes_what_ian_predict_writes(
+        home, tmp_path, phantom, capsys, monkeypatch):
+    """A 2.5D model's fine-tune scores slices, not the whole case, so ``--out`` predicts the image
+    with the new model itself; the file is the same as ``ian predict --model NEW``'s."""
+    image, labels, sp, _ = phantom
+    image, labels = image[40:100], labels[40:100]       # both nerves cross these slices
+    g = phantom_geometry(image.shape, sp)
+    img_p, lab_p, out_p, pred_p = (tmp_path / f"{n}.nii.gz" for n in ("img", "lab", "out", "pred"))
+    write_nifti(img_p, image, g, dtype=np.float32)
+    write_nifti(lab_p, labels, g)
+    save_tiny25d("tiny25d")
+    import napari_ian.trainer.predict as predict_module
+
+    made, real = [], predict_module.predict_volume
+
+    def spy(image, model, metadata, *args, **kwargs):
+        made.append(metadata.get("parent"))
+        return real(image, model, metadata, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_volume", spy)
+    assert main(["finetune", "--image", str(img_p), "--labels", str(lab_p), "--slices", "10:50", "--name", "t25-ft",
+                 "--base", "tiny25d", "--epochs", "1", "--quiet", "--device", "cpu", "--out", str(out_p)]) == 0
+    assert f"wrote {out_p}: t25-ft's prediction of {img_p}" in capsys.readouterr().out
+    assert made == ["tiny25d"]                          # predicted once, by the new model (its parent: tiny25d)
+    assert main(["predict", str(img_p), "--out", str(pred_p), "--model", "t25-ft", "--quiet", "--device", "cpu"]) == 0
+    np.testing.assert_array_equal(np.asarray(nib.load(out_p).dataobj), np.asarray(nib.load(pred_p).dataobj))
+    assert nib.load(out_p).shape == nib.load(img_p).shape

@@ -33,3 +33,30 @@ def save_tiny3d(name: str = "tiny3d"):
     path = user_models_dir() / f"{name}.pt"
     save_model(path, *tiny3d())
     return path
+
+
+def save_tiny25d(name: str = "tiny25d", bias: float = -4.0):
+    """Save a tiny 2.5D half-slice U-Net (base 4, depth 2, 32 x 80 half slices, one slice of
+    context) into the user registry as ``name``; its path. Its output layer's ``bias`` of -4 makes
+    it say "no nerve" everywhere; one near 0, nerve in scattered places."""
+    import torch
+
+    from napari_ian.trainer.modelfile import save_model
+    from napari_ian.trainer.pipeline import HalfSlices
+    from napari_ian.trainer.registry import user_models_dir
+    from napari_ian.trainer.train import TrainConfig, build_model
+
+    pipe = HalfSlices(size=(32, 80), context=1)
+    cfg = TrainConfig(network="unet", network_config={"base": 4, "depth": 2}, size=(32, 80), context=1,
+                      pipeline=pipe.to_dict())
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.head.bias.fill_(bias)
+    meta = {"network": "unet", "network_config": {"base": 4, "depth": 2, "in_channels": 1},
+            "preprocessing": pipe.to_dict(), "training": {**cfg.to_dict(), "batch_size": 8},
+            "trained_on": "nothing (a test network)"}
+    user_models_dir().mkdir(parents=True, exist_ok=True)
+    path = user_models_dir() / f"{name}.pt"
+    save_model(path, model, meta)
+    return path
