@@ -24,26 +24,12 @@ def tiny3d():
     return model, meta
 
 
-def save_tiny3d(name: str = "tiny3d"):
-    """Save :func:`tiny3d` into the user registry (``NAPARI_IAN_HOME``) as ``name``; its path."""
-    from napari_ian.trainer.modelfile import save_model
-    from napari_ian.trainer.registry import user_models_dir
-
-    user_models_dir().mkdir(parents=True, exist_ok=True)
-    path = user_models_dir() / f"{name}.pt"
-    save_model(path, *tiny3d())
-    return path
-
-
-def save_tiny25d(name: str = "tiny25d", bias: float = -4.0):
-    """Save a tiny 2.5D half-slice U-Net (base 4, depth 2, 32 x 80 half slices, one slice of
-    context) into the user registry as ``name``; its path. Its output layer's ``bias`` of -4 makes
-    it say "no nerve" everywhere; one near 0, nerve in scattered places."""
+def tiny25d():
+    """``(model, metadata)``: a 2.5D half-slice U-Net (base 4, depth 2, 32 x 80 half slices, one
+    slice of context) that says "no nerve" everywhere."""
     import torch
 
-    from napari_ian.trainer.modelfile import save_model
     from napari_ian.trainer.pipeline import HalfSlices
-    from napari_ian.trainer.registry import user_models_dir
     from napari_ian.trainer.train import TrainConfig, build_model
 
     pipe = HalfSlices(size=(32, 80), context=1)
@@ -52,11 +38,28 @@ def save_tiny25d(name: str = "tiny25d", bias: float = -4.0):
     torch.manual_seed(0)
     model = build_model(cfg)
     with torch.no_grad():
-        model.head.bias.fill_(bias)
+        model.head.bias.fill_(-4.0)
     meta = {"network": "unet", "network_config": {"base": 4, "depth": 2, "in_channels": 1},
             "preprocessing": pipe.to_dict(), "training": {**cfg.to_dict(), "batch_size": 8},
             "trained_on": "nothing (a test network)"}
+    return model, meta
+
+
+def _save_in_registry(name: str, model, meta):
+    from napari_ian.trainer.modelfile import save_model
+    from napari_ian.trainer.registry import user_models_dir
+
     user_models_dir().mkdir(parents=True, exist_ok=True)
     path = user_models_dir() / f"{name}.pt"
     save_model(path, model, meta)
     return path
+
+
+def save_tiny3d(name: str = "tiny3d"):
+    """Save :func:`tiny3d` into the user registry (``NAPARI_IAN_HOME``) as ``name``; its path."""
+    return _save_in_registry(name, *tiny3d())
+
+
+def save_tiny25d(name: str = "tiny25d"):
+    """Save :func:`tiny25d` into the user registry (``NAPARI_IAN_HOME``) as ``name``; its path."""
+    return _save_in_registry(name, *tiny25d())

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from .boxes import margin_voxels, mask_box
 from .data import SideSlices, side_slices
 from .metrics import SIDES
 from .progress import PREPARE, ProgressCallback, report
@@ -444,8 +445,6 @@ def held_out_views(pipe, w: WorkCase) -> list:
     least one training patch in-plane; only the side's half of the head in it is scored. Predicting
     whole slices instead took about a quarter of a 3D model's fine-tune (BENCHMARKS.md).
     """
-    from .boxes import margin_voxels, mask_box
-
     views = []
     shape = w.prepared.volume.shape
     least = getattr(pipe, "patch", (0, 0, 0))[1:]

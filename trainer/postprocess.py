@@ -25,6 +25,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .boxes import margin_voxels, widened_box
+
 
 @dataclasses.dataclass
 class PathSettings:
@@ -119,8 +121,6 @@ def _direction_near(mm_pts, at, radius=8.0):
 def probable_path(prob, a, b, sp, floor=0.02, margin_mm=4.0) -> np.ndarray:
     """Voxel path from ``a`` to ``b`` minimising the sum of ``1 / (p + floor)`` (mm-weighted)."""
     from skimage.graph import MCP_Geometric
-
-    from .boxes import margin_voxels, widened_box
 
     a, b = np.asarray(a, int), np.asarray(b, int)
     box = widened_box(np.minimum(a, b), np.maximum(a, b) + 1, margin_voxels(margin_mm, sp), prob.shape)
