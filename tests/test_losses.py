@@ -98,3 +98,16 @@ def test_the_command_lines_loss_names_are_the_losses():
     from napari_ian.trainer.cli import LOSS_CHOICES
 
     assert sorted(LOSS_CHOICES) == sorted(LOSSES)
+
+
+def test_the_skeleton_terms_weight_scales_only_that_term():
+    """``loss_params={"skeleton_weight": w}`` (``ian train --skeleton-weight``) gives Dice + BCE plus
+    w times the skeleton recall, through the same lookup training uses."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 1, 12, 9, 9), torch.zeros(2, 1, 12, 9, 9)
+    target[:, :, 2:10, 3:6, 3:6] = 1
+    base, skel = get_loss("dice_ce")(logits, target), skeleton_recall_loss(logits, target)
+    for w in (0.3, 1.0):
+        got = get_loss("dice_ce_skeleton", skeleton_weight=w)(logits, target)
+        assert torch.isclose(got, base + w * skel, atol=1e-6)
+    assert skel.item() > 0.1            # the term is not negligible, so the weight shows

@@ -291,24 +291,32 @@ def test_keep_chooses_the_best_or_the_last_epochs_weights(keep, kept_epoch):
 def test_ian_train_keep_and_validation_flags_reach_the_training_run(monkeypatch, tmp_path, capsys):
     """``ian train --keep last`` trains with ``select="last"`` (default ``best``);
     ``--validation-anatomies N`` validates on N held-out anatomies (default 2); 0 is one clear line;
-    ``--style-family random`` renders that look only (default both)."""
+    ``--style-family random`` renders that look only (default both); ``--skeleton-weight W`` weighs
+    the skeleton recall term of ``--loss dice_ce_skeleton`` (the model file keeps it) and is one
+    clear line with any other loss."""
     import napari_ian.trainer.experiment as experiment
     from napari_ian.trainer.cli import main
 
     got = []
 
     def fake_run(cfg, out, **kw):
-        got.append((cfg.select, kw["validation_anatomies"], kw["family"]))
+        got.append((cfg.select, kw["validation_anatomies"], kw["family"], cfg.loss, cfg.to_dict()["loss_params"]))
         raise SystemExit(0)
 
     monkeypatch.setattr(experiment, "run_synthetic_training", fake_run)
     out = str(tmp_path / "m.pt")
-    for extra, want in (([], ("best", 2, None)),
-                        (["--keep", "last", "--validation-anatomies", "8", "--style-family", "random"], ("last", 8, "random"))):
+    for extra, want in (([], ("best", 2, None, "dice_ce", None)),
+                        (["--keep", "last", "--validation-anatomies", "8", "--style-family", "random"],
+                         ("last", 8, "random", "dice_ce", None)),
+                        (["--loss", "dice_ce_skeleton", "--skeleton-weight", "0.3"],
+                         ("best", 2, None, "dice_ce_skeleton", {"skeleton_weight": 0.3}))):
         with pytest.raises(SystemExit):
             main(["train", "--synthetic", "1", "--out", out, *extra])
         assert got[-1] == want
     capsys.readouterr()
     assert main(["train", "--synthetic", "1", "--out", out, "--validation-anatomies", "0"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(got) == 2 and len(err) == 1 and "--validation-anatomies must be at least 1" in err[0]
+    assert len(got) == 3 and len(err) == 1 and "--validation-anatomies must be at least 1" in err[0]
+    assert main(["train", "--synthetic", "1", "--out", out, "--skeleton-weight", "0.3"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(got) == 3 and len(err) == 1 and "--skeleton-weight goes with --loss dice_ce_skeleton" in err[0]

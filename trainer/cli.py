@@ -85,9 +85,16 @@ def _cmd_train(args) -> int:
         pipe.flip_tta = args.flip_tta
         pipeline = pipe.to_dict()
     loss = args.loss or ("dice_ce" if args.synthetic is not None else "focal_tversky")
+    loss_params = None
+    if args.skeleton_weight is not None:
+        if loss != "dice_ce_skeleton":
+            raise ValueError(f"ian train: --skeleton-weight goes with --loss dice_ce_skeleton (the loss is {loss})")
+        if not args.skeleton_weight > 0:
+            raise ValueError(f"ian train: --skeleton-weight must be above 0 (got {args.skeleton_weight})")
+        loss_params = {"skeleton_weight": args.skeleton_weight}
     cfg = TrainConfig(network=args.network, network_config=net_cfg, context=args.context,
-                      size=tuple(int(v) for v in args.size.split("x")), loss=loss, lr=args.lr,
-                      weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
+                      size=tuple(int(v) for v in args.size.split("x")), loss=loss, loss_params=loss_params,
+                      lr=args.lr, weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
                       patience=args.patience, seed=args.seed, device=args.device, augment=not args.no_augment,
                       pipeline=pipeline, patch=tuple(int(v) for v in args.patch.split("x")),
                       steps_per_epoch=args.steps_per_epoch, select=args.keep)
@@ -527,6 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default=None, choices=LOSS_CHOICES,
                    help="default: focal_tversky (the paper's) for --data, dice_ce for --synthetic; "
                         "dice_ce_skeleton adds skeleton recall (each length of nerve weighs the same)")
+    p.add_argument("--skeleton-weight", type=float, default=None,
+                   help="with --loss dice_ce_skeleton: the skeleton recall term's weight (default 1)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--epochs", type=int, default=50)
