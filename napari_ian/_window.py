@@ -7,6 +7,8 @@ else on the volume's centre.
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from napari.layers import Points
 from qtpy.QtCore import QTimer
@@ -100,6 +102,42 @@ def side_viewer_models(viewer) -> list:
     return [w.vm_container.viewer_model for w in (m.right_widget, m.bottom_widget)]
 
 
+_BATCHES_SHARED: weakref.WeakSet = weakref.WeakSet()
+
+
+def share_layer_batches(viewer) -> None:
+    """Batch the side views' layer removals whenever the main viewer batches its own (once per viewer).
+
+    napari cleans a canvas's scene graph after each layer it removes, with a full garbage
+    collection each time, unless the viewer's layer list is in a batch (as ``layers.clear()``,
+    and so ``viewer.close()``, is). The side views' viewers copy the main viewer's removals one
+    by one outside any batch: with eight layers, closing napari spent seconds collecting garbage.
+    The side viewers are looked up at each batch, so the views may be hidden and shown again in
+    any way (this panel, napari-orthogonal-views' own menu) in between.
+    """
+    viewer = unwrap(viewer)
+    if viewer in _BATCHES_SHARED:
+        return
+    _BATCHES_SHARED.add(viewer)
+    begun: list = []
+
+    def begin(event=None):
+        models = side_viewer_models(viewer)
+        for model in models:
+            model.layers.events.begin_batch()
+        begun.append(models)
+
+    def end(event=None):
+        for model in (begun.pop() if begun else []):
+            try:
+                model.layers.events.end_batch()
+            except RuntimeError:        # its canvas was deleted during the batch (views closed)
+                pass
+
+    viewer.layers.events.begin_batch.connect(begin)
+    viewer.layers.events.end_batch.connect(end)
+
+
 def show_three_views(viewer, labels=None, hooks=()):
     """Show the synced axial, sagittal and coronal views, fitted to the volume, crosshair on the nerve.
 
@@ -109,6 +147,7 @@ def show_three_views(viewer, labels=None, hooks=()):
     in it, or they stay collapsed. Returns napari-orthogonal-views' manager of the viewer.
     """
     m = orthoviews(viewer)
+    share_layer_batches(viewer)
     if not m.is_shown():
         # points keep their look from the main view: syncing colours and sizes back from a side
         # view's copy (made before it had points, so in napari's defaults) whitened them

@@ -33,6 +33,23 @@ def test_three_views_share_labels_and_follow_the_slice(make_napari_viewer, qtbot
     # moving the coronal slice moves the side views' crosshair slice with it
     viewer.dims.current_step = (77, 30, 100)
     qtbot.waitUntil(lambda: all(vm.dims.current_step[0] == 77 for vm in side_models), timeout=5_000)
+    # closing napari clears the layers in one batch: each of the three canvases cleans its scene
+    # graph (a full garbage collection) once, not once per layer, even after the views were hidden
+    # and shown again through napari-orthogonal-views' own manager (new side viewers)
+    from napari._vispy.canvas import VispyCanvas
+
+    from napari_ian._window import side_viewer_models
+
+    m.hide()
+    m.show()
+    side_models = side_viewer_models(viewer)
+    qtbot.waitUntil(lambda: all(len(vm.layers) == len(viewer.layers) for vm in side_models), timeout=5_000)
+    assert len(side_models) == 2 and len(viewer.layers) >= 3
+    cleaned, clean = [], VispyCanvas._clean_and_update_scenegraph
+    monkeypatch.setattr(VispyCanvas, "_clean_and_update_scenegraph", lambda self: (cleaned.append(self), clean(self)))
+    viewer.layers.clear()
+    assert all(len(vm.layers) == 0 for vm in side_models)
+    assert len(cleaned) == 3 and len({id(c) for c in cleaned}) == 3
     m.cleanup()
 
 
