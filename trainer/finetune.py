@@ -367,11 +367,12 @@ def predict_as_users_do(image, model, metadata: dict, spacing, device="cpu"):
 
 
 def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool = False,
-                keep: dict | None = None, keep_case: str | None = None) -> dict:
+                on_prediction: Callable[[str, object], None] | None = None) -> dict:
     """Held-out and training DSC of ``model`` on the input's own coronal slices, through the
     whole prediction (:func:`predict_as_users_do`), as a user would get it; ``predicted``:
-    score the base model's predictions already made (``WorkCase.base_labels``); ``keep``: a dict
-    that gets the prediction of case ``keep_case`` made here (the others are freed as they go)."""
+    score the base model's predictions already made (``WorkCase.base_labels``);
+    ``on_prediction(case, prediction)`` is called with each prediction made here (what it does
+    not keep is freed as the scoring goes on)."""
     from .metrics import metrics_from_counts
 
     held, trained = [], []
@@ -381,8 +382,9 @@ def score_cases(model, metadata: dict, work: list, device="cpu", predicted: bool
         else:
             made = predict_as_users_do(w.image, model, metadata, w.spacing, device)
             labels = made.labels
-            if keep is not None and w.case == keep_case:
-                keep[w.case] = made
+            if on_prediction is not None:
+                on_prediction(w.case, made)
+            del made
         for side in (1, 2):
             ref, pred = w.labels == side, labels == side
             tp = np.count_nonzero(ref & pred, axis=(1, 2))
@@ -553,6 +555,11 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                   seed=cfg.seed, device=cfg.device, select="last", validate_every=cfg.validate_every)
     init = copy.deepcopy(model.state_dict())
     kept = {}
+
+    def keep(case, made):
+        if case == keep_case:
+            kept[case] = made
+
     if data.work:
         tc = TrainConfig(**common, context=getattr(pipe, "context", 1), pipeline=pipe.to_dict(),
                          patch=training_crop(cfg, metadata),
@@ -570,7 +577,7 @@ def finetune(model, metadata: dict, data: FinetuneData, cfg: FinetuneConfig, *, 
                                  tc, progress=progress, cancel=cancel)
         # scored as the saved model will predict: its metadata will mark it fine-tuned
         after = score_cases(new, {**metadata, "finetune": {"parent": parent}}, data.work, cfg.device,
-                            keep=kept, keep_case=keep_case)
+                            on_prediction=keep)
     else:
         tc = TrainConfig(**common, context=int(pipe.context), size=tuple(pipe.size))
         rehearsal = []      # 2.5D whole-slice models: their own loop, no rehearsal
