@@ -19,8 +19,12 @@ APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb
 run: setup
 	$(BIN)/python -m napari_ian
 
+# two pytest-xdist workers, each test file on one worker (its module fixtures made once): the
+# suite in about two thirds of the time on a 2-core machine (BENCHMARKS.md, Test suite); TEST_WORKERS=0 runs it
+# in this process
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 setup: $(VENV)/.installed
 
