@@ -94,10 +94,22 @@ def orthoviews(viewer):
     return _get_manager(unwrap(viewer))
 
 
+def _shown_manager(viewer):
+    """The viewer's views' manager if the three views are shown, else None.
+
+    Makes no manager where there is none: after napari-orthogonal-views' own clean-up (its
+    "Remove Orthogonal Views", the window's close), a new one would bring its splitter back.
+    """
+    from napari_orthogonal_views.ortho_view_manager import _VIEWER_MANAGERS
+
+    m = _VIEWER_MANAGERS.get(unwrap(viewer))
+    return m if m is not None and m.is_shown() else None
+
+
 def side_viewer_models(viewer) -> list:
     """The viewer models of the two side views (empty when they are not shown)."""
-    m = orthoviews(viewer)
-    if not m.is_shown():
+    m = _shown_manager(viewer)
+    if m is None:
         return []
     return [w.vm_container.viewer_model for w in (m.right_widget, m.bottom_widget)]
 
@@ -110,29 +122,28 @@ def share_layer_batches(viewer) -> None:
 
     napari cleans a canvas's scene graph after each layer it removes, with a full garbage
     collection each time, unless the viewer's layer list is in a batch (as ``layers.clear()``,
-    and so ``viewer.close()``, is). The side views' viewers copy the main viewer's removals one
-    by one outside any batch: with eight layers, closing napari spent seconds collecting garbage.
-    The side viewers are looked up at each batch, so the views may be hidden and shown again in
-    any way (this panel, napari-orthogonal-views' own menu) in between.
+    and so ``viewer.close()``, and deleting the selected layers are). The side views' viewers copy
+    the main viewer's removals one by one, outside any batch: with eight layers,
+    ``viewer.close()`` spent seconds collecting garbage. The side viewers are looked up at each
+    batch, so the views may be hidden and shown again in any way (this panel,
+    napari-orthogonal-views' own menu) in between.
     """
     viewer = unwrap(viewer)
     if viewer in _BATCHES_SHARED:
         return
     _BATCHES_SHARED.add(viewer)
+    ref = weakref.ref(viewer)       # the viewer's own events hold these callbacks
     begun: list = []
 
     def begin(event=None):
-        models = side_viewer_models(viewer)
+        models = side_viewer_models(ref()) if ref() is not None else []
         for model in models:
             model.layers.events.begin_batch()
         begun.append(models)
 
     def end(event=None):
         for model in (begun.pop() if begun else []):
-            try:
-                model.layers.events.end_batch()
-            except RuntimeError:        # its canvas was deleted during the batch (views closed)
-                pass
+            model.layers.events.end_batch()
 
     viewer.layers.events.begin_batch.connect(begin)
     viewer.layers.events.end_batch.connect(end)
@@ -183,10 +194,10 @@ def forget_view_settings(m, hooks) -> None:
 
 
 def hide_three_views(viewer) -> None:
-    m = orthoviews(viewer)
-    if m.is_shown():
+    m = _shown_manager(viewer)
+    if m is not None:
         m.hide()
 
 
 def three_views_shown(viewer) -> bool:
-    return orthoviews(viewer).is_shown()
+    return _shown_manager(viewer) is not None

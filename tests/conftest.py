@@ -5,7 +5,19 @@ Making one phantom patient takes several seconds, so every test that needs one a
 """
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
+
+# each pytest process (make test runs two workers) has its own napari settings file, made before
+# napari is imported: napari rewrites the file as viewers are made, and a process reading it while
+# the other writes it would get a half-written file
+_SETTINGS_DIR = tempfile.mkdtemp(prefix="napari-ian-tests-")
+atexit.register(shutil.rmtree, _SETTINGS_DIR, ignore_errors=True)
+os.environ["NAPARI_CONFIG"] = os.path.join(_SETTINGS_DIR, "settings.yaml")
 
 # ``ian phantom --seed 5`` and ``write_dataset(..., seed=5)`` make patient seeds 5000, 5001, ...
 PHANTOM_SEED = 5000

@@ -51,6 +51,18 @@ def test_three_views_share_labels_and_follow_the_slice(make_napari_viewer, qtbot
     assert all(len(vm.layers) == 0 for vm in side_models)
     assert len(cleaned) == 3 and len({id(c) for c in cleaned}) == 3
     m.cleanup()
+    # after napari-orthogonal-views' own clean-up (its "Remove Orthogonal Views"), deleting the
+    # selected layers (a batch) brings no views back, and closing twice does not fail
+    from napari_orthogonal_views.ortho_view_manager import _VIEWER_MANAGERS
+
+    for i in range(2):
+        viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name=f"more {i}")
+    viewer.layers.select_all()
+    viewer.layers.remove_selected()
+    assert len(viewer.layers) == 0 and viewer not in _VIEWER_MANAGERS
+    viewer.close()
+    viewer.close()
+    assert viewer not in _VIEWER_MANAGERS
 
 
 def _side_view_point(widget, layer, vox2):
