@@ -19,9 +19,9 @@ APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb
 run: setup
 	$(BIN)/python -m napari_ian
 
-# two pytest-xdist workers, each test file on one worker (its module fixtures made once): the
-# suite in about two thirds of the time on a 2-core machine (BENCHMARKS.md, Test suite); TEST_WORKERS=0 runs it
-# in this process
+# two pytest-xdist workers, each test file on one worker (its module fixtures made once): on a
+# 2-core machine the suite took 606 s instead of 818-912 s (BENCHMARKS.md, Test suite);
+# TEST_WORKERS=0 runs it in this process
 TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
