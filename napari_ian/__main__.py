@@ -60,13 +60,13 @@ def view_report(viewer) -> dict:
     import numpy as np
     from qtpy.QtWidgets import QApplication
 
-    from ._window import nerve_voxel, orthoviews
+    from ._window import nerve_voxel, shown_orthoviews
 
     win = viewer.window._qt_window
     avail = QApplication.primaryScreen().availableGeometry()
-    m = orthoviews(viewer)
+    m = shown_orthoviews(viewer)
     views = [("main", viewer, viewer.window._qt_viewer.canvas.native)]
-    if m.is_shown():
+    if m is not None:
         views += [(name, w.vm_container.viewer_model, w.qt_viewer.canvas.native)
                   for name, w in (("right", m.right_widget), ("bottom", m.bottom_widget))]
     out = {"window": [win.width(), win.height()], "screen": [avail.width(), avail.height()], "views": {}}

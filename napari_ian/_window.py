@@ -94,7 +94,7 @@ def orthoviews(viewer):
     return _get_manager(unwrap(viewer))
 
 
-def _shown_manager(viewer):
+def shown_orthoviews(viewer):
     """The viewer's views' manager if the three views are shown, else None.
 
     Makes no manager where there is none: after napari-orthogonal-views' own clean-up (its
@@ -108,7 +108,7 @@ def _shown_manager(viewer):
 
 def side_viewer_models(viewer) -> list:
     """The viewer models of the two side views (empty when they are not shown)."""
-    m = _shown_manager(viewer)
+    m = shown_orthoviews(viewer)
     if m is None:
         return []
     return [w.vm_container.viewer_model for w in (m.right_widget, m.bottom_widget)]
@@ -194,10 +194,10 @@ def forget_view_settings(m, hooks) -> None:
 
 
 def hide_three_views(viewer) -> None:
-    m = _shown_manager(viewer)
+    m = shown_orthoviews(viewer)
     if m is not None:
         m.hide()
 
 
 def three_views_shown(viewer) -> bool:
-    return _shown_manager(viewer) is not None
+    return shown_orthoviews(viewer) is not None
