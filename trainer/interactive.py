@@ -19,11 +19,14 @@ the model follows it), and pieces away from the path dropped. Where the model ha
 the path, a tube is drawn: the nerve's width from the model's probability near the path (and,
 where the model is silent, the voxels whose intensity is nearer the path's than the
 surroundings' and whose local contrast reaches its value at the nerve's edge: where, near the
-clicks, the image falls half way from the nerve to its surroundings), never wider than
-``max_radius_mm`` and never thinner than a core of ``core_radius_mm``. Past a gap, the model's
+clicks, the image falls half way from the nerve to its surroundings, and no farther from the path
+than that edge), never wider than ``max_radius_mm`` and never thinner than a core of
+``core_radius_mm``. Past a gap, the model's
 pieces that continue the clicked nerve beyond an end are joined by the post-processing's rules
 (:func:`.postprocess.grow_from`: ahead of an end, within reach, bridged along the probability;
-pieces beside the course are not). Beyond an end where nothing goes on (the model silent there,
+pieces beside the course are not); a piece lying wholly beyond an end click is taken by the
+automatic post-processing's own rules (the clicks do not say where the nerve runs there, so a
+piece as near as that keeps, round a sharp turn at the nerve's end, is the nerve's). Beyond an end where nothing goes on (the model silent there,
 or no model), the nerve is tracked along the image's local contrast while it keeps at least half
 the clicked nerve's, for at most one click spacing, and drawn thin. One click takes
 the whole model piece it points at, and the pieces that continue it past a gap (by the same
@@ -56,7 +59,9 @@ class InteractiveSettings:
     max_radius_mm: float = 2.2
     core_radius_mm: float = 0.8
     negative_radius_mm: float = 2.5
-    margin_mm: float = 6.0          # how far a path may leave the box of its two clicks
+    margin_mm: float = 6.0          # how far a path may leave the box of its two clicks ...
+    margin_share: float = 0.25      # ... or this share of their distance, where more (a nerve bends off the chord between far clicks) ...
+    max_margin_mm: float = 10.0     # ... up to this (the path's cost map grows with the box: one click stays under a second)
     probability_weight: float = 0.75
     floor: float = 0.02
     end_reach_mm: float = 3.0       # the model's nerve is followed beyond an end click it passes within this
@@ -67,7 +72,7 @@ class InteractiveSettings:
     surround_sigma_mm: float = 3.0  # ... less the image smoothed over its surroundings
     min_contrast: float = 0.02      # below this (0-1 scale) a contrast guides nothing: no image guide, core-only tube
     spline_mm: float = 0.5          # ... and then, where the model is silent, the path keeps near the smooth curve through the clicks (cost x (1 + (d / this)^2))
-    half_contrast: float = 0.5      # the drawn nerve's edge where it cannot be read (:func:`edge_contrast`): this share of the clicks' contrast
+    half_contrast: float = 0.5      # the drawn nerve's edge where it cannot be read (:func:`nerve_edge`): this share of the clicks' contrast
     track_contrast: float = 0.5     # beyond an end, a step finds the nerve where its local contrast is this share of the clicks'
     track_search_mm: float = 1.0    # beyond an end the model does not go on: each 0.5 mm step re-centres this far sideways ...
     track_fade_mm: float = 1.5      # ... and the tracking stops where the nerve has stayed below track_contrast this long
@@ -142,14 +147,13 @@ def _around(arr: np.ndarray, pts: np.ndarray, offsets: np.ndarray) -> np.ndarray
 _CUBE = np.argwhere(np.ones((3, 3, 3), bool)) - 1     # a voxel and its 26 neighbours
 
 
-def edge_contrast(image, contrast, distance_mm, max_radius_mm, step_mm=0.25):
-    """The local contrast at a nerve's edge.
+def nerve_edge(image, contrast, distance_mm, max_radius_mm, step_mm=0.25):
+    """A nerve's edge: its radius and the local contrast there.
 
     The local contrast is smoothed (to keep noise out), so its half maximum lies outside the
     nerve's edge, the more so the thinner the nerve. The edge is read from the image itself
     instead: the mean image against the distance from the nerve's centre falls half way from the
-    centre's value to the surroundings' (beyond ``max_radius_mm`` + 0.5 mm) at the edge, and the
-    mean smoothed contrast there is returned (in the units of ``contrast``).
+    centre's value to the surroundings' (beyond ``max_radius_mm`` + 0.5 mm) at the edge.
 
     Parameters
     ----------
@@ -161,9 +165,10 @@ def edge_contrast(image, contrast, distance_mm, max_radius_mm, step_mm=0.25):
 
     Returns
     -------
-    float or None
-        None where no edge can be read: no surroundings, no nerve above them, or an image that
-        does not fall below half way.
+    (float, float) or None
+        The mean smoothed contrast at the edge (in the units of ``contrast``) and the edge's
+        distance from the centre (mm); None where no edge can be read: no surroundings, no nerve
+        above them, or an image that does not fall below half way.
     """
     edges = np.arange(0.0, max_radius_mm + 1.5 + step_mm, step_mm)
     idx = np.digitize(distance_mm, edges) - 1
@@ -184,7 +189,7 @@ def edge_contrast(image, contrast, distance_mm, max_radius_mm, step_mm=0.25):
         return None
     k = below[0]
     radius = c[k - 1] + (im[k - 1] - half) / (im[k - 1] - im[k]) * (c[k] - c[k - 1])
-    return float(np.interp(radius, c, con))
+    return float(np.interp(radius, c, con)), float(radius)
 
 
 def smooth_course(points_mm: np.ndarray, step_mm: float = 0.25) -> np.ndarray:
@@ -354,7 +359,9 @@ class InteractiveSession:
 
         shape = np.asarray(self.shape)
         a, b = np.rint(a).astype(int), np.rint(b).astype(int)
-        box = widened_box(np.minimum(a, b), np.maximum(a, b) + 1, margin_voxels(self.st.margin_mm, self.sp), shape)
+        margin = float(np.clip(self.st.margin_share * np.linalg.norm((b - a) * self.sp),
+                               self.st.margin_mm, self.st.max_margin_mm))
+        box = widened_box(np.minimum(a, b), np.maximum(a, b) + 1, margin_voxels(margin, self.sp), shape)
         lo = np.asarray([s.start for s in box])
         mcp = MCP_Geometric(self._cost(box, level, smooth_mm), sampling=tuple(self.sp))
         mcp.find_costs([tuple(a - lo)], [tuple(b - lo)])
@@ -469,11 +476,16 @@ class InteractiveSession:
             path_by_click = np.zeros(tshape, bool)
             path_by_click[tuple(tl.T)] = np.linalg.norm(tl[:, None] * self.sp - at[None], axis=2).min(axis=1) <= 2.0
             by_click = path_by_click[tuple(nearest)]
-            edge = edge_contrast(np.sign(level) * raw[by_click], lcb[by_click] / level, dist[by_click],
-                                 st.max_radius_mm)
+            found = nerve_edge(np.sign(level) * raw[by_click], lcb[by_click] / level, dist[by_click],
+                               st.max_radius_mm)
             # (kept within 0.3-0.9 of the clicked contrast: a stretch the path misses reads no edge)
-            edge = st.half_contrast if edge is None else float(np.clip(edge, 0.3, 0.9))
+            edge = st.half_contrast if found is None else float(np.clip(found[0], 0.3, 0.9))
             like_path &= lcb / level >= edge
+            if found is not None:
+                # ... and no wider than the nerve is at the clicks: the radius where the image
+                # falls half way to the surroundings, plus half the finest voxel for the voxel
+                # path's own staircase (a noisy image lets blobs beside the nerve pass both tests)
+                like_path &= dist <= found[1] + 0.5 * float(self.sp.min())
         else:
             like_path[:] = False
         if self.prob is not None:
@@ -515,7 +527,7 @@ class InteractiveSession:
             if touch.size:    # (a click on no piece has no course to continue)
                 out = self._continued(out | np.isin(self._model_pieces(), touch))
         elif self.prob is not None:
-            out = self._continued(self._corridor(path, out))
+            out = self._continued(self._corridor(path, out), path)
         if len(pts) >= 2:
             out |= self._tracked_ends(side, path, out)
         negs = [np.rint(v) for v, lab in self.clicks if lab == 0]
@@ -599,10 +611,11 @@ class InteractiveSession:
                     break
         return np.asarray(found, float).reshape(-1, 3)
 
-    def _continued(self, nerve: np.ndarray) -> np.ndarray:
+    def _continued(self, nerve: np.ndarray, path: np.ndarray | None = None) -> np.ndarray:
         """The clicked nerve and the model's pieces that continue it (past a gap, beyond an end
         click: :func:`napari_ian.trainer.postprocess.grow_from`); never a piece a negative click
-        points at."""
+        points at. With the clicked ``path`` (two or more clicks), pieces that lie wholly beyond
+        its ends are also taken as the automatic post-processing takes them."""
         # pieces beside the clicked course are not the nerve (the clicks say where it runs): only
         # pieces touching it are kept without a bridge, the rest must lie ahead of an end
         st = PathSettings(keep_mm=1.0)
@@ -620,14 +633,35 @@ class InteractiveSession:
         if negs:
             hit = np.unique(pieces[_near(pieces.shape, np.asarray(negs), self.st.negative_radius_mm, self.sp)])
             cand &= ~np.isin(pieces, hit[hit > 0])
-        out = np.array(nerve, copy=True)
         grown = grow_from(self.prob[box], self.sp, nerve[box], cand, st)
+        if path is not None and len(path) > 1:
+            # beyond the end clicks the clicks do not say where the nerve runs, so a piece there
+            # is not "beside the course": the post-processing's own rules hold (a piece within
+            # its keep_mm is the nerve's, as where the nerve turns sharply at its end)
+            beyond = self._beyond_ends(pieces, cand & ~grown, path - lo)
+            if beyond.any():
+                grown = grow_from(self.prob[box], self.sp, grown, beyond, PathSettings())
+        out = np.array(nerve, copy=True)
         out[box] |= grown
         # a joined piece is kept whole, also where it runs on beyond the box
         joined = np.setdiff1d(np.unique(pieces[grown & ~nerve[box]]), np.r_[0, hit])
         if joined.size:
             out |= np.isin(self._model_pieces(), joined)
         return out
+
+    def _beyond_ends(self, pieces: np.ndarray, cand: np.ndarray, path: np.ndarray) -> np.ndarray:
+        """The voxels of ``cand`` whose whole piece (``pieces``' label) lies beyond an end of
+        ``path`` (every voxel's nearest path voxel is its first or last)."""
+        from scipy.spatial import cKDTree
+
+        idx = np.argwhere(cand)
+        if not len(idx):
+            return np.zeros(cand.shape, bool)
+        _, k = cKDTree(path * self.sp).query(idx * self.sp)
+        at_end = (k == 0) | (k == len(path) - 1)
+        ids = pieces[tuple(idx.T)]
+        ok = np.setdiff1d(ids[at_end], ids[~at_end])
+        return cand & np.isin(pieces, ok)
 
     def lone_click_finds_nothing(self, side: int) -> bool:
         """True when ``side`` has one positive click, none of the model's nerve lies within
