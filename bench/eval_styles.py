@@ -19,7 +19,8 @@ DSC, failure rates, 3D DSC, HD95). Phantom figures, not clinical ones.
 Run: ``.venv/bin/python bench/eval_styles.py --model ian-default --model bench/out/models/x.pt``
 (``--tile fast`` also scores ``ian predict --fast``; ``--tile 64,192,224`` other tile limits;
 ``--per-case`` prints each case's DSC per side and what the prediction doubted; ``--backend
-openvino`` runs the network through OpenVINO, ``--backend torch --backend openvino`` scores both).
+openvino`` runs the network through OpenVINO, ``--backend torch --backend openvino`` scores both;
+``--flip-tta`` also scores each model averaged with a pass over the mirrored volume).
 """
 from __future__ import annotations
 
@@ -129,12 +130,14 @@ def cached_set(name: str, n: int, folder: Path):
     return out
 
 
-def score(model_ref: str, cases, postprocess: bool, tile=None, per_case: bool = False, backend: str = "torch"):
+def score(model_ref: str, cases, postprocess: bool, tile=None, per_case: bool = False, backend: str = "torch",
+          flip_tta: bool = False):
     model, meta = load_model(resolve_model(model_ref))
     results, times = [], []
     for case, img, lab, sp in cases:
         t0 = time.perf_counter()
-        pred = predict_volume(img, model, meta, sp, device="cpu", postprocess=postprocess, tile=tile, backend=backend)
+        pred = predict_volume(img, model, meta, sp, device="cpu", postprocess=postprocess, tile=tile, backend=backend,
+                              flip_tta=flip_tta)
         times.append(time.perf_counter() - t0)
         results.append(evaluate_volume(lab, pred.labels, sp))
         if per_case:
@@ -165,16 +168,20 @@ def main():
                     help="also print each case's mean coronal DSC per side and the prediction's doubts")
     ap.add_argument("--backend", action="append", choices=BACKENDS, default=None,
                     help="what runs the network (repeatable; default torch)")
+    ap.add_argument("--flip-tta", action="store_true",
+                    help="also score each model averaged with a pass over the right-left mirrored volume")
     a = ap.parse_args()
     tiles = [None] + [FAST_TILE if t == "fast" else tuple(int(v) for v in t.split(",")) for t in a.tile or []]
     folder = HERE / "out" / "eval_sets"
     for name in a.set or SETS:
         cases = cached_set(name, a.n, folder)
-        for m, tile, backend in ((m, t, b) for m in a.model for t in tiles for b in a.backend or ["torch"]):
+        flips = (False, True) if a.flip_tta else (False,)
+        for m, tile, backend, flip in ((m, t, b, f) for m in a.model for t in tiles
+                                       for b in a.backend or ["torch"] for f in flips):
             label = (Path(m).stem + ("" if tile is None else "@" + "x".join(map(str, tile)))
-                     + ("" if backend == "torch" else f"/{backend}"))
+                     + ("" if backend == "torch" else f"/{backend}") + ("+mirror" if flip else ""))
             for pp in ((True,) if a.no_raw else (False, True)):
-                r = score(m, cases, pp, tile, a.per_case, backend)
+                r = score(m, cases, pp, tile, a.per_case, backend, flip)
                 d, f = r["dsc"], r["failures"]
                 print(f"{name:<17} {label:<22} {'post' if pp else 'raw ':<4} DSC {d['mean']:.3f} ± {d['sd']:.3f} "
                       f"({d['median']:.3f})  fail {f['complete']:.1%}/{f['tracking']:.1%}/{f['boundary']:.1%}  "
@@ -182,7 +189,8 @@ def main():
                       f"{r['seconds_per_volume']:.1f} s/vol  n={r['slices']}", flush=True)
                 if a.json:
                     with open(a.json, "a") as fh:
-                        fh.write(json.dumps({"set": name, "model": m, "tile": tile, "backend": backend, "post": pp, **r},
+                        fh.write(json.dumps({"set": name, "model": m, "tile": tile, "backend": backend, "flip_tta": flip,
+                                            "post": pp, **r},
                                             default=float) + "\n")
 
 

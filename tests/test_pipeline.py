@@ -84,6 +84,32 @@ def test_slices25d_maps_probability_back_onto_the_input_grid():
     np.testing.assert_allclose(flipped, pipe.infer(prep, _Constant(), torch.device("cpu")), atol=1e-6)
 
 
+def test_predict_volume_with_flip_tta_averages_a_pass_over_the_mirrored_volume():
+    """``predict_volume(flip_tta=True)``: the mean of the plain pass and of a pass over the
+    right-left mirrored volume, mirrored back (a network that is not mirror-symmetric shows it)."""
+    from tiny_models import tiny3d
+
+    from napari_ian.trainer.predict import predict_volume
+
+    _, meta = tiny3d()     # its pipeline: 16 x 32 x 32 patches on a 2 x 1.5 x 1.5 mm grid
+
+    class Ramp(torch.nn.Module):
+        """Logits rising from the patient's right to left across each patch, plus the image."""
+
+        def forward(self, x):
+            return x[:, :1] + torch.linspace(-6.0, 6.0, x.shape[-1])
+
+    v = _volume(3, (12, 24, 28))       # one patch, on the working grid: nothing resampled
+    plain = predict_volume(v, Ramp(), meta, (2.0, 1.5, 1.5), device="cpu", postprocess=False)
+    both = predict_volume(v, Ramp(), meta, (2.0, 1.5, 1.5), device="cpu", postprocess=False, flip_tta=True)
+    mirrored = predict_volume(np.ascontiguousarray(v[:, :, ::-1]), Ramp(), meta, (2.0, 1.5, 1.5), device="cpu",
+                              postprocess=False)
+    np.testing.assert_allclose(both.probability, (plain.probability + mirrored.probability[:, :, ::-1]) / 2,
+                               atol=1e-5)
+    assert np.abs(both.probability - plain.probability).max() > 0.1
+    assert both.flip_tta and not plain.flip_tta
+
+
 def test_patches3d_covers_the_volume_and_blends_patches():
     v = _volume(2, (20, 40, 50))
     pipe = Patches3D(patch=(8, 16, 16), spacing_mm=(1.0, 1.0, 1.0))

@@ -40,6 +40,7 @@ class Prediction:
     doubts: list = dataclasses.field(default_factory=list)    # short phrases; empty = looks like one nerve per side
     large_tiles: bool = False   # a 3D model ran on large tiles (``tile``), not its training patches
     backend: str = "torch"      # what ran the network: ``torch``, ``openvino`` or ``openvino-int8``
+    flip_tta: bool = False      # averaged with a pass over the right-left mirrored volume
 
     @property
     def ran_on(self) -> str:
@@ -106,7 +107,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
                    device: str = "auto", roi: tuple | None = None, min_component_mm3: float = 2.0,
                    progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
                    batch: int | None = None, postprocess: bool | PathSettings = True,
-                   tile: tuple | None = None, backend: str = "torch") -> Prediction:
+                   tile: tuple | None = None, backend: str = "torch", flip_tta: bool | None = None) -> Prediction:
     """Segment both IANs in a canonical volume.
 
     Parameters
@@ -140,10 +141,16 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         x86-64 CPU (where it was measured) without native bf16 (there PyTorch's bf16 was measured
         fast) and the model is a 3D patch model, in int8 where the model has an int8 version and
         float32 otherwise; PyTorch otherwise, also where both fail. ``torch``: PyTorch.
+    flip_tta : bool, optional
+        Average the network's probability with a second pass over the right-left mirrored
+        volume (twice the network's time). ``None``: as the model file says (off for the bundled
+        model).
     """
     if image.ndim != 3:
         raise ValueError(f"prediction needs a 3D volume, got shape {image.shape}")
     pipe = pipeline_for_model(metadata)
+    if flip_tta is not None:
+        pipe = dataclasses.replace(pipe, flip_tta=bool(flip_tta))
     if tile is not None and pipe.kind == "patch3d":
         # tiles must pass the network's downsampling: 2 ** depth where the network says its depth
         depth = (getattr(model, "config", None) or {}).get("depth")
@@ -167,12 +174,39 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         outside = np.ones(image.shape, bool)
         outside[roi] = False
         prob[outside] = 0.0
+    labels, reports, mid, notes = labels_from_probability(prob, spacing, prep.midline, postprocess, min_component_mm3)
+    return Prediction(labels, prob, str(dev), bf16, mid, reports, notes + doubts(labels, prob, spacing, reports),
+                      large_tiles=getattr(pipe, "tile", None) is not None,
+                      backend="torch" if compiled is None else
+                      "openvino-int8" if compiled.precision == "int8" else "openvino", flip_tta=pipe.flip_tta)
 
+
+def labels_from_probability(prob: np.ndarray, spacing, midline: int, postprocess: bool | PathSettings = True,
+                            min_component_mm3: float = 2.0):
+    """Labels of both nerves from a nerve probability map, as :func:`predict_volume` makes them.
+
+    Parameters
+    ----------
+    prob : (AP, SI, RL) float ndarray
+        Nerve probability (either side) on the input's grid.
+    spacing : voxel size in mm
+    midline : int
+        The head's mirror axis found (first column of the patient's left half); moved beside a
+        nerve it runs through, or past a lone nerve (:mod:`.sides`).
+    postprocess, min_component_mm3 : as for :func:`predict_volume`
+
+    Returns
+    -------
+    labels : uint8 ndarray (1 right, 2 left)
+    reports : dict of :class:`~napari_ian.trainer.postprocess.SideReport` (empty without post-processing)
+    midline : int, the axis the sides were divided at
+    notes : list of str, what moved the axis
+    """
     def by_side(mid):
         if postprocess:
             settings = postprocess if isinstance(postprocess, PathSettings) else PathSettings()
             return nerve_path(prob, spacing, mid, settings)
-        labels = np.zeros(image.shape, np.uint8)
+        labels = np.zeros(prob.shape, np.uint8)
         labels[:, :, :mid] = (prob[:, :, :mid] > 0.5) * np.uint8(1)
         labels[:, :, mid:] = (prob[:, :, mid:] > 0.5) * np.uint8(2)
         if min_component_mm3 > 0:
@@ -180,7 +214,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         return labels, {}
 
     notes = []
-    mid, crossed = crossed_midline(prob > 0.5, spacing, prep.midline)
+    mid, crossed = crossed_midline(prob > 0.5, spacing, midline)
     if crossed is not None:     # the mirror axis found ran through a nerve: not the head's midline
         notes.append(f"the {SIDES[crossed]} nerve crossed the mirror axis found, so the sides divide beside it")
     labels, reports = by_side(mid)
@@ -189,10 +223,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         mid = lone
         labels, reports = by_side(mid)
         notes.append(f"one nerve in view, called {'left' if mid == 0 else 'right'} from its course")
-    return Prediction(labels, prob, str(dev), bf16, mid, reports, notes + doubts(labels, prob, spacing, reports),
-                      large_tiles=getattr(pipe, "tile", None) is not None,
-                      backend="torch" if compiled is None else
-                      "openvino-int8" if compiled.precision == "int8" else "openvino")
+    return labels, reports, mid, notes
 
 
 def _openvino_network(model, pipe, device, bf16: bool, backend: str, progress=None):
