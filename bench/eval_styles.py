@@ -131,7 +131,7 @@ def cached_set(name: str, n: int, folder: Path):
 
 
 def score(model_ref: str, cases, postprocess: bool, tile=None, per_case: bool = False, backend: str = "torch",
-          flip_tta: bool = False):
+          flip_tta: bool | None = None):
     model, meta = load_model(resolve_model(model_ref))
     results, times = [], []
     for case, img, lab, sp in cases:
@@ -175,7 +175,7 @@ def main():
     folder = HERE / "out" / "eval_sets"
     for name in a.set or SETS:
         cases = cached_set(name, a.n, folder)
-        flips = (False, True) if a.flip_tta else (False,)
+        flips = (None, True) if a.flip_tta else (None,)      # None: as the model file says
         for m, tile, backend, flip in ((m, t, b, f) for m in a.model for t in tiles
                                        for b in a.backend or ["torch"] for f in flips):
             label = (Path(m).stem + ("" if tile is None else "@" + "x".join(map(str, tile)))

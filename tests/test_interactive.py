@@ -218,7 +218,8 @@ def test_beyond_the_end_clicks_the_models_piece_round_a_sharp_turn_is_kept_as_th
     """Clicks along the forward stretch only; the model sees the descending stretch as a separate
     piece 2.4 mm away round the corner, a turn too sharp to count as continuing the course. The
     automatic post-processing keeps it (it is that near), and so do the clicks, because it lies
-    wholly beyond their end; a piece as near beside the clicked course stays out."""
+    wholly beyond their end; pieces as near beside the clicked course, also beside the end
+    click, stay out."""
     from scipy import ndimage
 
     from napari_ian.trainer.postprocess import nerve_path
@@ -231,14 +232,21 @@ def test_beyond_the_end_clicks_the_models_piece_round_a_sharp_turn_is_kept_as_th
     descending[:, 26:] = False
     beside = np.zeros_like(ref)
     beside[40:46, 35:37, 19:22] = True                       # 2.4 mm below the model's forward piece
-    prob[beside] = 0.9
+    at_click = np.zeros_like(ref)
+    at_click[66, 29:32, 27:29] = True                        # 2 mm beside it, at the end click
+    past_end = np.zeros_like(ref)
+    past_end[69:72, 29:32, 27:29] = True                     # ... and past the end click
+    prob[beside | at_click | past_end] = 0.9
     auto, _ = nerve_path(prob, SP, midline=prob.shape[2])
-    assert (auto[descending] == 1).all() and (auto[beside] == 1).all()    # both as near as its keep_mm
+    for piece in (descending, beside, at_click, past_end):   # all as near as its keep_mm
+        assert (auto[piece] == 1).all()
     sess = InteractiveSession(img, SP, probability=prob)
-    sess.set_clicks([(pts[45], 1), (pts[75], 1), (pts[105], 1)])
+    sess.set_clicks([(pts[45], 1), (pts[75], 1), (pts[105], 1)])    # pts[45]: 3 mm from the corner
     m = sess.side_mask(1)
-    assert m[descending].all()
-    assert not (m & beside).any()
+    assert m[descending].all() and m[past_end].all()         # beyond the clicks, as the automatic result
+    assert not (m & beside).any() and not (m & at_click).any()      # beside the clicked course: not
+    sess.set_clicks([(pts[45], 1), (pts[75], 1), (pts[105], 1), (pts[20], 0)])
+    assert not (sess.side_mask(1) & descending).any()        # a negative click on it keeps it out
 
 
 def test_two_far_clicks_follow_a_nerve_that_bends_well_off_their_chord():
@@ -605,8 +613,8 @@ def test_without_a_model_the_drawn_nerve_is_no_wider_than_at_the_clicks():
     # between the end clicks (beyond them the nerve is tracked, and drawn thin)
     along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
     inside = (along[nearest] > 3.0) & (along[nearest] < along[-1] - 3.0)
-    # the blur puts the image's half-way point at 1.4 mm here: drawn within 1.4 + 0.25 mm of the
-    # path, where the widest nerve allowed (2.2 mm) took noise out to 2.2 mm before
+    # the blur puts the image's half-way point at 1.44 mm here: drawn within 1.44 + 0.25 mm of
+    # the path, where the widest nerve allowed (2.2 mm) took noise out to 2.2 mm before
     assert from_path[inside].max() <= 1.45 + 0.25 + 1e-6
     nerve = d <= 1.0
     assert 2 * (m & nerve).sum() / (m.sum() + nerve.sum()) > 0.7

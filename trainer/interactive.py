@@ -14,26 +14,26 @@ clicks (:func:`smooth_course`), so where the model is silent too the path bends 
 instead of cutting straight chords.
 
 The result along that path: the pieces of the model's nerve (probability > 0.5) the path runs
-through, kept whole (so the model's own outline, and the nerve beyond the end clicks as far as
-the model follows it), and pieces away from the path dropped. Where the model has no piece near
-the path, a tube is drawn: the nerve's width from the model's probability near the path (and,
-where the model is silent, the voxels whose intensity is nearer the path's than the
-surroundings' and whose local contrast reaches its value at the nerve's edge: where, near the
-clicks, the image falls half way from the nerve to its surroundings, and no farther from the path
-than that edge), never wider than ``max_radius_mm`` and never thinner than a core of
-``core_radius_mm``. Past a gap, the model's
+through, kept whole (so the model's own outline, and the nerve beyond the end clicks as far as the
+model follows it), and pieces away from the path dropped. Where the model has no piece near the
+path, a tube is drawn: the nerve's width from the model's probability near the path (and, where the
+model is silent, the voxels whose intensity is nearer the path's than the surroundings' and whose
+local contrast reaches its value at the nerve's edge: where, near the clicks, the image falls half
+way from the nerve to its surroundings, and no farther from the path than that edge), never wider
+than ``max_radius_mm`` and never thinner than a core of ``core_radius_mm``. Past a gap, the model's
 pieces that continue the clicked nerve beyond an end are joined by the post-processing's rules
 (:func:`.postprocess.grow_from`: ahead of an end, within reach, bridged along the probability;
-pieces beside the course are not); a piece lying wholly beyond an end click is taken by the
-automatic post-processing's own rules (the clicks do not say where the nerve runs there, so a
-piece as near as that keeps, round a sharp turn at the nerve's end, is the nerve's). Beyond an end where nothing goes on (the model silent there,
-or no model), the nerve is tracked along the image's local contrast while it keeps at least half
-the clicked nerve's, for at most one click spacing, and drawn thin. One click takes
-the whole model piece it points at, and the pieces that continue it past a gap (by the same
-:func:`.postprocess.grow_from` rules); one click in a gap of the model's nerve, with no piece
-within ``end_reach_mm`` but two pieces whose ends face each other across it within
-``gap_reach_mm``, is taken as three clicks: those two ends and itself. Anything within ``negative_radius_mm`` of a negative click
-is left out, and a model piece a negative click points at is never joined.
+pieces beside the course are not); a piece lying wholly ahead of an end click, as near as the
+automatic post-processing keeps pieces (``keep_mm``), is kept as that keeps it: the clicks do not
+say where the nerve runs beyond them, and it may turn sharply at its end. Beyond an end where
+nothing goes on (the model silent there, or no model), the nerve is tracked along the image's local
+contrast while it keeps at least half the clicked nerve's, for at most one click spacing, and drawn
+thin. One click takes the whole model piece it points at, and the pieces that continue it past a
+gap (by the same :func:`.postprocess.grow_from` rules); one click in a gap of the model's nerve,
+with no piece within ``end_reach_mm`` but two pieces whose ends face each other across it within
+``gap_reach_mm``, is taken as three clicks: those two ends and itself. Anything within
+``negative_radius_mm`` of a negative click is left out, and a model piece a negative click points
+at is never joined.
 
 :class:`InteractiveSession` keeps the clicks and recomputes only the side whose clicks changed,
 in well under a second on a laptop CPU once the probability map exists.
@@ -148,7 +148,7 @@ _CUBE = np.argwhere(np.ones((3, 3, 3), bool)) - 1     # a voxel and its 26 neigh
 
 
 def nerve_edge(image, contrast, distance_mm, max_radius_mm, step_mm=0.25):
-    """A nerve's edge: its radius and the local contrast there.
+    """A nerve's edge: the local contrast there, and its distance from the centre.
 
     The local contrast is smoothed (to keep noise out), so its half maximum lies outside the
     nerve's edge, the more so the thinner the nerve. The edge is read from the image itself
@@ -162,6 +162,8 @@ def nerve_edge(image, contrast, distance_mm, max_radius_mm, step_mm=0.25):
         by -1), the local contrast (any scale), and the distance from the centre.
     max_radius_mm : float
         The widest nerve; farther voxels are the surroundings.
+    step_mm : float
+        Width of the distance bins the mean image is read in.
 
     Returns
     -------
@@ -359,8 +361,8 @@ class InteractiveSession:
 
         shape = np.asarray(self.shape)
         a, b = np.rint(a).astype(int), np.rint(b).astype(int)
-        margin = float(np.clip(self.st.margin_share * np.linalg.norm((b - a) * self.sp),
-                               self.st.margin_mm, self.st.max_margin_mm))
+        share = self.st.margin_share * float(np.linalg.norm((b - a) * self.sp))
+        margin = max(self.st.margin_mm, min(share, self.st.max_margin_mm))
         box = widened_box(np.minimum(a, b), np.maximum(a, b) + 1, margin_voxels(margin, self.sp), shape)
         lo = np.asarray([s.start for s in box])
         mcp = MCP_Geometric(self._cost(box, level, smooth_mm), sampling=tuple(self.sp))
@@ -481,10 +483,11 @@ class InteractiveSession:
             # (kept within 0.3-0.9 of the clicked contrast: a stretch the path misses reads no edge)
             edge = st.half_contrast if found is None else float(np.clip(found[0], 0.3, 0.9))
             like_path &= lcb / level >= edge
-            if found is not None:
+            if found is not None and 0.3 <= found[0] <= 0.9:
                 # ... and no wider than the nerve is at the clicks: the radius where the image
                 # falls half way to the surroundings, plus half the finest voxel for the voxel
-                # path's own staircase (a noisy image lets blobs beside the nerve pass both tests)
+                # path's own staircase (a noisy image lets blobs beside the nerve pass both
+                # tests); not where the edge read had to be clamped (the path misses the nerve)
                 like_path &= dist <= found[1] + 0.5 * float(self.sp.min())
         else:
             like_path[:] = False
@@ -614,10 +617,11 @@ class InteractiveSession:
     def _continued(self, nerve: np.ndarray, path: np.ndarray | None = None) -> np.ndarray:
         """The clicked nerve and the model's pieces that continue it (past a gap, beyond an end
         click: :func:`napari_ian.trainer.postprocess.grow_from`); never a piece a negative click
-        points at. With the clicked ``path`` (two or more clicks), pieces that lie wholly beyond
-        its ends are also taken as the automatic post-processing takes them."""
+        points at. With the clicked ``path`` (two or more clicks, full-grid voxels), also the
+        pieces :meth:`_round_the_ends` takes."""
         # pieces beside the clicked course are not the nerve (the clicks say where it runs): only
-        # pieces touching it are kept without a bridge, the rest must lie ahead of an end
+        # pieces touching it are kept without a bridge, the rest must lie ahead of an end (or,
+        # below, round the nerve's end beyond the end clicks)
         st = PathSettings(keep_mm=1.0)
         nz = np.argwhere(nerve)
         if not len(nz):
@@ -635,12 +639,7 @@ class InteractiveSession:
             cand &= ~np.isin(pieces, hit[hit > 0])
         grown = grow_from(self.prob[box], self.sp, nerve[box], cand, st)
         if path is not None and len(path) > 1:
-            # beyond the end clicks the clicks do not say where the nerve runs, so a piece there
-            # is not "beside the course": the post-processing's own rules hold (a piece within
-            # its keep_mm is the nerve's, as where the nerve turns sharply at its end)
-            beyond = self._beyond_ends(pieces, cand & ~grown, path - lo)
-            if beyond.any():
-                grown = grow_from(self.prob[box], self.sp, grown, beyond, PathSettings())
+            grown = self._round_the_ends(grown, pieces, cand & ~grown, path - lo)
         out = np.array(nerve, copy=True)
         out[box] |= grown
         # a joined piece is kept whole, also where it runs on beyond the box
@@ -649,19 +648,49 @@ class InteractiveSession:
             out |= np.isin(self._model_pieces(), joined)
         return out
 
-    def _beyond_ends(self, pieces: np.ndarray, cand: np.ndarray, path: np.ndarray) -> np.ndarray:
-        """The voxels of ``cand`` whose whole piece (``pieces``' label) lies beyond an end of
-        ``path`` (every voxel's nearest path voxel is its first or last)."""
+    def _round_the_ends(self, nerve: np.ndarray, pieces: np.ndarray, cand: np.ndarray,
+                        path: np.ndarray) -> np.ndarray:
+        """``nerve`` (bool, a box of the grid) and the model's pieces (``pieces``' labels among
+        ``cand``) that lie wholly beyond an end of the clicked ``path`` (voxels in the same box)
+        within the automatic post-processing's ``keep_mm`` of the nerve, as that keeps them: the
+        clicks say where the nerve runs between them, not beyond them (there it may turn sharply
+        at its end). Beyond an end: a voxel's nearest path voxel is the path's first or last, and
+        it lies ahead of it (along the path's last 3 mm); so a piece beside the end click, or
+        beside the course, is not taken."""
         from scipy.spatial import cKDTree
 
+        keep_mm = PathSettings().keep_mm
         idx = np.argwhere(cand)
-        if not len(idx):
-            return np.zeros(cand.shape, bool)
-        _, k = cKDTree(path * self.sp).query(idx * self.sp)
-        at_end = (k == 0) | (k == len(path) - 1)
-        ids = pieces[tuple(idx.T)]
-        ok = np.setdiff1d(ids[at_end], ids[~at_end])
-        return cand & np.isin(pieces, ok)
+        if not len(idx) or not nerve.any():
+            return nerve
+        # only pieces that come within keep_mm of the nerve (cheap to find; most are far)
+        near = np.isfinite(cKDTree(np.argwhere(nerve) * self.sp).query(
+            idx * self.sp, distance_upper_bound=keep_mm + 1e-6)[0])
+        ids = np.unique(pieces[tuple(idx[near].T)])
+        if not ids.size:
+            return nerve
+        idx = idx[np.isin(pieces[tuple(idx.T)], ids)]
+        lab = pieces[tuple(idx.T)]
+        path_mm, idx_mm = path * self.sp, idx * self.sp
+        _, k = cKDTree(path_mm).query(idx_mm)
+        beyond = np.zeros(len(idx), bool)
+        along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path_mm, axis=0), axis=1))])
+        for end, inner in ((0, int(np.searchsorted(along, 3.0))),
+                           (len(path) - 1, int(np.searchsorted(along, along[-1] - 3.0)) - 1)):
+            inner = int(np.clip(inner, 0, len(path) - 1))
+            ahead = path_mm[end] - path_mm[inner]
+            sel = k == end
+            beyond[sel] = (idx_mm[sel] - path_mm[end]) @ ahead > 0
+        todo = {int(i): idx[lab == i] * self.sp for i in np.setdiff1d(lab[beyond], lab[~beyond])}
+        out = np.array(nerve, copy=True)
+        while todo:     # nearest first, each joined piece a place the next is measured from
+            tree = cKDTree(np.argwhere(out) * self.sp)
+            d = {i: tree.query(pts)[0].min() for i, pts in todo.items()}
+            i = min(d, key=d.get)
+            if d[i] > keep_mm + 1e-6:
+                break
+            out[tuple(np.rint(todo.pop(i) / self.sp).astype(int).T)] = True
+        return out
 
     def lone_click_finds_nothing(self, side: int) -> bool:
         """True when ``side`` has one positive click, none of the model's nerve lies within

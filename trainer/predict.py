@@ -44,10 +44,11 @@ class Prediction:
 
     @property
     def ran_on(self) -> str:
-        """How it ran, for a status line: the device, then OpenVINO, bf16 and fast tiles where used."""
+        """How it ran, for a status line: the device, then OpenVINO, bf16, fast tiles and the
+        mirrored pass where used."""
         ov = {"openvino": ", OpenVINO", "openvino-int8": ", OpenVINO int8"}.get(self.backend, "")
         return (f"{self.device}{ov}{', bf16' if self.bf16 else ''}"
-                f"{', fast tiles' if self.large_tiles else ''}")
+                f"{', fast tiles' if self.large_tiles else ''}{', mirrored pass' if self.flip_tta else ''}")
 
 
 def remove_specks(labels: np.ndarray, voxel_mm3: float, min_component_mm3: float) -> np.ndarray:
@@ -143,8 +144,9 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
         float32 otherwise; PyTorch otherwise, also where both fail. ``torch``: PyTorch.
     flip_tta : bool, optional
         Average the network's probability with a second pass over the right-left mirrored
-        volume (twice the network's time). ``None``: as the model file says (off for the bundled
-        model).
+        volume (twice the network's time; 3D patch and 2.5D slice models, half-slice models have
+        none). ``None``: as the model file says (off for the bundled model). Measured in
+        ``BENCHMARKS.md`` (twenty-fifth stop): under a hundredth out of style, level in style.
     """
     if image.ndim != 3:
         raise ValueError(f"prediction needs a 3D volume, got shape {image.shape}")
@@ -178,29 +180,37 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
     return Prediction(labels, prob, str(dev), bf16, mid, reports, notes + doubts(labels, prob, spacing, reports),
                       large_tiles=getattr(pipe, "tile", None) is not None,
                       backend="torch" if compiled is None else
-                      "openvino-int8" if compiled.precision == "int8" else "openvino", flip_tta=pipe.flip_tta)
+                      "openvino-int8" if compiled.precision == "int8" else "openvino",
+                      flip_tta=bool(pipe.flip_tta) and pipe.kind != "halfslice")
 
 
 def labels_from_probability(prob: np.ndarray, spacing, midline: int, postprocess: bool | PathSettings = True,
-                            min_component_mm3: float = 2.0):
-    """Labels of both nerves from a nerve probability map, as :func:`predict_volume` makes them.
+                            min_component_mm3: float = 2.0) -> tuple[np.ndarray, dict, int, list]:
+    """Labels of both nerves from a nerve probability map, as :func:`predict_volume` makes them
+    after the network (``prob`` is not changed; :func:`doubts` are not included).
 
     Parameters
     ----------
     prob : (AP, SI, RL) float ndarray
         Nerve probability (either side) on the input's grid.
-    spacing : voxel size in mm
+    spacing : sequence of 3 float
+        Voxel size in mm.
     midline : int
         The head's mirror axis found (first column of the patient's left half); moved beside a
         nerve it runs through, or past a lone nerve (:mod:`.sides`).
-    postprocess, min_component_mm3 : as for :func:`predict_volume`
+    postprocess, min_component_mm3
+        As for :func:`predict_volume`.
 
     Returns
     -------
-    labels : uint8 ndarray (1 right, 2 left)
-    reports : dict of :class:`~napari_ian.trainer.postprocess.SideReport` (empty without post-processing)
-    midline : int, the axis the sides were divided at
-    notes : list of str, what moved the axis
+    labels : (AP, SI, RL) uint8 ndarray
+        1 right, 2 left.
+    reports : dict
+        :class:`~napari_ian.trainer.postprocess.SideReport` per side (empty without post-processing).
+    midline : int
+        The axis the sides were divided at.
+    notes : list of str
+        What moved the axis.
     """
     def by_side(mid):
         if postprocess:
