@@ -483,7 +483,7 @@ class InteractiveSession:
             # (kept within 0.3-0.9 of the clicked contrast: a stretch the path misses reads no edge)
             edge = st.half_contrast if found is None else float(np.clip(found[0], 0.3, 0.9))
             like_path &= lcb / level >= edge
-            if found is not None and 0.3 <= found[0] <= 0.9:
+            if found is not None and edge == found[0]:
                 # ... and no wider than the nerve is at the clicks: the radius where the image
                 # falls half way to the surroundings, plus half the finest voxel for the voxel
                 # path's own staircase (a noisy image lets blobs beside the nerve pass both
@@ -663,14 +663,14 @@ class InteractiveSession:
         idx = np.argwhere(cand)
         if not len(idx) or not nerve.any():
             return nerve
+        lab = pieces[tuple(idx.T)]
         # only pieces that come within keep_mm of the nerve (cheap to find; most are far)
         near = np.isfinite(cKDTree(np.argwhere(nerve) * self.sp).query(
             idx * self.sp, distance_upper_bound=keep_mm + 1e-6)[0])
-        ids = np.unique(pieces[tuple(idx[near].T)])
-        if not ids.size:
+        mine = np.isin(lab, lab[near])
+        if not mine.any():
             return nerve
-        idx = idx[np.isin(pieces[tuple(idx.T)], ids)]
-        lab = pieces[tuple(idx.T)]
+        idx, lab = idx[mine], lab[mine]
         path_mm, idx_mm = path * self.sp, idx * self.sp
         _, k = cKDTree(path_mm).query(idx_mm)
         beyond = np.zeros(len(idx), bool)
@@ -681,15 +681,15 @@ class InteractiveSession:
             ahead = path_mm[end] - path_mm[inner]
             sel = k == end
             beyond[sel] = (idx_mm[sel] - path_mm[end]) @ ahead > 0
-        todo = {int(i): idx[lab == i] * self.sp for i in np.setdiff1d(lab[beyond], lab[~beyond])}
+        todo = {int(i): idx[lab == i] for i in np.setdiff1d(lab[beyond], lab[~beyond])}
         out = np.array(nerve, copy=True)
         while todo:     # nearest first, each joined piece a place the next is measured from
             tree = cKDTree(np.argwhere(out) * self.sp)
-            d = {i: tree.query(pts)[0].min() for i, pts in todo.items()}
+            d = {i: tree.query(pts * self.sp)[0].min() for i, pts in todo.items()}
             i = min(d, key=d.get)
             if d[i] > keep_mm + 1e-6:
                 break
-            out[tuple(np.rint(todo.pop(i) / self.sp).astype(int).T)] = True
+            out[tuple(todo.pop(i).T)] = True
         return out
 
     def lone_click_finds_nothing(self, side: int) -> bool:

@@ -63,6 +63,11 @@ class Pipeline:
     flip_tta: bool = False    # average with the right-left mirrored input
     kind = ""
 
+    @property
+    def flips(self) -> tuple:
+        """The passes :meth:`infer` averages: the input, and its right-left mirror with ``flip_tta``."""
+        return (False, True) if self.flip_tta else (False,)
+
     # -- model file round trip -------------------------------------------------------------
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -170,7 +175,7 @@ class Slices25D(Pipeline):
         vol = prepared.volume
         n = vol.shape[0]
         prob = np.zeros(vol.shape, np.float32)
-        flips = (False, True) if self.flip_tta else (False,)
+        flips = self.flips
         todo, box = np.arange(n), None
         two_pass = self.roi_stride > 1 and vol.size >= self.roi_min_voxels
         first = np.arange(0, n, self.roi_stride) if two_pass else np.zeros(0, int)
@@ -311,8 +316,8 @@ class Patches3D(Pipeline):
         return s
 
     def infer(self, prepared, model, device, bf16=False, channels_last=False, batch=2, cancel=None, progress=None):
-        flips = (False, True) if self.flip_tta else (False,)
-        return self._infer_array(prepared.volume, flips, model, device, bf16, channels_last, batch, cancel, progress)
+        return self._infer_array(prepared.volume, self.flips, model, device, bf16, channels_last, batch, cancel,
+                                 progress)
 
     def infer_slices(self, vol, centres, flips, model, device, bf16=False, channels_last=False, box=None, batch=2):
         """Probabilities (len(centres), H, W) of whole working slices, not the whole volume: each
@@ -436,6 +441,7 @@ class HalfSlices(Pipeline):
     size: tuple = (64, 160)
     context: int = 3
     kind = "halfslice"
+    flips = (False,)          # its infer makes no mirrored pass (the left halves are mirrored already)
 
     def to_dict(self) -> dict:
         d = super().to_dict()

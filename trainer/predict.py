@@ -181,7 +181,7 @@ def predict_volume(image: np.ndarray, model: torch.nn.Module, metadata: dict, sp
                       large_tiles=getattr(pipe, "tile", None) is not None,
                       backend="torch" if compiled is None else
                       "openvino-int8" if compiled.precision == "int8" else "openvino",
-                      flip_tta=bool(pipe.flip_tta) and pipe.kind != "halfslice")
+                      flip_tta=len(pipe.flips) > 1)
 
 
 def labels_from_probability(prob: np.ndarray, spacing, midline: int, postprocess: bool | PathSettings = True,
