@@ -120,7 +120,7 @@ def main():
                 changed = sess.set_clicks(clicks)
                 for s in changed:
                     sess.side_mask(s)
-                click_t.append(time.perf_counter() - t2)
+                click_t.append((time.perf_counter() - t2, f"{case}, {k} clicks"))
                 res[k].append(evaluate_volume(lab, sess.labels(), sp))
                 rows[-1].append(pooled_summary(res[k][-1:])["dsc"]["mean"])
                 if a.per_case and k == path_count:
@@ -138,8 +138,9 @@ def main():
                 print(f"{name:<17}   {case:<22} automatic {'-' if au is None else f'{au:.3f}'}; clicks "
                       + " / ".join(f"{k}: {v:.3f}" for k, v in zip(counts, by_count))
                       + f"; {path_count} clicks: {off}", flush=True)
+        slowest = max(click_t)
         print(f"{name:<17} probability map {np.median(prep_t):.1f} s/case; one click update median "
-              f"{np.median(click_t):.2f} s, max {np.max(click_t):.2f} s", flush=True)
+              f"{np.median([t for t, _ in click_t]):.2f} s, max {slowest[0]:.2f} s ({slowest[1]})", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ path, a tube is drawn: the nerve's width from the model's probability near the p
 model is silent, the voxels whose intensity is nearer the path's than the surroundings' and whose
 local contrast reaches its value at the nerve's edge: where, near the clicks, the image falls half
 way from the nerve to its surroundings, and no farther from the path than that edge), never wider
-than ``max_radius_mm`` and never thinner than a core of ``core_radius_mm``. Past a gap, the model's
+than ``max_radius_mm`` and never thinner than a core of ``core_radius_mm``. Where the image guides,
+that width is measured from the path smoothed and moved onto the ridge of the local contrast
+(:func:`.centring.centred_curve`, at most ``centre_search_mm``), not from its voxel staircase,
+which runs anywhere on the nerve. Past a gap, the model's
 pieces that continue the clicked nerve beyond an end are joined by the post-processing's rules
 (:func:`.postprocess.grow_from`: ahead of an end, within reach, bridged along the probability;
 pieces beside the course are not); a piece lying wholly ahead of an end click, as near as the
@@ -47,6 +50,7 @@ import numpy as np
 from scipy import ndimage
 
 from .boxes import margin_voxels, widened_box
+from .centring import centred_curve
 from .normalise import normalise
 from .postprocess import PathSettings, ball_offsets, grow_from
 from .volume import SIDES
@@ -78,6 +82,7 @@ class InteractiveSettings:
     track_fade_mm: float = 1.5      # ... and the tracking stops where the nerve has stayed below track_contrast this long
     bridge_sigma_mm: float = 3.0    # the path's cost also sees the model's nerve blurred this much (its short gaps half filled) ...
     bridge_weight: float = 0.5      # ... at most at this probability
+    centre_search_mm: float = 1.0   # where the image guides, the width (and the track beyond an end) is drawn around the path moved this far at most onto the nerve's centre (0: around the voxel path)
 
 
 def bridged_probability(prob: np.ndarray, spacing, sigma_mm: float, weight: float) -> np.ndarray:
@@ -464,20 +469,26 @@ class InteractiveSession:
         smooth = ndimage.uniform_filter(b, size=3)
         dist, nearest = ndimage.distance_transform_edt(~path_mask, sampling=self.sp, return_indices=True)
         on_path = smooth[tuple(nearest)]
-        shell = _near(tshape, tl, st.max_radius_mm + 1.5, self.sp) & ~near
+        level = self._level(side)
+        lcb = self.local_contrast[box][tight]
+        at = (np.asarray(pts) - lo - tlo) * self.sp
+        path_by_click = np.zeros(tshape, bool)
+        path_by_click[tuple(tl.T)] = np.linalg.norm(tl[:, None] * self.sp - at[None], axis=2).min(axis=1) <= 2.0
+        by_click = path_by_click[tuple(nearest)]
+        centred = self._guides(level) and st.centre_search_mm > 0
+        if centred:
+            # the width is drawn around the path centred on the nerve (a voxel path runs anywhere
+            # in the nerve's valley of the cost, and half a voxel off is much of a thin nerve)
+            dist, on_path, by_click, core_t, near = self._centred_width_frame(
+                tl, tshape, np.sign(level) * lcb, smooth, dist, on_path, by_click, at)
+        shell = (dist <= st.max_radius_mm + 1.5) & ~near
         around = float(np.median(b[shell])) if shell.any() else 0.0
         step = on_path - around
         like_path = ((b - (on_path + around) / 2) * np.sign(step) >= 0) & (np.abs(step) > st.min_contrast)
         # ... and whose local contrast (a smoothed measure) reaches the nerve's edge (the
         # voxel-wise test alone lets noise beside the nerve in), the edge read from the image
         # around the path where it runs within 2 mm of a click (there it is on the nerve)
-        level = self._level(side)
-        lcb = self.local_contrast[box][tight]
         if self._guides(level):
-            at = (np.asarray(pts) - lo - tlo) * self.sp
-            path_by_click = np.zeros(tshape, bool)
-            path_by_click[tuple(tl.T)] = np.linalg.norm(tl[:, None] * self.sp - at[None], axis=2).min(axis=1) <= 2.0
-            by_click = path_by_click[tuple(nearest)]
             found = nerve_edge(np.sign(level) * raw[by_click], lcb[by_click] / level, dist[by_click],
                                st.max_radius_mm)
             # (kept within 0.3-0.9 of the clicked contrast: a stretch the path misses reads no edge)
@@ -485,10 +496,11 @@ class InteractiveSession:
             like_path &= lcb / level >= edge
             if found is not None and edge == found[0]:
                 # ... and no wider than the nerve is at the clicks: the radius where the image
-                # falls half way to the surroundings, plus half the finest voxel for the voxel
-                # path's own staircase (a noisy image lets blobs beside the nerve pass both
-                # tests); not where the edge read had to be clamped (the path misses the nerve)
-                like_path &= dist <= found[1] + 0.5 * float(self.sp.min())
+                # falls half way to the surroundings (a noisy image lets blobs beside the nerve
+                # pass both tests), plus half the finest voxel where it is measured from the voxel
+                # path (its own staircase); not where the edge read had to be clamped (the path
+                # misses the nerve)
+                like_path &= dist <= found[1] + (0.0 if centred else 0.5 * float(self.sp.min()))
         else:
             like_path[:] = False
         if self.prob is not None:
@@ -538,11 +550,34 @@ class InteractiveSession:
             out &= ~_near(self.shape, np.asarray(negs), st.negative_radius_mm, self.sp)
         return out
 
+    def _centred_width_frame(self, tl, tshape, field, smooth, dist, on_path, by_click, at):
+        """What :meth:`side_mask` draws the width around, moved from the voxel path ``tl`` (in the
+        tight box ``tshape``) onto the curve centred on the nerve (:func:`.centring.centred_curve`
+        on ``field``, the clicked nerve's local contrast, positive on it): each voxel's distance
+        from that curve, the path's smoothed intensity (``smooth``) where the curve is nearest,
+        whether that is within 2 mm of a click (``at``, mm), the core and the reach of the width.
+        Voxels beyond any edge read (``max_radius_mm`` + 2 mm from the curve) are put at an
+        infinite distance, or keep ``dist`` where they are farther still from the voxel path."""
+        from scipy.spatial import cKDTree
+
+        st = self.st
+        curve = centred_curve(tl * self.sp, field, self.sp, st.centre_search_mm)
+        reach = st.max_radius_mm + 2.0
+        zone = dist <= reach + st.centre_search_mm + 0.5
+        d, i = cKDTree(curve).query(np.argwhere(zone) * self.sp, distance_upper_bound=reach)
+        i = np.minimum(i, len(curve) - 1)        # (beyond reach: no neighbour, an infinite distance)
+        dist, on_path, by_click = dist.copy(), on_path.copy(), by_click.copy()
+        dist[zone] = d
+        on_path[zone] = ndimage.map_coordinates(smooth, (curve / self.sp).T, order=1, mode="nearest")[i]
+        by_click[zone] = (np.linalg.norm(curve[:, None] - at[None], axis=2).min(axis=1) <= 2.0)[i]
+        return dist, on_path, by_click, zone & (dist <= st.core_radius_mm), zone & (dist <= st.max_radius_mm)
+
     def _tracked_ends(self, side: int, path: np.ndarray, nerve: np.ndarray) -> np.ndarray:
         """Beyond each end click where ``nerve`` (the model's, or the drawn one) does not go on:
         the nerve tracked along the image's local contrast (:meth:`_track`), at most one click
         spacing (the median distance between neighbouring clicks), drawn at the core's width (an
-        extrapolation is drawn thin). Nothing where the clicks stand out of nothing."""
+        extrapolation is drawn thin) around the track smoothed and centred on the nerve
+        (:func:`.centring.centred_curve`). Nothing where the clicks stand out of nothing."""
         st = self.st
         out = np.zeros(self.shape, bool)
         level = self._level(side)
@@ -565,7 +600,11 @@ class InteractiveSession:
                 continue
             track = self._track(end, direction, level, reach)
             if len(track):
-                out |= _near(self.shape, np.rint(track), st.core_radius_mm, self.sp)
+                # each step re-centres on the best voxel within reach, a zigzag up to a millimetre
+                # off the nerve: the tube is drawn around the track smoothed and centred
+                steps = np.concatenate([end[None].astype(float), track]) * self.sp
+                curve = centred_curve(steps, np.sign(level) * self.local_contrast, self.sp, st.centre_search_mm)
+                _draw_curve_tube(out, curve, st.core_radius_mm, self.sp)
         return out
 
     def _track(self, start, direction_mm, level: float, max_mm: float) -> np.ndarray:
@@ -771,6 +810,20 @@ class InteractiveSession:
         for side in (1, 2):
             out[self.side_mask(side) & (out == 0)] = side
         return out
+
+
+def _draw_curve_tube(out: np.ndarray, curve_mm: np.ndarray, radius_mm: float, sp) -> None:
+    """Set ``out`` (bool) where a voxel's centre lies within ``radius_mm`` of a curve (mm, its
+    points closer together than the radius)."""
+    from scipy.spatial import cKDTree
+
+    lo = np.maximum(np.floor((curve_mm.min(axis=0) - radius_mm) / sp).astype(int), 0)
+    hi = np.minimum(np.ceil((curve_mm.max(axis=0) + radius_mm) / sp).astype(int) + 1, out.shape)
+    if np.any(hi <= lo):
+        return
+    idx = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
+    d = cKDTree(curve_mm).query(idx * sp, distance_upper_bound=radius_mm + 1e-9)[0]
+    out[tuple(idx[d <= radius_mm].T)] = True
 
 
 def _points_key(points) -> tuple:
