@@ -500,6 +500,26 @@ def test_beyond_an_end_click_the_tracked_nerve_is_drawn_around_its_smoothed_cent
     assert dsc[1.0] > 0.59 and dsc[0.0] < 0.57
 
 
+def test_tracking_beyond_an_end_click_goes_on_past_a_stretch_where_the_nerve_fades():
+    """No model: beyond the end click the nerve fades to about 45 % of its clicked local contrast
+    for 3-4 mm (as one leaving its canal does), then shows again; the tracking goes on through the
+    fade and draws the nerve after it (it stopped there when it needed half the contrast and gave
+    up after 1.5 mm below it)."""
+    img, lab, pts = _curved_nerve(radius_mm=1.0)
+    d = _nerve_distance(img.shape, pts)
+    ap = np.arange(img.shape[0])[:, None, None]
+    # AP voxels 16-21 (the click is at 24.4): 127 on the common scale's clipped range is 0.44 of
+    # the nerve's local contrast there (the nerve at 400 is clipped)
+    img[(d <= 1.0) & (ap >= 16) & (ap <= 21)] = 127
+    after = (_nerve_distance(img.shape, pts[40:]) <= 0.5) & (ap >= 11) & (ap <= 14)
+    drawn = {}
+    for contrast, fade_mm in ((0.35, 3.0), (0.5, 1.5)):
+        sess = InteractiveSession(img, SP, settings=InteractiveSettings(track_contrast=contrast, track_fade_mm=fade_mm))
+        sess.set_clicks([(pts[15], 1), (pts[60], 1), (pts[100], 1)])
+        drawn[contrast] = (sess.side_mask(1) & after).sum() / after.sum()
+    assert drawn[0.35] > 0.8 and drawn[0.5] < 0.2
+
+
 def test_the_drawn_tubes_own_end_never_stops_the_tracking_beyond_an_end_click():
     """No model, a straight nerve running obliquely through the grid: the drawn nerve's rounded end
     reaches up to ``max_radius_mm`` past the end click, and was taken for "the nerve already goes

@@ -30,8 +30,8 @@ pieces beside the course are not); a piece lying wholly ahead of an end click, a
 automatic post-processing keeps pieces (``keep_mm``), is kept as that keeps it: the clicks do not
 say where the nerve runs beyond them, and it may turn sharply at its end. Beyond an end where
 nothing goes on (the model silent there, or no model), the nerve is tracked along the image's local
-contrast while it keeps at least half the clicked nerve's, for at most one click spacing, and drawn
-thin. One click takes the whole model piece it points at, and the pieces that continue it past a
+contrast while it keeps about a third of the clicked nerve's (past fades of up to 3 mm: a nerve
+leaving its canal fades), for at most one click spacing, and drawn thin. One click takes the whole model piece it points at, and the pieces that continue it past a
 gap (by the same :func:`.postprocess.grow_from` rules); one click in a gap of the model's nerve,
 with no piece within ``end_reach_mm`` but two pieces whose ends face each other across it within
 ``gap_reach_mm``, is taken as three clicks: those two ends and itself. Anything within
@@ -77,9 +77,9 @@ class InteractiveSettings:
     min_contrast: float = 0.02      # below this (0-1 scale) a contrast guides nothing: no image guide, core-only tube
     spline_mm: float = 0.5          # ... and then, where the model is silent, the path keeps near the smooth curve through the clicks (cost x (1 + (d / this)^2))
     half_contrast: float = 0.5      # the drawn nerve's edge where it cannot be read (:func:`nerve_edge`): this share of the clicks' contrast
-    track_contrast: float = 0.5     # beyond an end, a step finds the nerve where its local contrast is this share of the clicks'
+    track_contrast: float = 0.35    # beyond an end, a step finds the nerve where its local contrast is this share of the clicks' (a nerve leaving its canal fades)
     track_search_mm: float = 1.0    # beyond an end the model does not go on: each 0.5 mm step re-centres this far sideways ...
-    track_fade_mm: float = 1.5      # ... and the tracking stops where the nerve has stayed below track_contrast this long
+    track_fade_mm: float = 3.0      # ... and the tracking stops where the nerve has stayed below track_contrast this long
     bridge_sigma_mm: float = 3.0    # the path's cost also sees the model's nerve blurred this much (its short gaps half filled) ...
     bridge_weight: float = 0.5      # ... at most at this probability
     centre_search_mm: float = 1.0   # where the image guides, the width (and the track beyond an end) is drawn around the path moved this far at most onto the nerve's centre (0: around the voxel path)
