@@ -63,3 +63,17 @@ def test_one_bright_voxel_beside_the_nerve_does_not_pull_the_curve_off_it():
     # (0.7 mm off when the discs reaching the spike were centred like the others: it was all of
     # their upper half)
     assert tree.query(_inner(centred_curve(path * SP, spiked, SP), centre))[0].max() < 0.25
+
+
+def test_where_the_nerve_shows_with_the_other_sign_the_curve_is_not_pulled_onto_what_lies_beside_it():
+    """A stretch where the nerve is dark in a field signed for a bright one (its contrast changes
+    sign along the course): the field is negative under the path and something positive lies
+    0.8 mm to one side; the curve stays on the path (it moved onto the positive side before)."""
+    centre, field = _oblique_nerve()
+    beside = np.roll(field, 2, axis=2)              # the same tube 1 mm to one side (RL)
+    flipped = -field + 0.6 * beside
+    path = np.unique(np.rint(centre / SP).astype(int), axis=0)
+    path = path[np.argsort(path[:, 0] * 1000 + path[:, 2])]
+    flat = centred_curve(path * SP, np.zeros(SHAPE), SP)         # the smoothed path, not moved
+    moved = np.linalg.norm(centred_curve(path * SP, flipped, SP) - flat, axis=1)
+    assert moved.max() < 0.1

@@ -481,7 +481,7 @@ def test_without_a_model_the_nerve_is_tracked_beyond_the_end_clicks_and_stops_wh
 def test_beyond_an_end_click_the_tracked_nerve_is_drawn_around_its_smoothed_centred_course():
     """No model, a blurred nerve in noise: each tracking step moves to the best voxel within a
     millimetre, a zigzag beside the nerve; the thin tube drawn beyond the end click follows the
-    track smoothed and centred on the nerve (DSC 0.54 on that stretch around the steps themselves)."""
+    track smoothed and centred on the nerve (DSC 0.54 on that stretch around the track's own steps)."""
     from scipy import ndimage
 
     _, _, pts = _curved_nerve()
@@ -501,23 +501,24 @@ def test_beyond_an_end_click_the_tracked_nerve_is_drawn_around_its_smoothed_cent
 
 
 def test_tracking_beyond_an_end_click_goes_on_past_a_stretch_where_the_nerve_fades():
-    """No model: beyond the end click the nerve fades to about 45 % of its clicked local contrast
-    for 3-4 mm (as one leaving its canal does), then shows again; the tracking goes on through the
-    fade and draws the nerve after it (it stopped there when it needed half the contrast and gave
-    up after 1.5 mm below it)."""
+    """No model: beyond the end click the nerve fades to 0.28 of its clicked local contrast for
+    2.4 mm, and 0.44 either side of that (as one leaving its canal does), then shows again; the
+    tracking goes on through the fade and draws the nerve after it. It stopped there when it
+    needed half the contrast, or gave up after 1.5 mm below a third of it."""
     img, lab, pts = _curved_nerve(radius_mm=1.0)
     d = _nerve_distance(img.shape, pts)
     ap = np.arange(img.shape[0])[:, None, None]
-    # AP voxels 16-21 (the click is at 24.4): 127 on the common scale's clipped range is 0.44 of
-    # the nerve's local contrast there (the nerve at 400 is clipped)
-    img[(d <= 1.0) & (ap >= 16) & (ap <= 21)] = 127
+    # AP voxels 16-20 (the click is at 24.4): 118 on the common scale's clipped range reads 0.28
+    # of the nerve's local contrast at voxels 17-19 (the nerve at 400 is clipped)
+    img[(d <= 1.0) & (ap >= 16) & (ap <= 20)] = 118
     after = (_nerve_distance(img.shape, pts[40:]) <= 0.5) & (ap >= 11) & (ap <= 14)
     drawn = {}
-    for contrast, fade_mm in ((0.35, 3.0), (0.5, 1.5)):
+    for contrast, fade_mm in ((0.35, 3.0), (0.35, 1.5), (0.5, 3.0)):
         sess = InteractiveSession(img, SP, settings=InteractiveSettings(track_contrast=contrast, track_fade_mm=fade_mm))
         sess.set_clicks([(pts[15], 1), (pts[60], 1), (pts[100], 1)])
-        drawn[contrast] = (sess.side_mask(1) & after).sum() / after.sum()
-    assert drawn[0.35] > 0.8 and drawn[0.5] < 0.2
+        drawn[contrast, fade_mm] = (sess.side_mask(1) & after).sum() / after.sum()
+    assert drawn[0.35, 3.0] > 0.8
+    assert drawn[0.35, 1.5] < 0.2 and drawn[0.5, 3.0] < 0.2
 
 
 def test_the_drawn_tubes_own_end_never_stops_the_tracking_beyond_an_end_click():
@@ -658,12 +659,11 @@ def test_without_a_model_the_drawn_nerve_is_no_wider_than_at_the_clicks():
         # between the end clicks (beyond them the nerve is tracked, and drawn thin)
         along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
         inside = (along[nearest] > 3.0) & (along[nearest] < along[-1] - 3.0)
-        # the blur puts the image's half-way point at 1.44 mm here: drawn within about half a
-        # millimetre more of the nerve's centre (the path is up to 0.3 mm off it in this noise),
-        # where the widest nerve allowed (2.2 mm) took noise out to 2.5 mm from it before
-        assert d[tuple(drawn[inside].T)].max() <= 1.45 + 0.5
-        # (the blurred image shows the 1 mm nerve 1.44 mm wide: a drawing that wide scores ~0.7)
-        assert 2 * (m & nerve).sum() / (m.sum() + nerve.sum()) > 0.65
+        # the blur puts the image's half-way point at 1.44 mm here: drawn within that and 0.3 mm
+        # of the nerve's centre (the path is up to 0.3 mm off it in this noise), where the widest
+        # nerve allowed (2.2 mm) took noise out to 2.2 mm from it before
+        assert d[tuple(drawn[inside].T)].max() <= 1.45 + 0.3
+        assert 2 * (m & nerve).sum() / (m.sum() + nerve.sum()) > 0.7
 
 
 def test_without_a_model_a_thin_nerve_between_voxels_is_drawn_around_its_centre():

@@ -31,8 +31,8 @@ automatic post-processing keeps pieces (``keep_mm``), is kept as that keeps it: 
 say where the nerve runs beyond them, and it may turn sharply at its end. Beyond an end where
 nothing goes on (the model silent there, or no model), the nerve is tracked along the image's local
 contrast while it keeps about a third of the clicked nerve's (past fades of up to 3 mm: a nerve
-leaving its canal fades), for at most one click spacing, and drawn thin. One click takes the whole model piece it points at, and the pieces that continue it past a
-gap (by the same :func:`.postprocess.grow_from` rules); one click in a gap of the model's nerve,
+leaving its canal fades), for at most one click spacing, and drawn thin. One click takes the whole
+model piece it points at, and the pieces that continue it past a gap (by the same :func:`.postprocess.grow_from` rules); one click in a gap of the model's nerve,
 with no piece within ``end_reach_mm`` but two pieces whose ends face each other across it within
 ``gap_reach_mm``, is taken as three clicks: those two ends and itself. Anything within
 ``negative_radius_mm`` of a negative click is left out, and a model piece a negative click points
@@ -82,7 +82,7 @@ class InteractiveSettings:
     track_fade_mm: float = 3.0      # ... and the tracking stops where the nerve has stayed below track_contrast this long
     bridge_sigma_mm: float = 3.0    # the path's cost also sees the model's nerve blurred this much (its short gaps half filled) ...
     bridge_weight: float = 0.5      # ... at most at this probability
-    centre_search_mm: float = 1.0   # where the image guides, the width (and the track beyond an end) is drawn around the path moved this far at most onto the nerve's centre (0: around the voxel path)
+    centre_search_mm: float = 1.0   # where the image guides, the width (and the track beyond an end) is drawn around the path moved this far at most onto the nerve's centre (0: the width around the voxel path, the track around its steps)
 
 
 def bridged_probability(prob: np.ndarray, spacing, sigma_mm: float, weight: float) -> np.ndarray:
@@ -451,7 +451,9 @@ class InteractiveSession:
         local = path - lo
         shape = tuple(h - l_ for l_, h in zip(lo, hi))
         # the drawn tube, in a tight box around the path (its nearest-voxel map is the costly part)
-        tpad = np.ceil((st.max_radius_mm + 2.0) / self.sp).astype(int)
+        # (the centred curve may lie centre_search_mm off the path, and the surroundings are read
+        # out to max_radius_mm + 1.5 mm from it)
+        tpad = np.ceil((st.max_radius_mm + 2.0 + st.centre_search_mm) / self.sp).astype(int)
         tlo = np.maximum(local.min(axis=0) - tpad, 0)
         thi = np.minimum(local.max(axis=0) + tpad + 1, shape)
         tight = tuple(slice(int(a), int(c)) for a, c in zip(tlo, thi))
@@ -479,8 +481,11 @@ class InteractiveSession:
         if centred:
             # the width is drawn around the path centred on the nerve (a voxel path runs anywhere
             # in the nerve's valley of the cost, and half a voxel off is much of a thin nerve)
-            dist, on_path, by_click, core_t, near = self._centred_width_frame(
-                tl, tshape, np.sign(level) * lcb, smooth, dist, on_path, by_click, at)
+            frame = self._centred_width_frame(tl, tshape, np.sign(level) * lcb, smooth, dist, on_path, by_click, at,
+                                              abs(level))
+            centred = frame is not None
+            if centred:
+                dist, on_path, by_click, core_t, near = frame
         shell = (dist <= st.max_radius_mm + 1.5) & ~near
         around = float(np.median(b[shell])) if shell.any() else 0.0
         step = on_path - around
@@ -550,18 +555,21 @@ class InteractiveSession:
             out &= ~_near(self.shape, np.asarray(negs), st.negative_radius_mm, self.sp)
         return out
 
-    def _centred_width_frame(self, tl, tshape, field, smooth, dist, on_path, by_click, at):
+    def _centred_width_frame(self, tl, tshape, field, smooth, dist, on_path, by_click, at, height):
         """What :meth:`side_mask` draws the width around, moved from the voxel path ``tl`` (in the
         tight box ``tshape``) onto the curve centred on the nerve (:func:`.centring.centred_curve`
         on ``field``, the clicked nerve's local contrast, positive on it): each voxel's distance
         from that curve, the path's smoothed intensity (``smooth``) where the curve is nearest,
-        whether that is within 2 mm of a click (``at``, mm), the core and the reach of the width.
-        Voxels beyond any edge read (``max_radius_mm`` + 2 mm from the curve) are put at an
+        whether that is within 2 mm of a click (``at``, mm), the core and the reach of the width;
+        None where the path is too short to centre (under three points). ``height`` is the
+        clicked contrast (the ridge's expected height). Voxels beyond any edge read (``max_radius_mm`` + 2 mm from the curve) are put at an
         infinite distance, or keep ``dist`` where they are farther still from the voxel path."""
         from scipy.spatial import cKDTree
 
         st = self.st
-        curve = centred_curve(tl * self.sp, field, self.sp, st.centre_search_mm)
+        curve = centred_curve(tl * self.sp, field, self.sp, st.centre_search_mm, ridge_height=height)
+        if len(curve) < 3:
+            return None
         reach = st.max_radius_mm + 2.0
         zone = dist <= reach + st.centre_search_mm + 0.5
         d, i = cKDTree(curve).query(np.argwhere(zone) * self.sp, distance_upper_bound=reach)
@@ -602,8 +610,14 @@ class InteractiveSession:
             if len(track):
                 # each step re-centres on the best voxel within reach, a zigzag up to a millimetre
                 # off the nerve: the tube is drawn around the track smoothed and centred
-                steps = np.concatenate([end[None].astype(float), track]) * self.sp
-                curve = centred_curve(steps, np.sign(level) * self.local_contrast, self.sp, st.centre_search_mm)
+                steps = np.concatenate([end[None].astype(float), track])
+                # (the field only around the track: the whole volume would be copied per end)
+                pad = np.ceil((st.centre_search_mm + 1.0) / self.sp).astype(int)
+                lo = np.maximum(np.floor(steps.min(axis=0)).astype(int) - pad, 0)
+                hi = np.minimum(np.ceil(steps.max(axis=0)).astype(int) + pad + 1, self.shape)
+                field = np.float32(np.sign(level)) * self.local_contrast[tuple(slice(a, b) for a, b in zip(lo, hi))]
+                curve = centred_curve((steps - lo) * self.sp, field, self.sp, st.centre_search_mm,
+                                      ridge_height=abs(level)) + lo * self.sp
                 _draw_curve_tube(out, curve, st.core_radius_mm, self.sp)
         return out
 
