@@ -119,8 +119,24 @@ def _tube_step(spacing) -> float:
     return max(0.05, min(np.asarray(spacing, dtype=float)) / 4.0)
 
 
-def _tube_of_curve(curve, diameter_mm: float, spacing, shape) -> np.ndarray:
-    """(N, 3) voxels whose centres lie within ``diameter_mm / 2`` of the sampled ``curve``."""
+def tube_of_curve(curve, diameter_mm: float, spacing, shape) -> np.ndarray:
+    """The voxels whose centres lie within ``diameter_mm / 2`` of a sampled curve.
+
+    Parameters
+    ----------
+    curve : (n, 3) array
+        The curve's samples in voxel coordinates (any float positions), closer together than
+        the radius.
+    diameter_mm : float
+    spacing : sequence of 3 float
+        Voxel size in mm.
+    shape : sequence of 3 int
+        The volume's shape; voxels outside it are left out.
+
+    Returns
+    -------
+    (N, 3) int array
+    """
     from scipy.spatial import cKDTree
 
     sp = np.asarray(spacing, dtype=float)
@@ -144,13 +160,13 @@ def tube_indices(points, diameter_mm: float, spacing, shape) -> tuple:
     Painted as overlapping spheres along the curve, as the paper's expert did by hand.
     """
     curve = centerline_curve(points, spacing, step_mm=_tube_step(spacing))
-    keep = _tube_of_curve(curve, diameter_mm, spacing, shape)
+    keep = tube_of_curve(curve, diameter_mm, spacing, shape)
     return tuple(keep[:, i] for i in range(3))
 
 
 def span_tube(controls, diameter_mm: float, spacing, shape) -> np.ndarray:
     """Sorted flat indices of the tube around one span (the union over spans is :func:`tube_indices`)."""
-    keep = _tube_of_curve(span_curve(controls, spacing, _tube_step(spacing)), diameter_mm, spacing, shape)
+    keep = tube_of_curve(span_curve(controls, spacing, _tube_step(spacing)), diameter_mm, spacing, shape)
     return np.unique(np.ravel_multi_index(tuple(keep.T), shape)) if len(keep) else np.empty(0, np.int64)
 
 

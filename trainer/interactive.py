@@ -32,8 +32,9 @@ say where the nerve runs beyond them, and it may turn sharply at its end. Beyond
 nothing goes on (the model silent there, or no model), the nerve is tracked along the image's local
 contrast while it keeps about a third of the clicked nerve's (past fades of up to 3 mm: a nerve
 leaving its canal fades), for at most one click spacing, and drawn thin. One click takes the whole
-model piece it points at, and the pieces that continue it past a gap (by the same :func:`.postprocess.grow_from` rules); one click in a gap of the model's nerve,
-with no piece within ``end_reach_mm`` but two pieces whose ends face each other across it within
+model piece it points at, and the pieces that continue it past a gap (by the same
+:func:`.postprocess.grow_from` rules); one click in a gap of the model's nerve, with no piece
+within ``end_reach_mm`` but two pieces whose ends face each other across it within
 ``gap_reach_mm``, is taken as three clicks: those two ends and itself. Anything within
 ``negative_radius_mm`` of a negative click is left out, and a model piece a negative click points
 at is never joined.
@@ -49,6 +50,7 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
+from .annotate import tube_of_curve
 from .boxes import margin_voxels, widened_box
 from .centring import centred_curve
 from .normalise import normalise
@@ -562,8 +564,9 @@ class InteractiveSession:
         from that curve, the path's smoothed intensity (``smooth``) where the curve is nearest,
         whether that is within 2 mm of a click (``at``, mm), the core and the reach of the width;
         None where the path is too short to centre (under three points). ``height`` is the
-        clicked contrast (the ridge's expected height). Voxels beyond any edge read (``max_radius_mm`` + 2 mm from the curve) are put at an
-        infinite distance, or keep ``dist`` where they are farther still from the voxel path."""
+        clicked contrast (the ridge's expected height). Voxels beyond any edge read
+        (``max_radius_mm`` + 2 mm from the curve) are put at an infinite distance, or keep ``dist``
+        where they are farther still from the voxel path."""
         from scipy.spatial import cKDTree
 
         st = self.st
@@ -612,13 +615,14 @@ class InteractiveSession:
                 # off the nerve: the tube is drawn around the track smoothed and centred
                 steps = np.concatenate([end[None].astype(float), track])
                 # (the field only around the track: the whole volume would be copied per end)
-                pad = np.ceil((st.centre_search_mm + 1.0) / self.sp).astype(int)
-                lo = np.maximum(np.floor(steps.min(axis=0)).astype(int) - pad, 0)
-                hi = np.minimum(np.ceil(steps.max(axis=0)).astype(int) + pad + 1, self.shape)
-                field = np.float32(np.sign(level)) * self.local_contrast[tuple(slice(a, b) for a, b in zip(lo, hi))]
+                box = widened_box(np.floor(steps.min(axis=0)), np.ceil(steps.max(axis=0)) + 1,
+                                  margin_voxels(st.centre_search_mm + 1.0, self.sp), self.shape)
+                lo = np.asarray([s.start for s in box])
+                field = np.float32(np.sign(level)) * self.local_contrast[box]
                 curve = centred_curve((steps - lo) * self.sp, field, self.sp, st.centre_search_mm,
-                                      ridge_height=abs(level)) + lo * self.sp
-                _draw_curve_tube(out, curve, st.core_radius_mm, self.sp)
+                                      ridge_height=abs(level))
+                tube = tube_of_curve(curve / self.sp + lo, 2 * st.core_radius_mm, self.sp, self.shape)
+                out[tuple(tube.T)] = True
         return out
 
     def _track(self, start, direction_mm, level: float, max_mm: float) -> np.ndarray:
@@ -824,20 +828,6 @@ class InteractiveSession:
         for side in (1, 2):
             out[self.side_mask(side) & (out == 0)] = side
         return out
-
-
-def _draw_curve_tube(out: np.ndarray, curve_mm: np.ndarray, radius_mm: float, sp) -> None:
-    """Set ``out`` (bool) where a voxel's centre lies within ``radius_mm`` of a curve (mm, its
-    points closer together than the radius)."""
-    from scipy.spatial import cKDTree
-
-    lo = np.maximum(np.floor((curve_mm.min(axis=0) - radius_mm) / sp).astype(int), 0)
-    hi = np.minimum(np.ceil((curve_mm.max(axis=0) + radius_mm) / sp).astype(int) + 1, out.shape)
-    if np.any(hi <= lo):
-        return
-    idx = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
-    d = cKDTree(curve_mm).query(idx * sp, distance_upper_bound=radius_mm + 1e-9)[0]
-    out[tuple(idx[d <= radius_mm].T)] = True
 
 
 def _points_key(points) -> tuple:
