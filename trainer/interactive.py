@@ -476,18 +476,18 @@ class InteractiveSession:
         level = self._level(side)
         lcb = self.local_contrast[box][tight]
         at = (np.asarray(pts) - lo - tlo) * self.sp
-        path_by_click = np.zeros(tshape, bool)
-        path_by_click[tuple(tl.T)] = np.linalg.norm(tl[:, None] * self.sp - at[None], axis=2).min(axis=1) <= 2.0
-        by_click = path_by_click[tuple(nearest)]
-        centred = self._guides(level) and st.centre_search_mm > 0
-        if centred:
+        frame = None
+        if self._guides(level) and st.centre_search_mm > 0:
             # the width is drawn around the path centred on the nerve (a voxel path runs anywhere
             # in the nerve's valley of the cost, and half a voxel off is much of a thin nerve)
-            frame = self._centred_width_frame(tl, tshape, np.sign(level) * lcb, smooth, dist, on_path, by_click, at,
-                                              abs(level))
-            centred = frame is not None
-            if centred:
-                dist, on_path, by_click, core_t, near = frame
+            frame = self._centred_width_frame(tl, tshape, np.sign(level) * lcb, smooth, dist, on_path, at, abs(level))
+        centred = frame is not None
+        if centred:
+            dist, on_path, by_click, core_t, near = frame
+        else:
+            path_by_click = np.zeros(tshape, bool)
+            path_by_click[tuple(tl.T)] = np.linalg.norm(tl[:, None] * self.sp - at[None], axis=2).min(axis=1) <= 2.0
+            by_click = path_by_click[tuple(nearest)]
         shell = (dist <= st.max_radius_mm + 1.5) & ~near
         around = float(np.median(b[shell])) if shell.any() else 0.0
         step = on_path - around
@@ -557,7 +557,7 @@ class InteractiveSession:
             out &= ~_near(self.shape, np.asarray(negs), st.negative_radius_mm, self.sp)
         return out
 
-    def _centred_width_frame(self, tl, tshape, field, smooth, dist, on_path, by_click, at, height):
+    def _centred_width_frame(self, tl, tshape, field, smooth, dist, on_path, at, height):
         """What :meth:`side_mask` draws the width around, moved from the voxel path ``tl`` (in the
         tight box ``tshape``) onto the curve centred on the nerve (:func:`.centring.centred_curve`
         on ``field``, the clicked nerve's local contrast, positive on it): each voxel's distance
@@ -566,7 +566,7 @@ class InteractiveSession:
         None where the path is too short to centre (under three points). ``height`` is the
         clicked contrast (the ridge's expected height). Voxels beyond any edge read
         (``max_radius_mm`` + 2 mm from the curve) are put at an infinite distance, or keep ``dist``
-        where they are farther still from the voxel path."""
+        where they are farther still from the voxel path, and are never near a click."""
         from scipy.spatial import cKDTree
 
         st = self.st
@@ -577,7 +577,7 @@ class InteractiveSession:
         zone = dist <= reach + st.centre_search_mm + 0.5
         d, i = cKDTree(curve).query(np.argwhere(zone) * self.sp, distance_upper_bound=reach)
         i = np.minimum(i, len(curve) - 1)        # (beyond reach: no neighbour, an infinite distance)
-        dist, on_path, by_click = dist.copy(), on_path.copy(), by_click.copy()
+        dist, on_path, by_click = dist.copy(), on_path.copy(), np.zeros(tshape, bool)
         dist[zone] = d
         on_path[zone] = ndimage.map_coordinates(smooth, (curve / self.sp).T, order=1, mode="nearest")[i]
         by_click[zone] = (np.linalg.norm(curve[:, None] - at[None], axis=2).min(axis=1) <= 2.0)[i]
