@@ -459,6 +459,20 @@ def _nerve_distance(img_shape, pts):
     return cKDTree(pts * np.asarray(SP)).query(grid)[0].reshape(img_shape)
 
 
+def _blurred_nerve(radius_mm, blur_mm, noise, seed, shift=(0.0, 0.0, 0.0)):
+    """:func:`_curved_nerve`'s course (moved by ``shift`` voxels) as a nerve of ``radius_mm`` at
+    400 on 100, blurred (Gaussian, ``blur_mm``) and with Gaussian noise of SD ``noise``: the image,
+    each voxel's distance from the course (mm) and the course's points."""
+    from scipy import ndimage
+
+    _, _, pts = _curved_nerve()
+    pts = pts + np.asarray(shift)
+    d = _nerve_distance((80, 40, 60), pts)
+    img = ndimage.gaussian_filter(np.where(d <= radius_mm, 400.0, 100.0), blur_mm / np.asarray(SP))
+    img = (img + np.random.default_rng(seed).normal(0, noise, img.shape)).astype(np.float32)
+    return img, d, pts
+
+
 def test_without_a_model_the_nerve_is_tracked_beyond_the_end_clicks_and_stops_where_it_ends():
     img, lab, pts = _curved_nerve(radius_mm=1.0)
     d = _nerve_distance(img.shape, pts)
@@ -482,12 +496,7 @@ def test_beyond_an_end_click_the_tracked_nerve_is_drawn_around_its_smoothed_cent
     """No model, a blurred nerve in noise: each tracking step moves to the best voxel within a
     millimetre, a zigzag beside the nerve; the thin tube drawn beyond the end click follows the
     track smoothed and centred on the nerve (DSC 0.54 on that stretch around the track's own steps)."""
-    from scipy import ndimage
-
-    _, _, pts = _curved_nerve()
-    d = _nerve_distance((80, 40, 60), pts)
-    img = ndimage.gaussian_filter(np.where(d <= 1.0, 400.0, 100.0), 0.5 / np.asarray(SP))
-    img = (img + np.random.default_rng(3).normal(0, 60, img.shape)).astype(np.float32)
+    img, d, pts = _blurred_nerve(1.0, blur_mm=0.5, noise=60, seed=3)
     beyond = np.zeros(img.shape, bool)
     beyond[:int(pts[100][0]) - 1] = True              # coronal slices in front of the end click
     nerve = (d <= 1.0) & beyond
@@ -608,15 +617,9 @@ def test_a_thin_blurred_nerve_is_drawn_at_its_own_width_not_the_smoothed_contras
     maximum lies well outside it, so the drawn width is read from the image around the clicks
     (half way from nerve to surroundings) instead; with the half-maximum rule (the fallback where
     no edge can be read) the drawn nerve is far too wide."""
-    from scipy import ndimage
-
     from napari_ian.trainer import interactive
 
-    _, _, pts = _curved_nerve()
-    d = _nerve_distance((80, 40, 60), pts)
-    rng = np.random.default_rng(3)
-    img = ndimage.gaussian_filter(np.where(d <= 0.8, 400.0, 100.0), 0.5 / np.asarray(SP))
-    img = (img + rng.normal(0, 20, img.shape)).astype(np.float32)
+    img, d, pts = _blurred_nerve(0.8, blur_mm=0.5, noise=20, seed=3)
     nerve = d <= 0.8
     clicks = [(pts[0], 1), (pts[40], 1), (pts[-1], 1)]
 
@@ -640,14 +643,9 @@ def test_without_a_model_the_drawn_nerve_is_no_wider_than_at_the_clicks():
     the intensity and local-contrast tests out to the widest nerve allowed (2.2 mm), so the drawn
     width is also capped at the radius read from the image at the clicks (around the path centred
     on the nerve; around the voxel path, plus half a voxel for its staircase)."""
-    from scipy import ndimage
     from scipy.spatial import cKDTree
 
-    _, _, pts = _curved_nerve()
-    d = _nerve_distance((80, 40, 60), pts)
-    rng = np.random.default_rng(4)
-    img = ndimage.gaussian_filter(np.where(d <= 1.0, 400.0, 100.0), 1.0 / np.asarray(SP))
-    img = (img + rng.normal(0, 60, img.shape)).astype(np.float32)
+    img, d, pts = _blurred_nerve(1.0, blur_mm=1.0, noise=60, seed=4)
     nerve = d <= 1.0
     for centre_mm in (1.0, 0.0):
         sess = InteractiveSession(img, SP, settings=InteractiveSettings(centre_search_mm=centre_mm))
@@ -671,13 +669,7 @@ def test_without_a_model_a_thin_nerve_between_voxels_is_drawn_around_its_centre(
     the minimal path is a voxel staircase anywhere on the nerve, up to half a voxel and more off
     its centre, which is much of a nerve two or three voxels across; the width is drawn around the
     path moved onto the nerve's centre (DSC 0.73 around the voxel path)."""
-    from scipy import ndimage
-
-    _, _, pts = _curved_nerve()
-    pts = pts + [0.0, 0.5, 0.5]
-    d = _nerve_distance((80, 40, 60), pts)
-    img = ndimage.gaussian_filter(np.where(d <= 0.8, 400.0, 100.0), 0.5 / np.asarray(SP))
-    img = (img + np.random.default_rng(2).normal(0, 30, img.shape)).astype(np.float32)
+    img, d, pts = _blurred_nerve(0.8, blur_mm=0.5, noise=30, seed=2, shift=(0.0, 0.5, 0.5))
     nerve = d <= 0.8
     clicks = [(np.rint(pts[0]), 1), (np.rint(pts[40]), 1), (np.rint(pts[-1]), 1)]
     dsc = {}
